@@ -1,0 +1,1 @@
+"""Connectors: pull department feeds (files, SQL, ...) and yield raw payloads with cursor state."""

@@ -1,0 +1,1 @@
+"""Quality: conform raw batches to their contract, quarantine bad rows with reasons, gate batches."""

@@ -1,0 +1,116 @@
+"""SQL fragments for row checks, generated from contract fields (DuckDB dialect).
+
+Each check is `CASE WHEN <failed> THEN [struct(code, field, message)] ELSE [] END`; conform
+flattens them into the row's list of reasons.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Mapping
+
+from quality.reasons import Reason
+from schemas.citizen_id import CHECK_CHARS, WEIGHTS
+from schemas.contract import Contract, Field
+from schemas.errors import ContractError
+
+MessageSql = Callable[[Reason, str, str, str], str]
+_IDENT = re.compile(r"^[A-Za-z_\u4e00-\u9fff][A-Za-z0-9_\u4e00-\u9fff]*$")
+# Text decoded in the wrong encoding: the replacement character, GBK's famous 锟斤拷 (UTF-8
+# U+FFFD bytes read as GBK), or UTF-8 bytes read as Latin-1/cp1252 (Ã¥, Ã©, â€ ...).
+MOJIBAKE_RE = r"\x{FFFD}|锟斤拷|烫烫烫|屯屯屯|[\x{00C2}-\x{00EF}][\x{0080}-\x{00BF}\x{0152}-\x{2122}]"
+_PARSE_REASON: dict[str, Reason] = {"date": "invalid_date", "datetime": "invalid_date",
+                                    "number": "invalid_number", "integer": "invalid_integer"}
+
+
+def quote_ident(name: str) -> str:
+    """Quote a column name after checking it is a plain identifier (no injection through config)."""
+    if not _IDENT.match(name):
+        raise ContractError(f"column name {name!r} is not a plain identifier; use letters, digits, _")
+    return f'"{name}"'
+
+
+def sql_literal(value: object) -> str:
+    """A SQL string literal with quotes escaped."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def text_expr(source: str | None, constant: object, values: Mapping[str, str] | None) -> str:
+    """The field's text as sent: trimmed, NFC-normalised, empty → NULL, mapped through the value map."""
+    if source is None:
+        return f"CAST({sql_literal(constant)} AS VARCHAR)"
+    text = f"nullif(trim(nfc_normalize({quote_ident(source)})), '')"
+    if not values:
+        return text
+    cases = " ".join(f"WHEN {sql_literal(k)} THEN {sql_literal(v)}" for k, v in values.items())
+    return f"CASE {text} {cases} ELSE {text} END"
+
+
+def typed_expr(f: Field, text: str, date_format: str | None) -> str:
+    """The field's typed value, NULL where the text does not parse."""
+    if f.type == "string":
+        return text
+    if f.type == "date":
+        if date_format:
+            return f"CAST(try_strptime({text}, {sql_literal(date_format)}) AS DATE)"
+        return f"TRY_CAST({text} AS DATE)"
+    sql_type = {"integer": "BIGINT", "number": "DOUBLE", "datetime": "TIMESTAMPTZ", "boolean": "BOOLEAN"}[f.type]
+    return f"TRY_CAST({text} AS {sql_type})"
+
+
+def _case(cond: str, code: Reason, f: Field, text: str, message: MessageSql) -> str:
+    msg = message(code, f.name, f.title, text)
+    return (f"CASE WHEN {cond} THEN [struct_pack(code := '{code}', field := {sql_literal(f.name)}, "
+            f"message := {msg})] ELSE [] END")
+
+
+def citizen_id_valid_sql(text: str, today: dt.date) -> str:
+    """GB 11643 in SQL: form, MOD 11-2 check character, and a real past birth date."""
+    total = " + ".join(f"CAST(substr({text}, {i + 1}, 1) AS INTEGER) * {w}" for i, w in enumerate(WEIGHTS))
+    born = f"try_strptime(substr({text}, 7, 8), '%Y%m%d')"
+    return (f"(regexp_full_match({text}, '^\\d{{17}}[\\dX]$') "
+            f"AND substr('{CHECK_CHARS}', (({total}) % 11) + 1, 1) = substr({text}, 18, 1) "
+            f"AND {born} IS NOT NULL AND {born} <= DATE '{today.isoformat()}')")
+
+
+def field_checks(f: Field, text: str, typed: str, today: dt.date, message: MessageSql) -> list[str]:
+    """Every row check the contract asks of one field."""
+    c = f.constraints
+    out = []
+    if f.required:
+        out.append(_case(f"{text} IS NULL", "required_missing", f, text, message))
+    if f.type in _PARSE_REASON:
+        out.append(_case(f"{text} IS NOT NULL AND {typed} IS NULL", _PARSE_REASON[f.type], f, text, message))
+    if f.type == "string":
+        out.append(_case(f"regexp_matches({text}, {sql_literal(MOJIBAKE_RE)})", "mojibake", f, text, message))
+    if "enum" in c:
+        values = ", ".join(sql_literal(v) for v in c["enum"])
+        out.append(_case(f"{text} NOT IN ({values})", "not_in_code_list", f, text, message))
+    if "pattern" in c and "gb11643" not in f.checks:
+        out.append(_case(f"NOT regexp_full_match({text}, {sql_literal(c['pattern'])})",
+                         "pattern_mismatch", f, text, message))
+    bounds = [f"{typed} < {float(c['minimum'])}"] if "minimum" in c else []
+    bounds += [f"{typed} > {float(c['maximum'])}"] if "maximum" in c else []
+    if bounds:
+        out.append(_case(" OR ".join(bounds), "out_of_range", f, text, message))
+    lengths = [f"length({text}) < {int(c['minLength'])}"] if "minLength" in c else []
+    lengths += [f"length({text}) > {int(c['maxLength'])}"] if "maxLength" in c else []
+    if lengths:
+        out.append(_case(" OR ".join(lengths), "invalid_length", f, text, message))
+    if "gb11643" in f.checks:
+        out.append(_case(f"{text} IS NOT NULL AND NOT {citizen_id_valid_sql(text, today)}",
+                         "invalid_citizen_id", f, text, message))
+    return out
+
+
+def anchor_checks(contract: Contract, text: str, message: MessageSql) -> list[str]:
+    """The anchor must be a division of the row's vintage (`r.vintage`), at the contract's tier."""
+    f = contract.field(contract.anchor)
+    known = f"EXISTS (SELECT 1 FROM divisions d WHERE d.code = {text} AND d.vintage = r.vintage)"
+    out = [_case(f"regexp_full_match({text}, '^\\d{{12}}$') AND NOT {known}", "unknown_division", f, text, message)]
+    if contract.anchor_tier != "any":
+        right = (f"EXISTS (SELECT 1 FROM divisions d WHERE d.code = {text} AND d.vintage = r.vintage "
+                 f"AND d.tier = {sql_literal(contract.anchor_tier)})")
+        out.append(_case(f"{known} AND NOT {right}", "wrong_tier", f, text, message))
+    return out

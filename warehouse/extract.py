@@ -1,0 +1,30 @@
+"""Extracts: each node published as a DuckDB file analysts open (DuckDB 1.4 or newer).
+
+The node files are already written in the v1.4 storage format; publishing is an atomic copy
+of a detached, checkpointed node, so an analyst never opens a half-written file and never
+holds a lock that blocks the next sync.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from schemas.divisions import tier_of, validate_code
+from warehouse.node import node_path
+
+
+def extract_path(home: Path, code: str) -> Path:
+    """Where a node's extract is published: <home>/extracts/<tier>/<code>.duckdb."""
+    return home / "extracts" / tier_of(code) / f"{validate_code(code)}.duckdb"
+
+
+def publish_extract(home: Path, code: str) -> Path:
+    """Copy a (detached) node file to its extract path atomically; returns the path."""
+    source, target = node_path(home, code), extract_path(home, code)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+    return target

@@ -1,0 +1,103 @@
+"""Landing: raw payloads stored immutably, content-addressed, each with a manifest.
+
+`<home>/landing/<dataset>/<batch_id>/` holds `payload.<ext>` (the bytes exactly as received),
+`raw.parquet` (the decoded text table, so later stages never decode twice) and
+`manifest.json`. The batch id is the sha256 of the payload: the same content twice is the
+same batch, and landing it again is a no-op.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from schemas.errors import TerminalError
+
+_EXT = {"text/csv": "csv", "application/vnd.apache.parquet": "parquet"}
+
+
+class UnknownBatchError(TerminalError):
+    """No landed batch has this id."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What is known of a landed batch when it arrives."""
+
+    batch_id: str
+    feed: str
+    department: str
+    dataset: str
+    source_name: str
+    media_type: str
+    encoding: str | None
+    byte_size: int
+    row_count: int
+    received_at: str
+    cursor: Mapping[str, Any]
+
+
+def batch_dir(home: Path, dataset: str, batch_id: str) -> Path:
+    """Where a batch lives."""
+    return home / "landing" / dataset / batch_id
+
+
+def land(home: Path, manifest: Manifest, data: bytes, table: pa.Table) -> bool:
+    """Store a payload and its decoded table; False if the batch was already landed."""
+    final = batch_dir(home, manifest.dataset, manifest.batch_id)
+    if (final / "manifest.json").exists():
+        return False
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    (tmp / f"payload.{_EXT.get(manifest.media_type, 'bin')}").write_bytes(data)
+    pq.write_table(table, tmp / "raw.parquet", compression="zstd")
+    (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), ensure_ascii=False, indent=2), "utf-8")
+    if final.exists():  # a half-landed directory from a killed run: replace it whole
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return True
+
+
+def read_manifest(home: Path, dataset: str, batch_id: str) -> Manifest:
+    """The manifest of a landed batch."""
+    path = batch_dir(home, dataset, batch_id) / "manifest.json"
+    if not path.exists():
+        raise UnknownBatchError(f"batch {batch_id} of {dataset!r} is not in {path.parent.parent}; "
+                                "pull the feed again or check the id")
+    return Manifest(**json.loads(path.read_text("utf-8")))
+
+
+def read_raw(home: Path, dataset: str, batch_id: str) -> pa.Table:
+    """The decoded text table of a landed batch."""
+    return pq.read_table(batch_dir(home, dataset, batch_id) / "raw.parquet")
+
+
+def landed_batches(home: Path, dataset: str, feed: str | None = None) -> list[Manifest]:
+    """Every landed batch of a dataset (optionally one feed's), in the order received."""
+    folder = home / "landing" / dataset
+    if not folder.exists():
+        return []
+    manifests = [Manifest(**json.loads(p.read_text("utf-8"))) for p in folder.glob("*/manifest.json")]
+    chosen = [m for m in manifests if feed is None or m.feed == feed]
+    return sorted(chosen, key=lambda m: (m.received_at, m.batch_id))
+
+
+def feed_state(home: Path, dataset: str, feed: str) -> Mapping[str, Any]:
+    """The connector cursor as of the last landed batch: landing is the state's only store."""
+    batches = landed_batches(home, dataset, feed)
+    return batches[-1].cursor if batches else {}
+
+
+def utc_now() -> str:
+    """System time of arrival, UTC, ISO 8601 (the one place a receipt time is taken)."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")

@@ -1,0 +1,168 @@
+"""Apply a checked batch to the origin node: SCD2 history, tombstones for moves, ledger, quarantine.
+
+Everything a batch changes, including its ledger row and the node's high-water mark, commits
+in one transaction; a batch already in the ledger is skipped. So a merge killed at any point
+and run again leaves the node exactly as one clean run would.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from schemas.contract import Contract
+from schemas.errors import TerminalError
+from warehouse.node import key_sql, set_high_water_mark
+
+STAGE_ALIAS = "s"
+
+
+class UnsupportedHistoryModeError(TerminalError):
+    """The contract asks for a history mode the merge does not implement."""
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """The ledger row of one batch: received = applied + quarantined + duplicates.
+
+    `duplicates` counts repeats within the batch and rows identical to the version already
+    held; `unchanged` is the second part alone."""
+
+    batch_id: str
+    dataset: str
+    seq: int | None
+    status: str
+    received: int
+    applied: int
+    unchanged: int
+    quarantined: int
+    duplicates: int
+    moved: int
+
+
+@dataclass(frozen=True)
+class BatchInput:
+    """What the merge needs to know about a batch besides its rows."""
+
+    batch_id: str
+    feed: str
+    department: str
+    source_name: str
+    received_at: str
+    received: int
+    duplicates: int
+    gate: Mapping[str, Any]
+
+
+def ledger_entry(con: duckdb.DuckDBPyConnection, node: str, batch_id: str) -> BatchOutcome | None:
+    """The ledger row of a batch, if the node has decided it."""
+    row = con.execute(f"""SELECT batch_id, dataset, seq, status, received, applied, unchanged, quarantined,
+                                 duplicates, moved FROM {node}._civicnet.batches WHERE batch_id = ?""",
+                      [batch_id]).fetchone()
+    return BatchOutcome(*row) if row else None
+
+
+def _next_seq(con: duckdb.DuckDBPyConnection, node: str) -> int:
+    row = con.execute(f"SELECT coalesce(max(seq), 0) + 1 FROM {node}._civicnet.batches").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _stage_delta(con: duckdb.DuckDBPyConnection, node: str, contract: Contract) -> None:
+    """`delta`: the batch's rows that are new or differ from the current version."""
+    fields = ", ".join(f'"{f}"' for f in contract.field_names)
+    on = " AND ".join(f'c."{k}" = {STAGE_ALIAS}."{k}"' for k in contract.primary_key)
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE stage AS
+        SELECT {fields}, md5(to_json(struct_pack({fields}))) AS _row_hash FROM accepted""")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE delta AS
+        SELECT {STAGE_ALIAS}.*, c.division_code AS _old_anchor, {key_sql(contract, STAGE_ALIAS)} AS _key
+        FROM stage {STAGE_ALIAS} LEFT JOIN {node}."{contract.name}" c ON {on}
+        WHERE c._row_hash IS DISTINCT FROM {STAGE_ALIAS}._row_hash""")
+
+
+def _write_versions(con: duckdb.DuckDBPyConnection, node: str, contract: Contract,
+                    batch: BatchInput, seq: int) -> int:
+    """Close old versions, add new ones, tombstone moved rows, replace current rows; returns moves."""
+    name, fields = contract.name, ", ".join(f'"{f}"' for f in contract.field_names)
+    ts, bid = batch.received_at, batch.batch_id
+    con.execute(f"""UPDATE {node}."{name}_history" h SET _valid_to = ?::TIMESTAMPTZ
+        FROM delta d WHERE {key_sql(contract, 'h')} = d._key AND h._valid_to IS NULL
+        AND d._old_anchor IS NOT NULL""", [ts])
+    con.execute(f"""INSERT INTO {node}."{name}_history"
+        SELECT {fields}, ?::TIMESTAMPTZ, NULL, ?, ? FROM delta""", [ts, bid, seq])
+    con.execute(f"""INSERT INTO {node}._civicnet.tombstones
+        SELECT ?, _key, _old_anchor, ?, ?, ? FROM delta
+        WHERE _old_anchor IS NOT NULL AND _old_anchor <> division_code""", [name, seq, bid, batch.feed])
+    moved = con.execute("SELECT count(*) FROM delta WHERE _old_anchor <> division_code").fetchone()
+    con.execute(f"""DELETE FROM {node}."{name}" c USING delta d
+        WHERE {key_sql(contract, 'c')} = d._key AND d._old_anchor IS NOT NULL""")
+    con.execute(f"""INSERT INTO {node}."{name}"
+        SELECT {fields}, ?, _row_hash, ?::TIMESTAMPTZ, ? FROM delta""", [seq, ts, bid])
+    return int(moved[0]) if moved else 0
+
+
+def _write_quarantine(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, batch: BatchInput) -> None:
+    con.execute(f"""INSERT INTO {node}._civicnet.quarantine
+        SELECT ?, ?, ?, ?, _line, reasons, raw FROM quarantined""",
+                [batch.batch_id, contract.name, batch.feed, batch.department])
+
+
+def _write_ledger(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, batch: BatchInput,
+                  outcome: BatchOutcome) -> None:
+    con.execute(f"""INSERT INTO {node}._civicnet.batches VALUES
+        (?, ?, ?, ?, ?, ?, ?::TIMESTAMPTZ, now(), ?, ?, ?, ?, ?, ?, ?, ?)""",
+                [batch.batch_id, outcome.seq, contract.name, batch.feed, batch.department,
+                 batch.source_name, batch.received_at, outcome.status, outcome.received, outcome.applied,
+                 outcome.unchanged, outcome.quarantined, outcome.duplicates, outcome.moved,
+                 json.dumps(batch.gate, ensure_ascii=False)])
+
+
+def apply_batch(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, accepted: pa.Table,
+                quarantined: pa.Table, batch: BatchInput) -> BatchOutcome:
+    """Merge one batch into the origin node in one transaction; a batch seen before is skipped."""
+    if contract.history != "scd2":
+        raise UnsupportedHistoryModeError(
+            f"{contract.source}: history mode {contract.history!r} has no merge yet; use 'scd2'")
+    seen = ledger_entry(con, node, batch.batch_id)
+    if seen is not None:
+        return seen
+    con.register("accepted", accepted)
+    con.register("quarantined", quarantined)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        seq = _next_seq(con, node)
+        _stage_delta(con, node, contract)
+        row = con.execute("SELECT count(*) FROM delta").fetchone()
+        applied = int(row[0]) if row else 0
+        moved = _write_versions(con, node, contract, batch, seq)
+        _write_quarantine(con, node, contract, batch)
+        unchanged = accepted.num_rows - applied
+        outcome = BatchOutcome(batch.batch_id, contract.name, seq, "applied", batch.received, applied,
+                               unchanged, quarantined.num_rows, batch.duplicates + unchanged, moved)
+        _write_ledger(con, node, contract, batch, outcome)
+        set_high_water_mark(con, node, contract.name, seq)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("accepted")
+        con.unregister("quarantined")
+    return outcome
+
+
+def refuse_batch(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, batch: BatchInput,
+                 quarantined: int) -> BatchOutcome:
+    """Record that the quality gate refused a batch: nothing applied, it stays in landing."""
+    seen = ledger_entry(con, node, batch.batch_id)
+    if seen is not None:
+        return seen
+    outcome = BatchOutcome(batch.batch_id, contract.name, None, "refused", batch.received, 0,
+                           0, quarantined, batch.duplicates, 0)
+    _write_ledger(con, node, contract, batch, outcome)
+    return outcome

@@ -1,0 +1,118 @@
+"""Node stores: one DuckDB file per division, the same structure at every tier.
+
+A node holds, for every dataset that reaches its tier, the current rows whose anchor lies in
+its subtree (`<dataset>`), the tombstones that removed rows from it, its high-water marks and
+its sync log. The city node, where batches enter, also keeps SCD2 history, the batch ledger
+and quarantine. Files are written in DuckDB's v1.4 storage format so that analysts on DuckDB
+1.4 or newer can open the published copies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from schemas.contract import Contract
+from schemas.derive import column_definitions
+from schemas.divisions import Tier, tier_of, validate_code
+from schemas.errors import TransientError
+
+# DuckDB 2.x writes files that 1.x cannot read unless told to use an older storage version.
+STORAGE_VERSION = "v1.4.0"
+META_COLUMNS: list[tuple[str, str]] = [
+    ("_seq", "BIGINT"), ("_row_hash", "VARCHAR"), ("_valid_from", "TIMESTAMPTZ"), ("_batch_id", "VARCHAR"),
+]
+
+
+class NodeLockedError(TransientError):
+    """Another process holds the node file; retry when it is done."""
+
+
+def node_path(home: Path, code: str) -> Path:
+    """The store of one division: <home>/nodes/<tier>/<code>.duckdb."""
+    return home / "nodes" / tier_of(code) / f"{validate_code(code)}.duckdb"
+
+
+def attach(con: duckdb.DuckDBPyConnection, path: Path, alias: str, read_only: bool = False) -> None:
+    """Attach a node file under an alias (created in v1.4 format if new)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    options = "READ_ONLY" if read_only else f"STORAGE_VERSION '{STORAGE_VERSION}'"
+    try:
+        con.execute(f"ATTACH '{path}' AS {alias} ({options})")
+    except duckdb.IOException as err:
+        raise NodeLockedError(f"node {path.stem} is busy or unreadable ({err}); retry later") from None
+
+
+def detach(con: duckdb.DuckDBPyConnection, alias: str) -> None:
+    """Checkpoint and detach a node so its file is complete on disk."""
+    con.execute(f"DETACH {alias}")
+
+
+def _columns_sql(columns: list[tuple[str, str]]) -> str:
+    return ", ".join(f'"{n}" {t}' for n, t in columns)
+
+
+def ensure_node(con: duckdb.DuckDBPyConnection, alias: str, code: str, contracts: list[Contract]) -> None:
+    """Create the node's tables if missing (idempotent); DDL is derived from the contracts."""
+    tier = tier_of(code)
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {alias}._civicnet")
+    con.execute(f"""CREATE TABLE IF NOT EXISTS {alias}._civicnet.node
+                    (code VARCHAR, tier VARCHAR)""")
+    if not con.execute(f"SELECT 1 FROM {alias}._civicnet.node").fetchone():
+        con.execute(f"INSERT INTO {alias}._civicnet.node VALUES (?, ?)", [code, tier])
+    con.execute(f"""CREATE TABLE IF NOT EXISTS {alias}._civicnet.hwm (dataset VARCHAR, seq BIGINT)""")
+    con.execute(f"""CREATE TABLE IF NOT EXISTS {alias}._civicnet.tombstones
+        (dataset VARCHAR, key VARCHAR, division_code VARCHAR, _seq BIGINT, _batch_id VARCHAR, source VARCHAR)""")
+    con.execute(f"""CREATE TABLE IF NOT EXISTS {alias}._civicnet.sync_log
+        (parent VARCHAR, dataset VARCHAR, from_seq BIGINT, to_seq BIGINT, upserts BIGINT,
+         deletes BIGINT, synced_at TIMESTAMPTZ)""")
+    for contract in contracts:
+        if tier in contract.reaches:
+            cols = column_definitions(contract, tier) + META_COLUMNS
+            con.execute(f'CREATE TABLE IF NOT EXISTS {alias}."{contract.name}" ({_columns_sql(cols)})')
+    if tier == "city":
+        _ensure_origin(con, alias, contracts)
+
+
+def _ensure_origin(con: duckdb.DuckDBPyConnection, alias: str, contracts: list[Contract]) -> None:
+    """Tables only the node where batches enter has: history, ledger, quarantine."""
+    for contract in contracts:
+        cols = column_definitions(contract, "city") + [
+            ("_valid_from", "TIMESTAMPTZ"), ("_valid_to", "TIMESTAMPTZ"), ("_batch_id", "VARCHAR"),
+            ("_seq", "BIGINT")]
+        con.execute(f'CREATE TABLE IF NOT EXISTS {alias}."{contract.name}_history" ({_columns_sql(cols)})')
+    con.execute(f"""CREATE TABLE IF NOT EXISTS {alias}._civicnet.batches
+        (batch_id VARCHAR, seq BIGINT, dataset VARCHAR, feed VARCHAR, department VARCHAR,
+         source_name VARCHAR, received_at TIMESTAMPTZ, decided_at TIMESTAMPTZ, status VARCHAR,
+         received BIGINT, applied BIGINT, unchanged BIGINT, quarantined BIGINT, duplicates BIGINT,
+         moved BIGINT, gate JSON)""")
+    con.execute(f"""CREATE TABLE IF NOT EXISTS {alias}._civicnet.quarantine
+        (batch_id VARCHAR, dataset VARCHAR, feed VARCHAR, department VARCHAR, line BIGINT,
+         reasons STRUCT(code VARCHAR, field VARCHAR, message VARCHAR)[], raw JSON)""")
+
+
+def node_tier(con: duckdb.DuckDBPyConnection, alias: str) -> Tier:
+    """The tier a node file records for itself."""
+    row = con.execute(f"SELECT tier FROM {alias}._civicnet.node").fetchone()
+    assert row is not None
+    tier: Tier = row[0]
+    return tier
+
+
+def high_water_mark(con: duckdb.DuckDBPyConnection, alias: str, dataset: str) -> int:
+    """The last origin sequence number a node has applied for a dataset (0 if none)."""
+    row = con.execute(f"SELECT max(seq) FROM {alias}._civicnet.hwm WHERE dataset = ?", [dataset]).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def set_high_water_mark(con: duckdb.DuckDBPyConnection, alias: str, dataset: str, seq: int) -> None:
+    """Record the mark; callers do this in the same transaction as the data it covers."""
+    con.execute(f"DELETE FROM {alias}._civicnet.hwm WHERE dataset = ?", [dataset])
+    con.execute(f"INSERT INTO {alias}._civicnet.hwm VALUES (?, ?)", [dataset, seq])
+
+
+def key_sql(contract: Contract, alias: str) -> str:
+    """A row's primary key as one text value (tombstones name rows by it)."""
+    parts = [f'CAST({alias}."{k}" AS VARCHAR)' for k in contract.primary_key]
+    return parts[0] if len(parts) == 1 else "concat_ws(chr(31), " + ", ".join(parts) + ")"
