@@ -21,6 +21,7 @@ from quality.conform import SourceMapping, conform_batch
 from quality.gate import run_gate
 from schemas.contract import Contract, load_contracts
 from schemas.divisions import Registry, load_registry
+from schemas.errors import TerminalError
 from warehouse import landing
 from warehouse.merge import BatchInput, BatchOutcome, apply_batch, ledger_entry, refuse_batch
 from warehouse.network import publish_origin, sync_subtree
@@ -28,6 +29,14 @@ from warehouse.node import attach, ensure_node, node_path
 from warehouse.stats import NodeStats
 
 VINTAGE = 2020
+
+
+class BatchNotCheckedError(TerminalError):
+    """A batch reached the merge without a check result."""
+
+
+class QualityGateFailedError(TerminalError):
+    """A batch failed an error-severity expectation: it is refused whole."""
 
 
 def registry() -> Registry:
@@ -93,40 +102,80 @@ def _staging(home: Path, batch_id: str) -> Path:
     return home / "staging" / batch_id
 
 
+def _write_check(out: Path, summary: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "check.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), "utf-8")
+
+
 def check(home: Path, slug: str, batch_id: str, as_of: dt.date) -> dict[str, Any]:
-    """Conform a landed batch, quarantine bad rows, run the gate; write the result to staging."""
+    """Conform a landed batch, quarantine bad rows, run the gate; write the result to staging.
+
+    A batch that cannot be conformed at all (columns missing, unreadable) or that fails the
+    gate is recorded as `fail` and raised as a terminal error: it stays in landing."""
     f = feed(slug)
     contract = load_contracts()[f.dataset]
-    raw = landing.read_raw(home, f.dataset, batch_id)
-    mapping = SourceMapping(slug, f.fields, f.values, f.dates, f.constants)
-    conformed = conform_batch(raw, contract, mapping, {VINTAGE: registry()}, as_of)
-    gate = run_gate(contract, conformed.accepted, conformed.received, conformed.quarantined.num_rows)
     out = _staging(home, batch_id)
+    raw = landing.read_raw(home, f.dataset, batch_id)
+    mapping = SourceMapping(slug, f.fields, f.values, f.dates, f.constants, tuple(f.ignore))
+    base = {"batch_id": batch_id, "feed": slug, "dataset": f.dataset, "received": raw.num_rows}
+    try:
+        conformed = conform_batch(raw, contract, mapping, {VINTAGE: registry()}, as_of)
+    except TerminalError as err:
+        _write_check(out, base | {"accepted": 0, "quarantined": 0, "duplicates": 0,
+                                  "gate": {"verdict": "fail", "error": str(err), "results": []}})
+        raise
+    gate = run_gate(contract, conformed.accepted, conformed.received, conformed.quarantined.num_rows)
     out.mkdir(parents=True, exist_ok=True)
     pq.write_table(conformed.accepted.drop(["_line"]), out / "accepted.parquet")
     pq.write_table(conformed.quarantined, out / "quarantined.parquet")
-    summary = {"batch_id": batch_id, "feed": slug, "dataset": f.dataset, "received": conformed.received,
-               "accepted": conformed.accepted.num_rows, "quarantined": conformed.quarantined.num_rows,
-               "duplicates": conformed.duplicates, "gate": gate.to_dict()}
-    (out / "check.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), "utf-8")
+    summary = base | {"accepted": conformed.accepted.num_rows, "quarantined": conformed.quarantined.num_rows,
+                      "duplicates": conformed.duplicates, "gate": gate.to_dict()}
+    _write_check(out, summary)
+    if gate.verdict == "fail":
+        failed = [f"{r['expectation']}({r['column'] or ''})" for r in gate.results
+                  if not r["success"] and r["severity"] == "error"]
+        raise QualityGateFailedError(
+            f"batch {batch_id} of feed {slug!r} failed the quality gate: {', '.join(failed)}. "
+            f"It stays in landing and is not applied; see {out / 'check.json'} and the quarantine, "
+            "then ask the department to resend a corrected file.")
     return {k: v for k, v in summary.items() if k != "gate"} | {"verdict": gate.verdict}
 
 
+def summarise_checks(checks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Totals over the check results of one run (all of them passed to get here)."""
+    keys = ("received", "accepted", "quarantined", "duplicates")
+    return {"batches": len(checks)} | {k: sum(int(c[k]) for c in checks) for k in keys}
+
+
 def merge(home: Path, slug: str, batch_ids: list[str]) -> list[dict[str, Any]]:
-    """Apply checked batches to the city node in the order received; refused ones stay in landing."""
+    """Apply checked batches to the city node in the order received; refused ones stay in landing.
+
+    A batch whose check never finished is left pending (and reported by raising at the end), so
+    the batches after it are still applied."""
     f = feed(slug)
     contract = load_contracts()[f.dataset]
     con = open_city(home)
+    outcomes, unchecked = [], []
     try:
-        return [_merge_one(con, home, f, contract, b).__dict__ for b in batch_ids]
+        for b in batch_ids:
+            try:
+                outcomes.append(_merge_one(con, home, f, contract, b).__dict__)
+            except BatchNotCheckedError as err:
+                unchecked.append(str(err))
     finally:
         con.close()
+    if unchecked:
+        raise BatchNotCheckedError("; ".join(unchecked))
+    return outcomes
 
 
 def _merge_one(con: duckdb.DuckDBPyConnection, home: Path, f: Feed, contract: Contract,
                batch_id: str) -> BatchOutcome:
     manifest = landing.read_manifest(home, f.dataset, batch_id)
     stage = _staging(home, batch_id)
+    if not (stage / "check.json").exists():
+        raise BatchNotCheckedError(f"batch {batch_id} of feed {f.slug!r} has no check result in {stage}; "
+                                   "its check task did not finish: clear and rerun it")
     summary = json.loads((stage / "check.json").read_text("utf-8"))
     batch = BatchInput(batch_id, f.slug, f.department, manifest.source_name, manifest.received_at,
                        summary["received"], summary["duplicates"], summary["gate"])
@@ -151,3 +200,38 @@ def publish_city(home: Path) -> dict[str, Any]:
     """Publish the city node's extract."""
     stats: NodeStats = publish_origin(home, city_code(), contracts())
     return stats.__dict__
+
+
+def write_network_index(home: Path, subtrees: list[list[dict[str, Any]]], city: dict[str, Any]) -> str:
+    """Write extracts/network.json: every node, its extract and its rows; returns the path."""
+    from warehouse.extract import extract_path
+
+    nodes = [city] + [n for subtree in subtrees for n in subtree]
+    index = {"vintage": VINTAGE, "nodes": [
+        {"tier": n["tier"], "code": n["code"], "extract": str(extract_path(home, n["code"])),
+         "rows": n["rows"], "checksums": n["checksums"]}
+        for n in sorted(nodes, key=lambda n: n["code"])]}
+    path = home / "extracts" / "network.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(index, ensure_ascii=False, indent=1), "utf-8")
+    tmp.replace(path)
+    return str(path)
+
+
+def ingest_feed(home: Path, slug: str, as_of: dt.date) -> list[dict[str, Any]]:
+    """pull → check → merge for one feed in this process (what the ingest DAG's tasks do, in order).
+
+    Used by the benchmark and tests; refused batches are recorded and left in landing."""
+    batch_ids = pull(home, slug)
+    for batch_id in batch_ids:
+        try:
+            check(home, slug, batch_id, as_of)
+        except QualityGateFailedError:
+            continue
+    return merge(home, slug, batch_ids)
+
+
+def sync_network(home: Path, on_node: Any = None) -> str:
+    """Sync every district's subtree, publish the city, write the index (the network DAG, in order)."""
+    subtrees = [sync_district(home, code, on_node=on_node) for code in districts()]
+    return write_network_index(home, subtrees, publish_city(home))

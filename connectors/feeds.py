@@ -49,6 +49,8 @@ class Feed(BaseModel):
     values: dict[str, dict[str, str]] = {}
     dates: dict[str, str] = {}
     constants: dict[str, Any] = {}
+    # source columns deliberately not carried into the contract (say so, or the batch is refused)
+    ignore: list[str] = []
 
     def resolve(self, template: str, home: Path) -> str:
         """Fill `{home}` in a connector parameter."""

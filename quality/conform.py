@@ -38,6 +38,7 @@ class SourceMapping:
     values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     dates: Mapping[str, str] = field(default_factory=dict)
     constants: Mapping[str, object] = field(default_factory=dict)
+    ignore: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class Conformed:
 def _check_columns(raw: pa.Table, mapping: SourceMapping, contract: Contract) -> None:
     sent = set(raw.column_names) - {LINE}
     missing = [s for s in mapping.fields if s not in sent]
-    extra = sorted(sent - set(mapping.fields))
+    extra = sorted(sent - set(mapping.fields) - set(mapping.ignore))
     if missing or extra:
         raise SourceColumnsError(
             f"Feed {mapping.feed!r} sent columns {sorted(sent)}; missing {missing}, unmapped {extra}. "

@@ -1,0 +1,67 @@
+"""
+### Ingest: one DAG per department feed
+
+Generated from the feed configs in `connectors/feeds/`. Each run pulls what is new from the
+feed and lands it (immutable, content-addressed: the same file twice is a no-op), conforms
+every landed batch to its dataset contract with row checks (bad rows go to quarantine with
+reason codes), runs the Great Expectations gate, and merges the batches that pass into the
+city node with history. A refused batch stays in landing and its check task fails visibly.
+The merge updates the `civicnet://nodes/city` asset, which triggers the network DAG.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Asset, TriggerRule, dag, task
+
+from connectors.feeds import load_feeds
+from task_policy import DEFAULT_ARGS, business_date, civicnet_home, translate_errors
+
+CITY_NODE = Asset("civicnet://nodes/city")
+
+
+def build(slug: str, department: str, dataset: str, schedule: str | None) -> None:
+    """Declare the ingest DAG of one feed."""
+
+    @dag(dag_id=f"ingest_{slug}", schedule=schedule, start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
+         catchup=False, max_active_runs=1, default_args=DEFAULT_ARGS, doc_md=__doc__,
+         tags=["civicnet", "ingest", department, dataset])
+    def ingest() -> None:
+        @task
+        @translate_errors
+        def pull() -> list[str]:
+            from civicnet import pipeline
+
+            return pipeline.pull(civicnet_home(), slug)
+
+        @task(max_active_tis_per_dag=2)
+        @translate_errors
+        def check(batch_id: str) -> dict[str, object]:
+            from civicnet import pipeline
+
+            return pipeline.check(civicnet_home(), slug, batch_id, business_date())
+
+        @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[CITY_NODE], pool="civicnet_city_node")
+        @translate_errors
+        def merge(batch_ids: list[str]) -> list[dict[str, object]]:
+            from civicnet import pipeline
+
+            return pipeline.merge(civicnet_home(), slug, list(batch_ids))
+
+        @task
+        def summarise(checks: list[dict[str, object]]) -> dict[str, object]:
+            """Leaf that succeeds only if every batch passed its checks, so a refused batch fails the run."""
+            from civicnet import pipeline
+
+            return pipeline.summarise_checks(list(checks))
+
+        batch_ids = pull()
+        checks = check.expand(batch_id=batch_ids)
+        checks >> merge(batch_ids)
+        summarise(checks)
+
+    ingest()
+
+
+for _feed in load_feeds().values():
+    build(_feed.slug, _feed.department, _feed.dataset, _feed.schedule)

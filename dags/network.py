@@ -1,0 +1,55 @@
+"""
+### Network: sync the four tiers and publish one extract per node
+
+Runs whenever an ingest DAG has changed the city node. One task per district (9, not 900
+nodes) syncs its whole subtree — district, streets, communities — from the city, each node in
+its own transaction with its high-water mark, and publishes each node as a DuckDB file
+analysts can open. The last task writes `extracts/network.json`, the index `civicnet status`
+reads.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Asset, dag, task
+
+from task_policy import DEFAULT_ARGS, civicnet_home, translate_errors
+
+
+@dag(dag_id="network_sync", schedule=[Asset("civicnet://nodes/city")],
+     start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"), catchup=False, max_active_runs=1,
+     default_args=DEFAULT_ARGS, doc_md=__doc__, tags=["civicnet", "network"])
+def network_sync() -> None:
+    @task
+    @translate_errors
+    def districts() -> list[str]:
+        from civicnet import pipeline
+
+        return pipeline.districts()
+
+    @task
+    @translate_errors
+    def sync_district(code: str) -> list[dict[str, object]]:
+        from civicnet import pipeline
+
+        return pipeline.sync_district(civicnet_home(), code)
+
+    @task
+    @translate_errors
+    def publish_city() -> dict[str, object]:
+        from civicnet import pipeline
+
+        return pipeline.publish_city(civicnet_home())
+
+    @task
+    @translate_errors
+    def write_index(subtrees: list[list[dict[str, object]]], city: dict[str, object]) -> str:
+        from civicnet import pipeline
+
+        return pipeline.write_network_index(civicnet_home(), list(subtrees), city)
+
+    city = publish_city()
+    write_index(sync_district.expand(code=districts()), city)
+
+
+network_sync()

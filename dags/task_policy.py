@@ -1,0 +1,59 @@
+"""How civicnet errors become Airflow outcomes, in one place.
+
+Terminal errors (a person must act: bad config, a contract violation, a refused batch) fail
+the task at once without retries; transient errors (a locked node, a timeout) are raised as
+they are, so Airflow retries them.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "civicnet",
+    "retries": 3,
+    "retry_delay": timedelta(seconds=20),
+    "retry_exponential_backoff": True,
+}
+
+
+def translate_errors(fn: F) -> F:
+    """Wrap a task body so terminal civicnet errors skip Airflow's retries."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from schemas.errors import TerminalError
+
+        try:
+            return fn(*args, **kwargs)
+        except TerminalError as err:
+            raise AirflowFailException(str(err)) from err
+
+    return wrapper  # type: ignore[return-value]
+
+
+def civicnet_home() -> Any:
+    """The civicnet home, from the Airflow variable `civicnet_home` (read inside tasks only)."""
+    from pathlib import Path
+
+    from airflow.sdk import Variable
+
+    return Path(Variable.get("civicnet_home", default="var")).resolve()
+
+
+def business_date() -> Any:
+    """The run's business date in Asia/Shanghai: the end of the data interval, or the run time."""
+    import zoneinfo
+
+    from airflow.sdk import get_current_context
+
+    ctx = get_current_context()
+    moment = ctx.get("data_interval_end") or ctx.get("logical_date") or ctx["dag_run"].run_after
+    return moment.astimezone(zoneinfo.ZoneInfo("Asia/Shanghai")).date()

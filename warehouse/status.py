@@ -1,0 +1,52 @@
+"""What the city node knows about batches and quarantine, for `civicnet status`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import duckdb
+
+
+def batch_ledger(con: duckdb.DuckDBPyConnection, node: str) -> list[dict[str, Any]]:
+    """Every decided batch, oldest first, with its counts and gate verdict."""
+    cur = con.execute(f"""
+        SELECT batch_id, seq, dataset, feed, department, source_name, CAST(received_at AS VARCHAR),
+               status, received, applied, quarantined, duplicates, unchanged, moved,
+               json_extract_string(gate, '$.verdict') AS gate
+        FROM {node}._civicnet.batches ORDER BY received_at, batch_id""")
+    names = [d[0] for d in cur.description]
+    rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    for r in rows:
+        r["received_at"] = r.pop("CAST(received_at AS VARCHAR)")
+        r["balanced"] = r["received"] == r["applied"] + r["quarantined"] + r["duplicates"]
+    return rows
+
+
+def quarantine_summary(con: duckdb.DuckDBPyConnection, node: str) -> dict[str, Any]:
+    """Quarantined rows per dataset, per sending department and per reason code."""
+    rows = con.execute(f"""
+        SELECT dataset, department, r.code, count(*) FROM (
+            SELECT dataset, department, unnest(reasons) AS r FROM {node}._civicnet.quarantine)
+        GROUP BY ALL ORDER BY ALL""").fetchall()
+    totals = con.execute(f"""SELECT dataset, department, count(*) FROM {node}._civicnet.quarantine
+                             GROUP BY ALL ORDER BY ALL""").fetchall()
+    out: dict[str, Any] = {}
+    for dataset, department, n in totals:
+        out.setdefault(dataset, {})[department] = {"rows": n, "by_reason": {}}
+    for dataset, department, code, n in rows:
+        out[dataset][department]["by_reason"][code] = n
+    return out
+
+
+def gate_results(con: duckdb.DuckDBPyConnection, node: str) -> list[dict[str, Any]]:
+    """The failed or warning expectations of every batch (passes are summarised by the verdict)."""
+    out = []
+    for batch_id, dataset, gate in con.execute(
+            f"SELECT batch_id, dataset, gate FROM {node}._civicnet.batches ORDER BY received_at").fetchall():
+        parsed = json.loads(gate) if gate else {}
+        failed = [r for r in parsed.get("results", []) if not r.get("success")]
+        out.append({"batch_id": batch_id, "dataset": dataset, "verdict": parsed.get("verdict"),
+                    "expectations": len(parsed.get("results", [])), "failed": failed,
+                    "error": parsed.get("error")})
+    return out
