@@ -1,0 +1,143 @@
+"""`make bench`: the pipeline against the plainest hand-written DuckDB baseline, same input, same run.
+
+Phases, each side in its own subprocess (so peak memory is its own):
+  full    — load the division registry, the residents drop and the facilities table, and fill
+            every node file of all four tiers;
+  change  — a drop changing 1 % of the residents (half of them moving), propagated to all tiers.
+The pipeline side runs the same functions the DAG tasks call (conform, quarantine, GX gate,
+SCD2 merge, ledger, tree sync, extracts), without Airflow's per-task overhead, which the demo
+shows separately. The baseline reads the same files and copies rows into one DuckDB file per
+division with no checks, history or logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow.csv as pacsv
+
+from civicnet import pipeline
+from schemas.divisions import load_registry, subtree_prefix
+
+AS_OF = dt.date(2021, 6, 30)
+FEEDS = ("statistics_divisions", "public_security_residents", "civil_affairs_facilities")
+
+
+def _pipeline(home: Path, phase: str) -> None:
+    for slug in FEEDS if phase == "full" else ("public_security_residents",):
+        pipeline.ingest_feed(home, slug, AS_OF)
+    pipeline.sync_network(home)
+
+
+def _read_residents(path: Path) -> Any:
+    return pacsv.read_csv(path, read_options=pacsv.ReadOptions(encoding="gb18030"),
+                          convert_options=pacsv.ConvertOptions(column_types={"公民身份号码": "string",
+                                                                             "社区代码": "string"}))
+
+
+def _baseline(home: Path, feeds: Path, phase: str) -> None:
+    """Plain DuckDB: read the files, copy each node's rows into its file. No checks, no history."""
+    registry = load_registry()
+    con = duckdb.connect()
+    residents_dir = feeds / "public_security" / "residents"
+    name = "residents_0001_initial.csv" if phase == "full" else "residents_0002_changes.csv"
+    con.register("src", _read_residents(residents_dir / name))
+    con.execute("CREATE TABLE r AS SELECT * FROM src")
+    if phase == "full":
+        con.execute(f"CREATE TABLE f AS SELECT * FROM sqlite_scan('{feeds}/civil_affairs/facilities.sqlite', "
+                    "'community_facility')")
+        con.execute(f"CREATE TABLE d AS SELECT * FROM read_csv('{feeds}/statistics/divisions/*.csv', all_varchar=true)")
+    for div in registry.walk():
+        path = home / "nodes" / div.tier / f"{div.code}.duckdb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con.execute(f"ATTACH '{path}' AS n (STORAGE_VERSION 'v1.4.0')")
+        p = subtree_prefix(div.code)
+        if phase == "full":
+            con.execute(f"CREATE TABLE n.residents AS SELECT * FROM r WHERE starts_with(社区代码, '{p}')")
+            con.execute(f"CREATE TABLE n.facilities AS SELECT * FROM f WHERE starts_with(comm_code, '{p}')")
+            con.execute(f"CREATE TABLE n.divisions AS SELECT * FROM d WHERE starts_with(code, '{p}')")
+        else:
+            con.execute("DELETE FROM n.residents WHERE 公民身份号码 IN (SELECT 公民身份号码 FROM r)")
+            con.execute(f"INSERT INTO n.residents SELECT * FROM r WHERE starts_with(社区代码, '{p}')")
+        con.execute("DETACH n")
+    con.close()
+
+
+def _child(side: str, phase: str, out: Path) -> None:
+    """Run one side of one phase in this process; print seconds and peak RSS as JSON."""
+    start = time.perf_counter()
+    if side == "pipeline":
+        _pipeline(out / "pipeline", phase)
+    else:
+        _baseline(out / "baseline", out / "feeds", phase)
+    seconds = time.perf_counter() - start
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"side": side, "phase": phase, "seconds": seconds, "peak_mib": peak_kib / 1024}))
+
+
+def _run_child(side: str, phase: str, out: Path) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, "-m", "civicnet.bench", "--child", side, phase, "--home", str(out)],
+                          capture_output=True, text=True, check=True)
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _prepare(out: Path, scale: float) -> None:
+    from civicnet.demo_data import generate_changes, generate_feeds
+
+    shutil.rmtree(out, ignore_errors=True)
+    feeds_home = out / "pipeline"
+    generate_feeds(feeds_home, scale)
+    generate_changes(feeds_home, fraction=0.01)
+    changes = feeds_home / "feeds" / "public_security" / "residents" / "residents_0002_changes.csv"
+    parked = out / "residents_0002_changes.csv"
+    shutil.move(changes, parked)  # the change drop arrives only in the second phase
+    shutil.copytree(feeds_home / "feeds", out / "feeds")
+    (out / "baseline").mkdir()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both sides of both phases and print times, ratios and peak memory."""
+    p = argparse.ArgumentParser(prog="civicnet.bench")
+    p.add_argument("--scale", type=float, default=0.1)
+    p.add_argument("--home", default="bench-out")
+    p.add_argument("--child", nargs=2, metavar=("SIDE", "PHASE"))
+    args = p.parse_args(argv)
+    out = Path(args.home).resolve()
+    if args.child:
+        _child(args.child[0], args.child[1], out)
+        return 0
+    _prepare(out, args.scale)
+    results = []
+    for phase in ("full", "change"):
+        if phase == "change":
+            target = out / "pipeline" / "feeds" / "public_security" / "residents" / "residents_0002_changes.csv"
+            shutil.copy(out / "residents_0002_changes.csv", target)
+            shutil.copy(out / "residents_0002_changes.csv", out / "feeds" / "public_security" / "residents")
+        base = _run_child("baseline", phase, out)
+        pipe = _run_child("pipeline", phase, out)
+        results.append((phase, pipe, base))
+    rows = json.loads((out / "pipeline" / "feeds" / "planted.json").read_text("utf-8"))["residents"]["rows"]
+    print(f"civicnet bench — scale {args.scale}, {rows:,} residents in the drop, "
+          f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC")
+    print(f"{'phase':<8} {'pipeline s':>11} {'baseline s':>11} {'ratio':>7} {'pipeline peak MiB':>18} "
+          f"{'baseline peak MiB':>18}")
+    for phase, pipe, base in results:
+        print(f"{phase:<8} {pipe['seconds']:>11.1f} {base['seconds']:>11.1f} "
+              f"{pipe['seconds'] / base['seconds']:>7.2f} {pipe['peak_mib']:>18.0f} {base['peak_mib']:>18.0f}")
+    (out / "bench.json").write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
