@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import resource
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from civicnet import pipeline
@@ -54,8 +56,12 @@ def _baseline(home: Path, feeds: Path, phase: str) -> None:
     con.register("src", _read_residents(residents_dir / name))
     con.execute("CREATE TABLE r AS SELECT * FROM src")
     if phase == "full":
-        con.execute(f"CREATE TABLE f AS SELECT * FROM sqlite_scan('{feeds}/civil_affairs/facilities.sqlite', "
-                    "'community_facility')")
+        # DuckDB's sqlite extension cannot be downloaded here: a plain sqlite3 select instead.
+        with sqlite3.connect(feeds / "civil_affairs" / "facilities.sqlite") as db:
+            cur = db.execute("SELECT * FROM community_facility")
+            names = [d[0] for d in cur.description]
+            con.register("fsrc", pa.Table.from_pylist([dict(zip(names, r, strict=True)) for r in cur]))
+        con.execute("CREATE TABLE f AS SELECT * FROM fsrc")
         con.execute(f"CREATE TABLE d AS SELECT * FROM read_csv('{feeds}/statistics/divisions/*.csv', all_varchar=true)")
     for div in registry.walk():
         path = home / "nodes" / div.tier / f"{div.code}.duckdb"

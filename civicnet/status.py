@@ -15,8 +15,9 @@ from warehouse.status import batch_ledger, gate_results, quarantine_summary
 def collect(home: Path) -> dict[str, Any]:
     """Everything `status --json` prints."""
     index_path = home / "extracts" / "network.json"
-    index = json.loads(index_path.read_text("utf-8")) if index_path.exists() else {"vintage": pipeline.VINTAGE,
-                                                                                      "nodes": []}
+    index: dict[str, Any] = {"vintage": pipeline.VINTAGE, "nodes": []}
+    if index_path.exists():
+        index = json.loads(index_path.read_text("utf-8"))
     nodes = [{k: n[k] for k in ("tier", "code", "extract", "rows")} for n in index["nodes"]]
     out: dict[str, Any] = {"home": str(home), "vintage": index["vintage"], "nodes": nodes,
                            "quarantine": {}, "batches": [], "gate": []}
@@ -44,7 +45,7 @@ def render(status: dict[str, Any]) -> str:
     """A human summary: rows per tier, batches, quarantine by reason, gate, where extracts are."""
     lines = [f"civicnet home {status['home']} — division vintage {status['vintage']}, "
              f"{len(status['nodes'])} nodes", "", "rows per tier (sum over the tier's nodes):"]
-    counts = {t: sum(1 for n in status["nodes"] if n["tier"] == t) for t in TIERS}
+    counts: dict[str, int] = {t: sum(1 for n in status["nodes"] if n["tier"] == t) for t in TIERS}
     for tier, rows in rows_by_tier(status["nodes"]).items():
         detail = ", ".join(f"{d} {n:,}" for d, n in sorted(rows.items()))
         lines.append(f"  {tier:<10} {counts[tier]:>4} nodes  {detail}")
@@ -52,7 +53,8 @@ def render(status: dict[str, Any]) -> str:
     for b in status["batches"]:
         lines.append(f"  {b['feed']:<28} {b['source_name']:<32} {b['status']:<8} gate {b['gate'] or '-':<5} "
                      f"received {b['received']:>9,} applied {b['applied']:>9,} quarantined {b['quarantined']:>6,} "
-                     f"duplicates {b['duplicates']:>7,} moved {b['moved']:>6,}{'' if b['balanced'] else '  UNBALANCED'}")
+                     f"duplicates {b['duplicates']:>7,} moved {b['moved']:>6,}"
+                     + ("" if b["balanced"] else "  UNBALANCED"))
     lines += ["", "quarantine by reason:"]
     for dataset, by_dept in status["quarantine"].items():
         for dept, q in by_dept.items():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ class SqlConnector:
         result = conn.execution_options(stream_results=True).execute(sa.select(table).order_by(*order))
         names = list(result.keys())
         for rows in result.partitions(CHUNK_ROWS):
-            cols = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
+            cols: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
             yield pa.RecordBatch.from_arrays(
                 [pa.array([None if v is None else str(v) for v in c], pa.string()) for c in cols],
                 names=names)

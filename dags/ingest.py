@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import pendulum
 from airflow.sdk import Asset, TriggerRule, dag, task
+from task_policy import DEFAULT_ARGS, business_date, civicnet_home, translate_errors
 
 from connectors.feeds import load_feeds
-from task_policy import DEFAULT_ARGS, business_date, civicnet_home, translate_errors
 
 CITY_NODE = Asset("civicnet://nodes/city")
 

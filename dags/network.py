@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import pendulum
 from airflow.sdk import Asset, dag, task
-
 from task_policy import DEFAULT_ARGS, civicnet_home, translate_errors
 
 

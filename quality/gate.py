@@ -18,7 +18,6 @@ from typing import Any, Literal
 import great_expectations as gx
 import pandas as pd
 import pyarrow as pa
-
 from great_expectations.data_context.types.base import (
     DataContextConfig,
     InMemoryStoreBackendDefaults,
@@ -50,7 +49,7 @@ def _exp(cls: Any, severity: Severity = "error", **kwargs: Any) -> Any:
 
 def batch_expectations(contract: Contract) -> list[Any]:
     """Row-level expectations over the accepted rows, derived from the contract."""
-    e = gx.expectations
+    e: Any = gx.expectations
     out = [_exp(e.ExpectTableColumnsToMatchSet, column_set=contract.field_names, exact_match=True),
            _exp(e.ExpectTableRowCountToBeBetween, min_value=1)]
     if len(contract.primary_key) == 1:
@@ -72,7 +71,8 @@ def batch_expectations(contract: Contract) -> list[Any]:
 
 def summary_expectations() -> list[Any]:
     """Batch-level expectations over a one-row summary (quarantine share)."""
-    return [_exp(gx.expectations.ExpectColumnValuesToBeBetween, column="quarantined_share",
+    e: Any = gx.expectations
+    return [_exp(e.ExpectColumnValuesToBeBetween, column="quarantined_share",
                  min_value=0.0, max_value=MAX_QUARANTINE_SHARE)]
 
 
@@ -85,7 +85,7 @@ def _validate(name: str, frame: pd.DataFrame, expectations: list[Any]) -> list[d
     result = batch_def.get_batch(batch_parameters={"dataframe": frame}).validate(suite, result_format="SUMMARY")
     out = []
     for r in result.results:
-        cfg = r.expectation_config
+        cfg: Any = r.expectation_config
         out.append({"expectation": cfg.type, "column": cfg.kwargs.get("column"),
                     "severity": (cfg.meta or {}).get("severity", "error"), "success": bool(r.success),
                     "unexpected_count": r.result.get("unexpected_count"),

@@ -146,7 +146,8 @@ def contract_from_mapping(raw: Any, source: str) -> Contract:
     if raw["cadence"] not in CADENCES:
         raise _fail(source, "cadence", f"{raw['cadence']!r} is not one of {list(CADENCES)}", "pick one")
     if raw["anchor_tier"] not in (*TIERS, "any"):
-        raise _fail(source, "anchor_tier", f"{raw['anchor_tier']!r} is not a tier", f"use one of {list(TIERS)} or 'any'")
+        raise _fail(source, "anchor_tier", f"{raw['anchor_tier']!r} is not a tier",
+                    f"use one of {list(TIERS)} or 'any'")
     return Contract(
         name=str(raw["name"]), title=str(raw.get("title", raw["name"])),
         description=str(raw.get("description", "")), version=str(raw["version"]),

@@ -139,8 +139,7 @@ def load_registry(vintage: int = 2020) -> Registry:
             "add schemas/reference/shenzhen_divisions_<year>.csv"
         )
     ref = resources.files("schemas") / "reference" / f"shenzhen_divisions_{vintage}.csv"
-    with ref.open(encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = list(csv.DictReader(ref.read_text(encoding="utf-8").splitlines()))
     return registry_from_rows(rows, vintage, source=str(ref))
 
 

@@ -78,9 +78,8 @@ def ensure_node(con: duckdb.DuckDBPyConnection, alias: str, code: str, contracts
 def _ensure_origin(con: duckdb.DuckDBPyConnection, alias: str, contracts: list[Contract]) -> None:
     """Tables only the node where batches enter has: history, ledger, quarantine."""
     for contract in contracts:
-        cols = column_definitions(contract, "city") + [
-            ("_valid_from", "TIMESTAMPTZ"), ("_valid_to", "TIMESTAMPTZ"), ("_batch_id", "VARCHAR"),
-            ("_seq", "BIGINT")]
+        cols = [*column_definitions(contract, "city"), ("_valid_from", "TIMESTAMPTZ"),
+                ("_valid_to", "TIMESTAMPTZ"), ("_batch_id", "VARCHAR"), ("_seq", "BIGINT")]
         con.execute(f'CREATE TABLE IF NOT EXISTS {alias}."{contract.name}_history" ({_columns_sql(cols)})')
     con.execute(f"""CREATE TABLE IF NOT EXISTS {alias}._civicnet.batches
         (batch_id VARCHAR, seq BIGINT, dataset VARCHAR, feed VARCHAR, department VARCHAR,

@@ -1,0 +1,273 @@
+"""Merging a checked batch into the city node: SCD2 history, tombstones, ledger, high-water mark,
+exactly once, all or nothing. Against a real DuckDB file and the shipped contracts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+import warehouse.merge
+from schemas.citizen_id import check_char
+from schemas.contract import Contract, load_contracts
+from schemas.derive import arrow_schema
+from warehouse.merge import BatchInput, BatchOutcome, apply_batch, ledger_entry, refuse_batch
+from warehouse.node import attach, ensure_node, high_water_mark, node_path
+
+CITY = "440300000000"
+NODE = "city"
+CONTRACTS = load_contracts()
+RESIDENTS: Contract = CONTRACTS["residents"]
+COMMUNITY_A = "440304001018"  # 福田 南园街道 滨江社区
+COMMUNITY_B = "440304002016"  # 福田 园岭街道 红荔社区
+# every table a batch may write, with a stable order for comparing snapshots
+NODE_TABLES = ("residents", "residents_history", "_civicnet.batches", "_civicnet.hwm",
+               "_civicnet.tombstones", "_civicnet.quarantine")
+REASON = pa.struct([("code", pa.string()), ("field", pa.string()), ("message", pa.string())])
+QUARANTINE_SCHEMA = pa.schema([("_line", pa.int64()), ("reasons", pa.list_(REASON)), ("raw", pa.string())])
+
+
+def citizen_id(n: int, born: str = "19800101", sex_digit: int = 1) -> str:
+    """A valid GB 11643 number for Futian (440304), the n-th of its birth date."""
+    first17 = f"440304{born}{n % 100:02d}{sex_digit}"
+    return first17 + check_char(first17)
+
+
+def make_resident(n: int = 1, **overrides: Any) -> dict[str, Any]:
+    """One accepted residents row; `n` makes the citizen ID unique."""
+    row: dict[str, Any] = {
+        "citizen_id": citizen_id(n), "name": f"张{n}", "sex": "1", "birth_date": dt.date(1980, 1, 1),
+        "residence_type": "registered", "household_id": f"H{COMMUNITY_A}{n:06d}",
+        "address": f"福田区南园街道滨江路{n}号", "phone": f"138{n:08d}", "division_code": COMMUNITY_A,
+        "moved_in_date": dt.date(2010, 5, 1), "status": "active", "vintage": 2020,
+    }
+    return row | overrides
+
+
+def make_quarantined(lines: list[int], code: str = "invalid_citizen_id") -> pa.Table:
+    """Quarantined rows as conform hands them over: line, reasons, raw JSON."""
+    return pa.Table.from_pylist(
+        [{"_line": line, "reasons": [{"code": code, "field": "citizen_id", "message": "bad"}],
+          "raw": f'{{"sfzh": "bad{line}"}}'} for line in lines], QUARANTINE_SCHEMA)
+
+
+def make_batch(rows: list[dict[str, Any]] | None = None, quarantined: list[int] | None = None,
+               **overrides: Any) -> tuple[pa.Table, pa.Table, BatchInput]:
+    """(accepted, quarantined, BatchInput) for residents; `received` defaults to what balances."""
+    rows = [make_resident(n) for n in (1, 2, 3)] if rows is None else rows
+    accepted = pa.Table.from_pylist(rows, arrow_schema(RESIDENTS))
+    bad = make_quarantined(quarantined or [])
+    fields: dict[str, Any] = {
+        "batch_id": "batch-0001", "feed": "public_security_residents", "department": "public_security",
+        "source_name": "residents_0001_initial.csv", "received_at": "2021-06-01T02:00:00+00:00",
+        "duplicates": 0, "gate": {"verdict": "pass", "results": []},
+    }
+    fields |= overrides
+    fields.setdefault("received", accepted.num_rows + bad.num_rows + fields["duplicates"])
+    return accepted, bad, BatchInput(**fields)
+
+
+@pytest.fixture
+def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection with a fresh city node file attached as `city`."""
+    connection = duckdb.connect()
+    attach(connection, node_path(tmp_path, CITY), NODE)
+    ensure_node(connection, NODE, CITY, list(CONTRACTS.values()))
+    yield connection
+    connection.close()
+
+
+def apply(con: duckdb.DuckDBPyConnection, batch: tuple[pa.Table, pa.Table, BatchInput]) -> BatchOutcome:
+    accepted, bad, meta = batch
+    return apply_batch(con, NODE, RESIDENTS, accepted, bad, meta)
+
+
+def snapshot(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    """Every row of every table a batch writes, as sorted text (ledger decision time excluded)."""
+    out = {}
+    for table in NODE_TABLES:
+        cols = "* EXCLUDE (decided_at)" if table == "_civicnet.batches" else "*"
+        rows = con.execute(f"SELECT {cols} FROM {NODE}.{table}").fetchall()
+        out[table] = sorted(map(repr, rows))
+    return out
+
+
+def count(con: duckdb.DuckDBPyConnection, table: str, where: str = "true", params: list[Any] | None = None) -> int:
+    row = con.execute(f"SELECT count(*) FROM {NODE}.{table} WHERE {where}", params or []).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def history(con: duckdb.DuckDBPyConnection, cid: str) -> list[tuple[Any, ...]]:
+    return con.execute(f"""SELECT phone, division_code, _valid_from, _valid_to, _batch_id, _seq
+                           FROM {NODE}.residents_history WHERE citizen_id = ? ORDER BY _seq""",
+                       [cid]).fetchall()
+
+
+def test_apply_batch_writes_rows_history_ledger_and_mark(con: duckdb.DuckDBPyConnection) -> None:
+    outcome = apply(con, make_batch(quarantined=[7]))
+
+    assert outcome == BatchOutcome("batch-0001", "residents", 1, "applied", received=4, applied=3,
+                                   unchanged=0, quarantined=1, duplicates=0, moved=0)
+    current = con.execute(f"""SELECT citizen_id, _seq, _batch_id, _row_hash IS NOT NULL
+                              FROM {NODE}.residents ORDER BY citizen_id""").fetchall()
+    assert current == [(citizen_id(n), 1, "batch-0001", True) for n in (1, 2, 3)]
+    assert count(con, "residents_history", "_valid_to IS NULL AND _seq = 1 AND _batch_id = 'batch-0001'") == 3
+    assert count(con, "residents_history") == 3
+    assert ledger_entry(con, NODE, "batch-0001") == outcome
+    assert con.execute(f"SELECT line, reasons[1].code FROM {NODE}._civicnet.quarantine").fetchall() == [
+        (7, "invalid_citizen_id")]
+    assert high_water_mark(con, NODE, "residents") == 1
+    assert count(con, "_civicnet.tombstones") == 0
+
+
+@pytest.mark.parametrize("second", ["same_batch", "same_id_other_content"])
+def test_same_batch_id_again_is_a_no_op_returning_the_first_outcome(
+        con: duckdb.DuckDBPyConnection, second: str) -> None:
+    first = make_batch(quarantined=[7])
+    outcome = apply(con, first)
+    before = snapshot(con)
+    again = first if second == "same_batch" else make_batch(
+        [make_resident(n, phone="13900000000") for n in (1, 2, 3, 4)], quarantined=[8, 9])
+
+    assert apply(con, again) == outcome
+    assert snapshot(con) == before
+    assert count(con, "_civicnet.batches") == 1
+
+
+def test_changed_row_closes_its_old_version_and_adds_a_new_one(con: duckdb.DuckDBPyConnection) -> None:
+    apply(con, make_batch())
+    changed = [make_resident(1), make_resident(2, phone="13900000002"), make_resident(3)]
+    t2 = "2021-06-02T02:00:00+00:00"
+    outcome = apply(con, make_batch(changed, batch_id="batch-0002", received_at=t2))
+
+    assert (outcome.seq, outcome.applied, outcome.unchanged, outcome.duplicates) == (2, 1, 2, 2)
+    versions = history(con, citizen_id(2))
+    assert [(v[0], v[4], v[5]) for v in versions] == [("13800000002", "batch-0001", 1),
+                                                      ("13900000002", "batch-0002", 2)]
+    old, new = versions
+    assert old[3] == new[2] == dt.datetime.fromisoformat(t2)
+    assert new[3] is None
+    for n in (1, 3):  # unchanged rows keep their one open version
+        assert [(v[3], v[5]) for v in history(con, citizen_id(n))] == [(None, 1)]
+    assert con.execute(f"SELECT phone, _seq FROM {NODE}.residents WHERE citizen_id = ?",
+                       [citizen_id(2)]).fetchall() == [("13900000002", 2)]
+    assert count(con, "residents") == 3
+    assert high_water_mark(con, NODE, "residents") == 2
+
+
+@pytest.mark.parametrize(
+    ("rows", "quarantined", "in_batch_duplicates", "expected"),
+    [
+        ([1, 2, 3], [], 0, (0, 0, 3)),
+        ([1, 2, 3, 4], [11, 12], 3, (1, 2, 3 + 3)),
+        ([1, 2], [5], 1, (0, 1, 1 + 2)),
+    ],
+    ids=["all_unchanged", "one_new_with_quarantine_and_repeats", "nothing_new"],
+)
+def test_every_row_is_applied_quarantined_or_a_duplicate(
+        con: duckdb.DuckDBPyConnection, rows: list[int], quarantined: list[int], in_batch_duplicates: int,
+        expected: tuple[int, int, int]) -> None:
+    apply(con, make_batch())  # residents 1, 2, 3 already held
+    outcome = apply(con, make_batch([make_resident(n) for n in rows], quarantined, batch_id="batch-0002",
+                                    duplicates=in_batch_duplicates))
+
+    assert (outcome.applied, outcome.quarantined, outcome.duplicates) == expected
+    assert outcome.received == len(rows) + len(quarantined) + in_batch_duplicates
+    assert outcome.received == outcome.applied + outcome.quarantined + outcome.duplicates
+    ledger = con.execute(f"""SELECT received, applied + quarantined + duplicates FROM {NODE}._civicnet.batches
+                             WHERE batch_id = 'batch-0002'""").fetchall()
+    assert ledger == [(outcome.received, outcome.received)]
+
+
+@pytest.mark.parametrize("to", [COMMUNITY_B, "440303001001"], ids=["other_street", "other_district"])
+def test_move_writes_a_tombstone_naming_the_old_division(con: duckdb.DuckDBPyConnection, to: str) -> None:
+    apply(con, make_batch())
+    rows = [make_resident(1), make_resident(2, division_code=to), make_resident(3, phone="13900000003")]
+    outcome = apply(con, make_batch(rows, batch_id="batch-0002", received_at="2021-06-02T02:00:00+00:00"))
+
+    assert (outcome.moved, outcome.applied) == (1, 2)
+    tombstones = con.execute(f"SELECT * FROM {NODE}._civicnet.tombstones").fetchall()
+    assert tombstones == [("residents", citizen_id(2), COMMUNITY_A, 2, "batch-0002", "public_security_residents")]
+    assert con.execute(f"SELECT division_code FROM {NODE}.residents WHERE citizen_id = ?",
+                       [citizen_id(2)]).fetchall() == [(to,)]
+    assert [(v[1], v[3] is None) for v in history(con, citizen_id(2))] == [(COMMUNITY_A, False), (to, True)]
+
+
+def test_refuse_batch_records_the_refusal_and_changes_no_data(con: duckdb.DuckDBPyConnection) -> None:
+    apply(con, make_batch())
+    before = snapshot(con)
+    _, _, meta = make_batch([make_resident(n, phone="13900000000") for n in (1, 2, 3)], quarantined=[4],
+                            batch_id="batch-0002", gate={"verdict": "fail", "results": []})
+
+    outcome = refuse_batch(con, NODE, RESIDENTS, meta, quarantined=1)
+
+    assert (outcome.status, outcome.seq, outcome.applied, outcome.quarantined) == ("refused", None, 0, 1)
+    assert ledger_entry(con, NODE, "batch-0002") == outcome
+    after = snapshot(con)
+    assert {t: rows for t, rows in after.items() if t != "_civicnet.batches"} == \
+        {t: rows for t, rows in before.items() if t != "_civicnet.batches"}
+    assert high_water_mark(con, NODE, "residents") == 1
+    assert refuse_batch(con, NODE, RESIDENTS, meta, quarantined=1) == outcome
+    assert count(con, "_civicnet.batches", "batch_id = 'batch-0002'") == 1
+
+
+def test_a_refused_batch_is_not_applied_later_under_the_same_id(con: duckdb.DuckDBPyConnection) -> None:
+    batch = make_batch(batch_id="batch-0001", gate={"verdict": "fail", "results": []})
+    refused = refuse_batch(con, NODE, RESIDENTS, batch[2], quarantined=0)
+
+    assert apply(con, batch) == refused
+    assert count(con, "residents") == 0
+
+
+@pytest.mark.parametrize("step", ["_write_ledger", "_write_quarantine", "set_high_water_mark"])
+def test_a_failure_inside_the_transaction_leaves_the_node_as_before(
+        con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch, step: str) -> None:
+    apply(con, make_batch())
+    before = snapshot(con)
+    moved = [make_resident(1, division_code=COMMUNITY_B), make_resident(2, phone="13900000002"), make_resident(4)]
+    second = make_batch(moved, quarantined=[9], batch_id="batch-0002", received_at="2021-06-02T02:00:00+00:00")
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError(f"{step} crashed")
+
+    monkeypatch.setattr(warehouse.merge, step, crash)
+    with pytest.raises(RuntimeError, match="crashed"):
+        apply(con, second)
+    assert snapshot(con) == before
+    assert ledger_entry(con, NODE, "batch-0002") is None
+
+    monkeypatch.undo()
+    outcome = apply(con, second)
+    assert (outcome.seq, outcome.applied, outcome.moved, outcome.quarantined) == (2, 3, 1, 1)
+    assert count(con, "residents") == 4
+    assert count(con, "residents_history") == 3 + 3
+    assert count(con, "_civicnet.tombstones") == 1
+    assert high_water_mark(con, NODE, "residents") == 2
+
+
+def test_a_failure_survives_reopening_the_file_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a killed merge leaves on disk: the file reopened holds the state before the batch."""
+    path = node_path(tmp_path, CITY)
+    first = duckdb.connect()
+    attach(first, path, NODE)
+    ensure_node(first, NODE, CITY, list(CONTRACTS.values()))
+    apply(first, make_batch())
+    before = snapshot(first)
+    monkeypatch.setattr(warehouse.merge, "_write_ledger", lambda *a, **k: (_ for _ in ()).throw(OSError("disk")))
+    with pytest.raises(OSError):
+        apply(first, make_batch([make_resident(5)], batch_id="batch-0002"))
+    first.close()
+
+    reopened = duckdb.connect()
+    attach(reopened, path, NODE, read_only=True)
+    try:
+        assert snapshot(reopened) == before
+    finally:
+        reopened.close()
+
