@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import codecs
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from schemas.errors import TerminalError
 
@@ -25,6 +26,15 @@ class FilesSource(BaseModel):
     pattern: str = "*"
     format: Literal["csv"] = "csv"
     encoding: str = "utf-8"
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r}; use a Python codec name such as gb18030 or utf-8") from None
+        return value
 
 
 class SqlSource(BaseModel):

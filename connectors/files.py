@@ -26,7 +26,7 @@ class FilesConnector:
         seen = set(state.get("files", []))
         for path in sorted(self.folder.glob(self.pattern)):
             # A name starting with '.' or ending in '.part' is still being written.
-            if path.name in seen or path.name.startswith(".") or path.suffix == ".part":
+            if path.name in seen or path.name.startswith(".") or path.suffix == ".part" or not path.is_file():
                 continue
             seen.add(path.name)
             yield Payload(

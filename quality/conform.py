@@ -23,6 +23,8 @@ from schemas.divisions import Registry
 from schemas.errors import TerminalError
 
 LINE = "_line"
+# DuckDB spills beyond this; a 1.7-million-row batch conforms within it.
+MEMORY_LIMIT = "1GB"
 
 
 class SourceColumnsError(TerminalError):
@@ -80,6 +82,7 @@ def _division_table(registries: Mapping[int, Registry]) -> pa.Table:
 
 
 def _select_sql(contract: Contract, mapping: SourceMapping, today: dt.date) -> str:
+    """One pass over the raw rows: typed values plus the list of reasons each row fails."""
     by_field = {v: k for k, v in mapping.fields.items()}
     texts, typed, checks = [], [], []
     for f in contract.fields:
@@ -89,12 +92,11 @@ def _select_sql(contract: Contract, mapping: SourceMapping, today: dt.date) -> s
         checks.extend(field_checks(f, quote_ident("t_" + f.name), quote_ident(f.name), today, _message_sql))
     checks.extend(anchor_checks(contract, quote_ident("t_" + contract.anchor), _message_sql))
     reasons = "flatten([" + ", ".join(checks) + "])" if checks else "[]"
-    raw_cols = ", ".join(quote_ident(c) for c in mapping.fields)
+    fields = ", ".join(quote_ident(f) for f in contract.field_names)
     return f"""
-        WITH src AS (SELECT *, to_json(struct_pack({raw_cols})) AS _raw FROM raw),
-        texted AS (SELECT {LINE}, _raw, {", ".join(texts)} FROM src),
+        WITH texted AS (SELECT {LINE}, {", ".join(texts)} FROM raw),
         typed AS (SELECT *, {", ".join(typed)} FROM texted)
-        SELECT *, {reasons} AS _reasons FROM typed r"""
+        SELECT {LINE}, {fields}, {reasons} AS _reasons FROM typed r"""
 
 
 def _message_sql(code: Reason, field_name: str, title: str, value_sql: str) -> str:
@@ -106,49 +108,53 @@ def conform_batch(raw: pa.Table, contract: Contract, mapping: SourceMapping,
                   registries: Mapping[int, Registry], today: dt.date) -> Conformed:
     """Map a raw text batch to the contract; split it into accepted, quarantined and duplicates."""
     _check_columns(raw, mapping, contract)
-    con = duckdb.connect()
+    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "preserve_insertion_order": False})
     try:
         con.register("raw", raw)
         con.register("divisions", _division_table(registries))
         con.execute(f"CREATE TEMP TABLE checked AS {_select_sql(contract, mapping, today)}")
-        _mark_duplicates(con, contract)
-        return _split(con, contract, raw.num_rows)
+        _find_repeats(con, contract)
+        return _split(con, contract, mapping, raw.num_rows)
     finally:
         con.close()
 
 
-def _mark_duplicates(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
-    """Among clean rows, a later row with an earlier row's key is a duplicate (same content)
-    or a key conflict (different content, quarantined with `duplicate_key`)."""
+def _find_repeats(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
+    """`repeats`: clean rows whose key an earlier clean row already had; `_same` if the content is
+    identical (a duplicate, counted) or not (a key conflict, quarantined with `duplicate_key`).
+    Only keys that occur more than once are hashed, so a clean batch costs one aggregate."""
     pk = ", ".join(quote_ident(k) for k in contract.primary_key)
     content = "md5(to_json(struct_pack(" + ", ".join(quote_ident(f) for f in contract.field_names) + ")))"
-    first = contract.primary_key[0]
-    f = contract.field(first)
-    message = _message_sql("duplicate_key", f.name, f.title, f"CAST({quote_ident(first)} AS VARCHAR)")
     con.execute(f"""
-        CREATE TEMP TABLE marked AS
-        SELECT c.*, w._rank, w._content = w._first_content AS _same FROM checked c
-        LEFT JOIN (SELECT {LINE}, row_number() OVER win AS _rank, {content} AS _content,
-                          first_value({content}) OVER win AS _first_content
-                   FROM checked WHERE len(_reasons) = 0
-                   WINDOW win AS (PARTITION BY {pk} ORDER BY {LINE})) w USING ({LINE})""")
-    con.execute(f"""
-        UPDATE marked SET _reasons = [struct_pack(code := 'duplicate_key', field := {sql_literal(first)},
-                                                  message := {message})]
-        WHERE _rank > 1 AND NOT _same""")
+        CREATE TEMP TABLE repeats AS
+        SELECT {LINE}, _same FROM (
+            SELECT {LINE}, row_number() OVER win AS _rank,
+                   {content} = first_value({content}) OVER win AS _same
+            FROM checked SEMI JOIN (SELECT {pk} FROM checked WHERE len(_reasons) = 0
+                                    GROUP BY ALL HAVING count(*) > 1) USING ({pk})
+            WHERE len(_reasons) = 0
+            WINDOW win AS (PARTITION BY {pk} ORDER BY {LINE}))
+        WHERE _rank > 1""")
 
 
-def _split(con: duckdb.DuckDBPyConnection, contract: Contract, received: int) -> Conformed:
+def _split(con: duckdb.DuckDBPyConnection, contract: Contract, mapping: SourceMapping,
+           received: int) -> Conformed:
     schema = arrow_schema(contract).append(pa.field(LINE, pa.int64(), nullable=False))
     cols = ", ".join(quote_ident(c) for c in [*contract.field_names, LINE])
-    accepted = con.sql(
-        f"SELECT {cols} FROM marked WHERE len(_reasons) = 0 AND coalesce(_rank, 1) = 1 ORDER BY {LINE}"
-    ).to_arrow_table()
-    quarantined = con.sql(
-        f"SELECT {LINE}, _reasons AS reasons, _raw AS raw FROM marked WHERE len(_reasons) > 0 ORDER BY {LINE}"
-    ).to_arrow_table()
-    duplicates = con.execute(
-        "SELECT count(*) FROM marked WHERE len(_reasons) = 0 AND _rank > 1").fetchone()
+    accepted = con.sql(f"""SELECT {cols} FROM checked ANTI JOIN repeats USING ({LINE})
+                           WHERE len(_reasons) = 0 ORDER BY {LINE}""").to_arrow_table()
+    first = contract.field(contract.primary_key[0])
+    value = f"CAST(c.{quote_ident(first.name)} AS VARCHAR)"
+    conflict = (f"[struct_pack(code := 'duplicate_key', field := {sql_literal(first.name)}, message := "
+                f"{_message_sql('duplicate_key', first.name, first.title, value)})]")
+    raw_cols = ", ".join(f"raw.{quote_ident(c)}" for c in mapping.fields)
+    quarantined = con.sql(f"""
+        SELECT q.{LINE}, q.reasons, to_json(struct_pack({raw_cols})) AS raw
+        FROM (SELECT {LINE}, _reasons AS reasons FROM checked WHERE len(_reasons) > 0
+              UNION ALL
+              SELECT c.{LINE}, {conflict} FROM checked c JOIN repeats USING ({LINE}) WHERE NOT _same) q
+        JOIN raw USING ({LINE}) ORDER BY q.{LINE}""").to_arrow_table()
+    duplicates = con.execute("SELECT count(*) FROM repeats WHERE _same").fetchone()
     result = Conformed(
         accepted=accepted.cast(pa.schema([pa.field(f.name, f.type) for f in schema])),
         quarantined=quarantined, duplicates=int(duplicates[0]) if duplicates else 0, received=received)

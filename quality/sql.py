@@ -40,7 +40,8 @@ def text_expr(source: str | None, constant: object, values: Mapping[str, str] | 
     """The field's text as sent: trimmed, NFC-normalised, empty → NULL, mapped through the value map."""
     if source is None:
         return f"CAST({sql_literal(constant)} AS VARCHAR)"
-    text = f"nullif(trim(nfc_normalize({quote_ident(source)})), '')"
+    # trim() alone keeps tabs and line breaks; departments' exports carry both.
+    text = f"nullif(trim(trim(nfc_normalize({quote_ident(source)})), chr(9) || chr(10) || chr(13) || ' '), '')"
     if not values:
         return text
     cases = " ".join(f"WHEN {sql_literal(k)} THEN {sql_literal(v)}" for k, v in values.items())
@@ -67,11 +68,12 @@ def _case(cond: str, code: Reason, f: Field, text: str, message: MessageSql) -> 
 
 def citizen_id_valid_sql(text: str, today: dt.date) -> str:
     """GB 11643 in SQL: form, MOD 11-2 check character, and a real past birth date."""
-    total = " + ".join(f"CAST(substr({text}, {i + 1}, 1) AS INTEGER) * {w}" for i, w in enumerate(WEIGHTS))
+    # TRY_CAST: DuckDB evaluates every operand even where the pattern test already failed.
+    total = " + ".join(f"TRY_CAST(substr({text}, {i + 1}, 1) AS INTEGER) * {w}" for i, w in enumerate(WEIGHTS))
     born = f"try_strptime(substr({text}, 7, 8), '%Y%m%d')"
     return (f"(regexp_full_match({text}, '^\\d{{17}}[\\dX]$') "
             f"AND substr('{CHECK_CHARS}', (({total}) % 11) + 1, 1) = substr({text}, 18, 1) "
-            f"AND {born} IS NOT NULL AND {born} <= DATE '{today.isoformat()}')")
+            f"AND {born} >= TIMESTAMP '0001-01-01' AND {born} <= DATE '{today.isoformat()}')")
 
 
 def field_checks(f: Field, text: str, typed: str, today: dt.date, message: MessageSql) -> list[str]:

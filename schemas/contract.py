@@ -98,6 +98,9 @@ def _parse_field(raw: Any, source: str, index: int) -> Field:
         raise _fail(source, where, f"type {ftype!r} is not one of {list(FIELD_TYPES)}",
                     "set 'type' to a Table Schema type civicnet supports")
     constraints = raw.get("constraints") or {}
+    if not isinstance(constraints, dict):
+        raise _fail(source, where, f"constraints must be a mapping, not {type(constraints).__name__}",
+                    "write them as 'constraints: {required: true, ...}'")
     unknown = set(constraints) - KNOWN_CONSTRAINTS
     if unknown:
         raise _fail(source, where, f"unknown constraints {sorted(unknown)}",
@@ -166,6 +169,8 @@ def load_contract(path: Path | str) -> Contract:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ContractError(f"{path}: is not valid YAML ({err}); fix the syntax") from None
+    except UnicodeDecodeError as err:
+        raise ContractError(f"{path}: is not UTF-8 ({err.reason} at byte {err.start}); save it as UTF-8") from None
     contract = contract_from_mapping(raw, str(path))
     if contract.name != path.stem:
         raise _fail(str(path), "name", f"{contract.name!r} differs from the file name",

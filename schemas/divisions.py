@@ -19,7 +19,7 @@ from schemas.errors import InvalidDivisionCodeError, UnknownDivisionError
 Tier = Literal["city", "district", "street", "community"]
 TIERS: tuple[Tier, ...] = get_args(Tier)
 CODE_PATTERN = r"^\d{12}$"
-_CODE_RE = re.compile(CODE_PATTERN)
+_CODE_RE = re.compile(CODE_PATTERN, re.ASCII)
 # (segment start, segment end) in the 12-digit code, for each tier's own segment
 _SEGMENTS: dict[Tier, tuple[int, int]] = {
     "city": (2, 4),
@@ -33,7 +33,7 @@ SHIPPED_VINTAGES = (2020,)
 
 def validate_code(code: object) -> str:
     """Return the code if it is 12 digits of text, else raise InvalidDivisionCodeError."""
-    if not isinstance(code, str) or not _CODE_RE.match(code):
+    if not isinstance(code, str) or not _CODE_RE.fullmatch(code):
         raise InvalidDivisionCodeError(
             f"division code {code!r} is not 12 digits of text; codes are strings like "
             "'440304001001' (never integers, never shortened)"
