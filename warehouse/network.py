@@ -15,8 +15,8 @@ import duckdb
 
 from schemas.contract import Contract
 from schemas.divisions import Registry, tier_of
-from warehouse.extract import publish_extract
-from warehouse.node import attach, detach, ensure_node, node_path
+from warehouse.extract import extract_path, publish_extract
+from warehouse.node import attach, detach, ensure_node, node_path, prepare_node
 from warehouse.stats import NodeStats, node_stats
 from warehouse.sync import SyncResult, sync_node
 
@@ -38,7 +38,7 @@ def _alias(code: str) -> str:
 
 def _sync_one(con: duckdb.DuckDBPyConnection, home: Path, code: str, parent: str,
               contracts: list[Contract], report: SubtreeReport, on_node: OnNode | None) -> None:
-    attach(con, node_path(home, code), _alias(code))
+    attach(con, prepare_node(home, code, contracts), _alias(code))
     ensure_node(con, _alias(code), code, contracts)
     results = sync_node(con, _alias(code), _alias(parent), parent, code, contracts)
     report.changes[code] = results
@@ -50,7 +50,8 @@ def _finish(con: duckdb.DuckDBPyConnection, home: Path, code: str, contracts: li
             report: SubtreeReport) -> None:
     report.nodes.append(node_stats(con, _alias(code), code, contracts))
     detach(con, _alias(code))
-    publish_extract(home, code)
+    if report.changes.get(code) or not extract_path(home, code).exists():
+        publish_extract(home, code)
 
 
 def _walk(con: duckdb.DuckDBPyConnection, home: Path, registry: Registry, code: str, parent: str,

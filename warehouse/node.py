@@ -9,6 +9,9 @@ and quarantine. Files are written in DuckDB's v1.4 storage format so that analys
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -49,24 +52,57 @@ def detach(con: duckdb.DuckDBPyConnection, alias: str) -> None:
     con.execute(f"DETACH {alias}")
 
 
+def _template(folder: Path, tier: Tier, contracts: list[Contract]) -> Path:
+    """An empty node file of this tier, made once per set of contract versions (copying it is
+    far cheaper than running the DDL for each of 900 new nodes)."""
+    digest = hashlib.sha256(repr(sorted((c.name, c.version) for c in contracts)).encode()).hexdigest()[:12]
+    path = folder / f".template-{tier}-{digest}.duckdb"
+    if not path.exists():
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        con = duckdb.connect()
+        try:
+            attach(con, tmp, "t")
+            _create_tables(con, "t", tier, contracts)
+            detach(con, "t")
+        finally:
+            con.close()
+        os.replace(tmp, path)
+    return path
+
+
+def prepare_node(home: Path, code: str, contracts: list[Contract]) -> Path:
+    """The node's file, created from its tier's template if it does not exist yet."""
+    path = node_path(home, code)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        shutil.copyfile(_template(path.parent.parent, tier_of(code), contracts), tmp)
+        os.replace(tmp, path)
+    return path
+
+
 def _columns_sql(columns: list[tuple[str, str]]) -> str:
     return ", ".join(f'"{n}" {t}' for n, t in columns)
 
 
 def ensure_node(con: duckdb.DuckDBPyConnection, alias: str, code: str, contracts: list[Contract]) -> None:
-    """Create the node's tables if missing (idempotent); DDL is derived from the contracts."""
+    """Create the node's tables if missing and record which division it is (idempotent)."""
     tier = tier_of(code)
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {alias}._civicnet")
-    con.execute(f"""CREATE TABLE IF NOT EXISTS {alias}._civicnet.node
-                    (code VARCHAR, tier VARCHAR)""")
+    _create_tables(con, alias, tier, contracts)
     if not con.execute(f"SELECT 1 FROM {alias}._civicnet.node").fetchone():
         con.execute(f"INSERT INTO {alias}._civicnet.node VALUES (?, ?)", [code, tier])
+
+
+def _create_tables(con: duckdb.DuckDBPyConnection, alias: str, tier: Tier, contracts: list[Contract]) -> None:
+    """The node's tables, derived from the contracts (CREATE ... IF NOT EXISTS)."""
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {alias}._civicnet")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {alias}._civicnet.node (code VARCHAR, tier VARCHAR)")
     con.execute(f"""CREATE TABLE IF NOT EXISTS {alias}._civicnet.hwm (dataset VARCHAR, seq BIGINT)""")
     con.execute(f"""CREATE TABLE IF NOT EXISTS {alias}._civicnet.tombstones
         (dataset VARCHAR, key VARCHAR, division_code VARCHAR, _seq BIGINT, _batch_id VARCHAR, source VARCHAR)""")
     con.execute(f"""CREATE TABLE IF NOT EXISTS {alias}._civicnet.sync_log
         (parent VARCHAR, dataset VARCHAR, from_seq BIGINT, to_seq BIGINT, upserts BIGINT,
-         deletes BIGINT, synced_at TIMESTAMPTZ)""")
+         removed BIGINT, synced_at TIMESTAMPTZ)""")
     for contract in contracts:
         if tier in contract.reaches:
             cols = column_definitions(contract, tier) + META_COLUMNS
@@ -91,18 +127,16 @@ def _ensure_origin(con: duckdb.DuckDBPyConnection, alias: str, contracts: list[C
          reasons STRUCT(code VARCHAR, field VARCHAR, message VARCHAR)[], raw JSON)""")
 
 
-def node_tier(con: duckdb.DuckDBPyConnection, alias: str) -> Tier:
-    """The tier a node file records for itself."""
-    row = con.execute(f"SELECT tier FROM {alias}._civicnet.node").fetchone()
-    assert row is not None
-    tier: Tier = row[0]
-    return tier
-
-
 def high_water_mark(con: duckdb.DuckDBPyConnection, alias: str, dataset: str) -> int:
     """The last origin sequence number a node has applied for a dataset (0 if none)."""
     row = con.execute(f"SELECT max(seq) FROM {alias}._civicnet.hwm WHERE dataset = ?", [dataset]).fetchone()
     return int(row[0]) if row and row[0] is not None else 0
+
+
+def high_water_marks(con: duckdb.DuckDBPyConnection, alias: str) -> dict[str, int]:
+    """Every dataset's mark in one query."""
+    rows = con.execute(f"SELECT dataset, max(seq) FROM {alias}._civicnet.hwm GROUP BY 1").fetchall()
+    return {d: int(s) for d, s in rows}
 
 
 def set_high_water_mark(con: duckdb.DuckDBPyConnection, alias: str, dataset: str, seq: int) -> None:

@@ -13,65 +13,62 @@ from dataclasses import dataclass
 import duckdb
 
 from schemas.contract import Contract
-from schemas.divisions import subtree_prefix
-from warehouse.node import META_COLUMNS, high_water_mark, key_sql, node_tier, set_high_water_mark
+from schemas.divisions import Tier, subtree_prefix, tier_of
+from warehouse.node import META_COLUMNS, high_water_marks, key_sql, set_high_water_mark
 
 
 @dataclass(frozen=True)
 class SyncResult:
-    """What one dataset's sync changed in one node."""
+    """What one dataset's sync changed in one node: rows written, and rows removed or replaced."""
 
     dataset: str
     from_seq: int
     to_seq: int
     upserts: int
-    deletes: int
+    removed: int
 
 
-def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[object]) -> int:
-    row = con.execute(sql, params).fetchone()
+def _rowcount(cur: duckdb.DuckDBPyConnection) -> int:
+    row = cur.fetchone()
     return int(row[0]) if row else 0
 
 
-def _sync_dataset(con: duckdb.DuckDBPyConnection, child: str, parent: str, code: str,
-                  contract: Contract) -> SyncResult | None:
-    tier = node_tier(con, child)
-    start, end = high_water_mark(con, child, contract.name), high_water_mark(con, parent, contract.name)
-    if end <= start:
-        return None
-    name, prefix = contract.name, subtree_prefix(code)
+def _sync_dataset(con: duckdb.DuckDBPyConnection, child: str, parent: str, tier: Tier, prefix: str,
+                  contract: Contract, start: int, end: int) -> SyncResult:
+    name = contract.name
     window = "_seq > ? AND _seq <= ? AND starts_with(division_code, ?)"
     params: list[object] = [start, end, prefix]
+    removed = 0
+    if start > 0:  # a fresh node has nothing to remove or replace
+        removed = _rowcount(con.execute(f"""
+            DELETE FROM {child}."{name}" c WHERE {key_sql(contract, 'c')} IN (
+                SELECT key FROM {parent}._civicnet.tombstones WHERE dataset = ? AND {window}
+                UNION ALL SELECT {key_sql(contract, 'p')} FROM {parent}."{name}" p WHERE {window})""",
+                                        [name, *params, *params]))
     cols = ", ".join(f'"{f.name}"' for f in contract.fields_for_tier(tier)) + ", " + \
         ", ".join(c for c, _ in META_COLUMNS)
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE gone AS SELECT key FROM {parent}._civicnet.tombstones
-                    WHERE dataset = ? AND {window}""", [name, *params])
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE upserts AS SELECT {cols}
-                    FROM {parent}."{name}" WHERE {window}""", params)
-    deletes = _count(con, f"""SELECT count(*) FROM {child}."{name}" c
-                              WHERE {key_sql(contract, 'c')} IN (SELECT key FROM gone)""", [])
-    con.execute(f"""DELETE FROM {child}."{name}" c USING gone g WHERE {key_sql(contract, 'c')} = g.key""")
-    con.execute(f"""DELETE FROM {child}."{name}" c USING upserts u
-                    WHERE {key_sql(contract, 'c')} = {key_sql(contract, 'u')}""")
-    con.execute(f'INSERT INTO {child}."{name}" SELECT * FROM upserts')
+    upserts = _rowcount(con.execute(f"""INSERT INTO {child}."{name}" SELECT {cols} FROM {parent}."{name}"
+                                        WHERE {window}""", params))
     con.execute(f"""INSERT INTO {child}._civicnet.tombstones SELECT * FROM {parent}._civicnet.tombstones
                     WHERE dataset = ? AND {window}""", [name, *params])
-    upserts = _count(con, "SELECT count(*) FROM upserts", [])
     set_high_water_mark(con, child, name, end)
-    return SyncResult(name, start, end, upserts, deletes)
+    return SyncResult(name, start, end, upserts, removed)
 
 
 def sync_node(con: duckdb.DuckDBPyConnection, child: str, parent: str, parent_code: str, code: str,
               contracts: list[Contract]) -> list[SyncResult]:
     """Bring `child` (attached) up to `parent` (attached) in one transaction for all datasets."""
-    tier = node_tier(con, child)
+    tier, prefix = tier_of(code), subtree_prefix(code)
+    have, offered = high_water_marks(con, child), high_water_marks(con, parent)
+    todo = [c for c in contracts if tier in c.reaches and offered.get(c.name, 0) > have.get(c.name, 0)]
+    if not todo:
+        return []
     con.execute("BEGIN TRANSACTION")
     try:
-        results = [r for c in contracts if tier in c.reaches
-                   if (r := _sync_dataset(con, child, parent, code, c)) is not None]
-        for r in results:
-            con.execute(f"""INSERT INTO {child}._civicnet.sync_log VALUES (?, ?, ?, ?, ?, ?, now())""",
-                        [parent_code, r.dataset, r.from_seq, r.to_seq, r.upserts, r.deletes])
+        results = [_sync_dataset(con, child, parent, tier, prefix, c, have.get(c.name, 0), offered[c.name])
+                   for c in todo]
+        con.executemany(f"INSERT INTO {child}._civicnet.sync_log VALUES (?, ?, ?, ?, ?, ?, now())",
+                        [[parent_code, r.dataset, r.from_seq, r.to_seq, r.upserts, r.removed] for r in results])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
