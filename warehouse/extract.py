@@ -20,6 +20,15 @@ def extract_path(home: Path, code: str) -> Path:
     return home / "extracts" / tier_of(code) / f"{validate_code(code)}.duckdb"
 
 
+def extract_is_stale(home: Path, code: str) -> bool:
+    """True if the node file was written after its extract was published (or there is none yet),
+    including when a run was killed between a node's sync and its publication."""
+    extract = extract_path(home, code)
+    if not extract.exists():
+        return True
+    return extract.stat().st_mtime_ns <= node_path(home, code).stat().st_mtime_ns
+
+
 def publish_extract(home: Path, code: str) -> Path:
     """Copy a (detached) node file to its extract path atomically; returns the path."""
     source, target = node_path(home, code), extract_path(home, code)

@@ -15,7 +15,7 @@ import duckdb
 
 from schemas.contract import Contract
 from schemas.divisions import Registry, tier_of
-from warehouse.extract import extract_path, publish_extract
+from warehouse.extract import extract_is_stale, publish_extract
 from warehouse.node import attach, detach, ensure_node, node_path, prepare_node
 from warehouse.stats import NodeStats, node_stats
 from warehouse.sync import SyncResult, sync_node
@@ -50,7 +50,7 @@ def _finish(con: duckdb.DuckDBPyConnection, home: Path, code: str, contracts: li
             report: SubtreeReport) -> None:
     report.nodes.append(node_stats(con, _alias(code), code, contracts))
     detach(con, _alias(code))
-    if report.changes.get(code) or not extract_path(home, code).exists():
+    if extract_is_stale(home, code):
         publish_extract(home, code)
 
 
