@@ -17,8 +17,7 @@ import pyarrow.parquet as pq
 from connectors.feeds import Feed, load_feeds
 from connectors.parse import read_payload
 from connectors.registry import connector_for
-from quality.conform import SourceMapping, conform_batch
-from quality.gate import run_gate
+from quality.conform import QUARANTINE_SCHEMA, SourceMapping, conform_batch
 from schemas.contract import Contract, load_contracts
 from schemas.divisions import Registry, load_registry
 from schemas.errors import TerminalError
@@ -124,6 +123,8 @@ def check(home: Path, slug: str, batch_id: str, as_of: dt.date) -> dict[str, Any
         _write_check(out, base | {"accepted": 0, "quarantined": 0, "duplicates": 0,
                                   "gate": {"verdict": "fail", "error": str(err), "results": []}})
         raise
+    from quality.gate import run_gate  # great_expectations takes seconds to import: only here
+
     gate = run_gate(contract, conformed.accepted, conformed.received, conformed.quarantined.num_rows)
     out.mkdir(parents=True, exist_ok=True)
     pq.write_table(conformed.accepted.drop(["_line"]), out / "accepted.parquet")
@@ -180,7 +181,11 @@ def _merge_one(con: duckdb.DuckDBPyConnection, home: Path, f: Feed, contract: Co
     batch = BatchInput(batch_id, f.slug, f.department, manifest.source_name, manifest.received_at,
                        summary["received"], summary["duplicates"], summary["gate"])
     if summary["gate"]["verdict"] == "fail":
-        return refuse_batch(con, "city", contract, batch, summary["quarantined"])
+        if (stage / "quarantined.parquet").exists():
+            return refuse_batch(con, "city", contract, batch, pq.read_table(stage / "quarantined.parquet"),
+                                held=summary["accepted"])
+        # refused before any row was checked (columns missing, unreadable): every row is held
+        return refuse_batch(con, "city", contract, batch, QUARANTINE_SCHEMA.empty_table(), held=summary["received"])
     return apply_batch(con, "city", contract, pq.read_table(stage / "accepted.parquet"),
                        pq.read_table(stage / "quarantined.parquet"), batch)
 

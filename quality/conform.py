@@ -25,6 +25,8 @@ from schemas.errors import TerminalError
 LINE = "_line"
 # DuckDB spills beyond this; a 1.7-million-row batch conforms within it.
 MEMORY_LIMIT = "1GB"
+REASON_TYPE = pa.struct([("code", pa.string()), ("field", pa.string()), ("message", pa.string())])
+QUARANTINE_SCHEMA = pa.schema([(LINE, pa.int64()), ("reasons", pa.list_(REASON_TYPE)), ("raw", pa.string())])
 
 
 class SourceColumnsError(TerminalError):
@@ -157,6 +159,7 @@ def _split(con: duckdb.DuckDBPyConnection, contract: Contract, mapping: SourceMa
     duplicates = con.execute("SELECT count(*) FROM repeats WHERE _same").fetchone()
     result = Conformed(
         accepted=accepted.cast(pa.schema([pa.field(f.name, f.type) for f in schema])),
-        quarantined=quarantined, duplicates=int(duplicates[0]) if duplicates else 0, received=received)
+        quarantined=quarantined.cast(QUARANTINE_SCHEMA), duplicates=int(duplicates[0]) if duplicates else 0,
+        received=received)
     result.check_counts()
     return result

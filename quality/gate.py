@@ -39,7 +39,7 @@ def _skip_batch_fingerprint() -> None:
     here, in this one place, by lowering the threshold to zero."""
     from great_expectations.execution_engine import pandas_execution_engine
 
-    pandas_execution_engine.HASH_THRESHOLD = 0  # type: ignore[attr-defined]
+    pandas_execution_engine.HASH_THRESHOLD = 0
 
 
 @dataclass(frozen=True)

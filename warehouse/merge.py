@@ -31,7 +31,8 @@ class BatchOutcome:
     """The ledger row of one batch: received = applied + quarantined + duplicates.
 
     `duplicates` counts repeats within the batch and rows identical to the version already
-    held; `unchanged` is the second part alone."""
+    held; `unchanged` is the second part alone. A refused batch applies nothing: its clean rows
+    are `held` in landing, so received = applied + quarantined + duplicates + held."""
 
     batch_id: str
     dataset: str
@@ -43,6 +44,7 @@ class BatchOutcome:
     quarantined: int
     duplicates: int
     moved: int
+    held: int = 0
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class BatchInput:
 def ledger_entry(con: duckdb.DuckDBPyConnection, node: str, batch_id: str) -> BatchOutcome | None:
     """The ledger row of a batch, if the node has decided it."""
     row = con.execute(f"""SELECT batch_id, dataset, seq, status, received, applied, unchanged, quarantined,
-                                 duplicates, moved FROM {node}._civicnet.batches WHERE batch_id = ?""",
+                                 duplicates, moved, held FROM {node}._civicnet.batches WHERE batch_id = ?""",
                       [batch_id]).fetchone()
     return BatchOutcome(*row) if row else None
 
@@ -115,10 +117,10 @@ def _write_quarantine(con: duckdb.DuckDBPyConnection, node: str, contract: Contr
 def _write_ledger(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, batch: BatchInput,
                   outcome: BatchOutcome) -> None:
     con.execute(f"""INSERT INTO {node}._civicnet.batches VALUES
-        (?, ?, ?, ?, ?, ?, ?::TIMESTAMPTZ, now(), ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (?, ?, ?, ?, ?, ?, ?::TIMESTAMPTZ, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [batch.batch_id, outcome.seq, contract.name, batch.feed, batch.department,
                  batch.source_name, batch.received_at, outcome.status, outcome.received, outcome.applied,
-                 outcome.unchanged, outcome.quarantined, outcome.duplicates, outcome.moved,
+                 outcome.unchanged, outcome.quarantined, outcome.duplicates, outcome.moved, outcome.held,
                  json.dumps(batch.gate, ensure_ascii=False)])
 
 
@@ -157,12 +159,23 @@ def apply_batch(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, a
 
 
 def refuse_batch(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, batch: BatchInput,
-                 quarantined: int) -> BatchOutcome:
-    """Record that the quality gate refused a batch: nothing applied, it stays in landing."""
+                 quarantined: pa.Table, held: int) -> BatchOutcome:
+    """Record that the quality gate refused a batch: its bad rows go to quarantine with their
+    reasons, its `held` clean rows are not applied and stay in landing; no data changes."""
     seen = ledger_entry(con, node, batch.batch_id)
     if seen is not None:
         return seen
     outcome = BatchOutcome(batch.batch_id, contract.name, None, "refused", batch.received, 0,
-                           0, quarantined, batch.duplicates, 0)
-    _write_ledger(con, node, contract, batch, outcome)
+                           0, quarantined.num_rows, batch.duplicates, 0, held)
+    con.register("quarantined", quarantined)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        _write_quarantine(con, node, contract, batch)
+        _write_ledger(con, node, contract, batch, outcome)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("quarantined")
     return outcome

@@ -1,0 +1,181 @@
+"""End to end through real Airflow: the ingest DAGs and network_sync on a tiny Shenzhen.
+
+One home is built for the module (each `airflow dags test` costs tens of seconds): feeds at
+scale 0.0005, the three ingest DAGs, then network_sync, all through
+`civicnet.airflow_runner.run_dag` on SQLite metadata. What round one left behind is captured
+in the fixture, so the refusal test, which drops a bad file into the same home, cannot
+change what the round-one tests see.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from civicnet import pipeline, status
+from civicnet.airflow_runner import DagRunFailedError, run_dag
+from civicnet.demo_data import generate_feeds
+from schemas.citizen_id import check_char
+from warehouse import landing
+
+pytestmark = pytest.mark.slow
+
+SCALE = 0.0005
+INGEST = ("ingest_statistics_divisions", "ingest_public_security_residents",
+          "ingest_civil_affairs_facilities")
+RESIDENTS_FEED = "public_security_residents"
+RESIDENTS_DIR = Path("feeds/public_security/residents")
+BAD_DROP = "residents_0002_bad_check_digits.csv"
+NODES = 899  # 1 city, 9 districts, their streets and communities (2020 registry)
+DISTRICTS = 9
+
+
+@dataclass(frozen=True)
+class RoundOne:
+    """A home after the three ingest DAGs and network_sync, and what it looked like then."""
+
+    home: Path
+    index: dict[str, Any]
+    status: dict[str, Any]
+    dag_runs: list[tuple[str, str]]
+    sync_tasks: list[tuple[int, str]]
+
+
+def airflow_rows(home: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
+    """Rows from the Airflow metadata database of a home, opened read-only."""
+    con = sqlite3.connect(f"file:{home / 'airflow' / 'airflow.db'}?mode=ro", uri=True)
+    try:
+        return con.execute(sql, params).fetchall()
+    finally:
+        con.close()
+
+
+def city_rows(home: Path, dataset: str) -> int:
+    con = pipeline.open_city(home, read_only=True)
+    try:
+        row = con.execute(f'SELECT count(*) FROM city."{dataset}"').fetchone()
+    finally:
+        con.close()
+    assert row is not None
+    return int(row[0])
+
+
+def write_bad_drop(home: Path, rows: int = 20, bad: int = 10) -> Path:
+    """A residents drop in the generated file's encoding and header; `bad` rows fail the check digit."""
+    planted = json.loads((home / "feeds" / "planted.json").read_text("utf-8"))
+    planted_lines = {p["line"] for p in planted["residents"]["planted_rows"]}
+    source = home / RESIDENTS_DIR / "residents_0001_initial.csv"
+    header, *body = csv.reader(io.StringIO(source.read_bytes().decode("gb18030"), newline=""))
+    good = [r for line, r in enumerate(body, start=1) if line not in planted_lines][:rows]
+    for row in good[:bad]:
+        first17, digit = row[0][:17], row[0][17]
+        wrong = next(c for c in "0123456789X" if c != check_char(first17))
+        assert wrong != digit
+        row[0] = first17 + wrong
+    text = io.StringIO(newline="")
+    csv.writer(text, lineterminator="\n").writerows([header, *good])
+    path = home / RESIDENTS_DIR / BAD_DROP
+    path.write_bytes(text.getvalue().encode("gb18030"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def round_one(tmp_path_factory: pytest.TempPathFactory) -> RoundOne:
+    home = tmp_path_factory.mktemp("e2e")
+    generate_feeds(home, SCALE)
+    for dag_id in (*INGEST, "network_sync"):
+        run_dag(home, dag_id)
+    return RoundOne(
+        home=home,
+        index=json.loads((home / "extracts" / "network.json").read_text("utf-8")),
+        status=status.collect(home),
+        dag_runs=sorted(airflow_rows(home, "SELECT dag_id, state FROM dag_run")),
+        sync_tasks=sorted(airflow_rows(home, """SELECT map_index, state FROM task_instance
+            WHERE dag_id = 'network_sync' AND task_id = 'sync_district'""")),
+    )
+
+
+def test_network_index_lists_every_node_with_its_extract(round_one: RoundOne) -> None:
+    nodes = round_one.index["nodes"]
+    assert len(nodes) == NODES
+    assert len({n["code"] for n in nodes}) == NODES
+    assert sum(n["tier"] == "district" for n in nodes) == DISTRICTS
+    assert [n["code"] for n in nodes if not Path(n["extract"]).is_file()] == []
+
+
+def test_every_tier_holds_every_resident_and_facility(round_one: RoundOne) -> None:
+    by_tier = status.rows_by_tier(round_one.status["nodes"])
+    city = by_tier["city"]
+    assert city["residents"] > 0 and city["facilities"] > 0
+    for tier in ("district", "street", "community"):
+        assert (by_tier[tier]["residents"], by_tier[tier]["facilities"]) == (
+            city["residents"], city["facilities"]), tier
+
+
+def test_every_batch_applied_and_balanced(round_one: RoundOne) -> None:
+    batches = round_one.status["batches"]
+    assert sorted(b["feed"] for b in batches) == sorted(d.removeprefix("ingest_") for d in INGEST)
+    assert [(b["feed"], b["status"], b["balanced"]) for b in batches
+            if b["status"] != "applied" or not b["balanced"]] == []
+
+
+def test_airflow_recorded_successful_runs(round_one: RoundOne) -> None:
+    assert round_one.dag_runs == sorted((d, "success") for d in (*INGEST, "network_sync"))
+
+
+def test_network_sync_ran_one_mapped_task_per_district(round_one: RoundOne) -> None:
+    assert round_one.sync_tasks == [(i, "success") for i in range(DISTRICTS)]
+
+
+@pytest.fixture(scope="module")
+def refused(round_one: RoundOne) -> dict[str, Any]:
+    """Drop a file with half its check digits wrong and run the residents DAG on it."""
+    home = round_one.home
+    before = city_rows(home, "residents")
+    write_bad_drop(home)
+    with pytest.raises(DagRunFailedError) as caught:
+        run_dag(home, f"ingest_{RESIDENTS_FEED}")
+    return {"error": caught.value, "before": before, "after": city_rows(home, "residents"),
+            "status": status.collect(home)}
+
+
+def test_refused_batch_fails_the_run_and_leaves_the_city_alone(round_one: RoundOne,
+                                                              refused: dict[str, Any]) -> None:
+    home = round_one.home
+    (batch,) = [b for b in refused["status"]["batches"] if b["source_name"] == BAD_DROP]
+    assert (batch["status"], batch["gate"], batch["applied"]) == ("refused", "fail", 0)
+    assert refused["after"] == refused["before"]
+    assert f"ingest_{RESIDENTS_FEED}" in str(refused["error"])
+    landed = [m.batch_id for m in landing.landed_batches(home, "residents", RESIDENTS_FEED)]
+    assert batch["batch_id"] in landed  # it stays in landing
+
+
+def test_airflow_shows_the_refusal_as_a_failed_check_without_retries(round_one: RoundOne,
+                                                                     refused: dict[str, Any]) -> None:
+    runs = airflow_rows(round_one.home, """SELECT run_id, state FROM dag_run WHERE dag_id = ?
+                                           ORDER BY id""", f"ingest_{RESIDENTS_FEED}")
+    assert [state for _, state in runs] == ["success", "failed"]
+    tasks = dict(airflow_rows(round_one.home, """SELECT task_id, state || ' try ' || try_number
+        FROM task_instance WHERE dag_id = ? AND run_id = ?""", f"ingest_{RESIDENTS_FEED}", runs[-1][0]))
+    assert tasks["check"] == "failed try 1"
+    assert tasks["merge"].startswith("success")
+    assert tasks["summarise"].startswith("upstream_failed")
+
+
+def test_cli_status_prints_json(round_one: RoundOne) -> None:
+    exe = Path(sys.executable).parent / "civicnet"
+    done = subprocess.run([str(exe), "status", "--json", "--home", str(round_one.home)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = json.loads(done.stdout)
+    assert {"vintage", "nodes", "quarantine", "batches"} <= set(printed)
+    assert (printed["vintage"], len(printed["nodes"])) == (pipeline.VINTAGE, NODES)

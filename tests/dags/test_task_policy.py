@@ -1,0 +1,97 @@
+"""dags/task_policy.translate_errors: terminal errors fail without retries, the rest pass through."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from connectors.feeds import FeedConfigError
+from schemas.errors import (
+    ContractError,
+    TerminalError,
+    TransientError,
+    UnknownDivisionError,
+)
+from warehouse.node import NodeLockedError
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
+    """dags/task_policy, imported as Airflow imports it, with Airflow kept out of ~/airflow."""
+    home = tmp_path_factory.mktemp("airflow_home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AIRFLOW_HOME", str(home))
+        mp.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+        mp.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
+        mp.syspath_prepend(str(DAGS))
+        yield importlib.import_module("task_policy")
+
+
+def raising(err: BaseException) -> Callable[[], Any]:
+    def body() -> Any:
+        raise err
+
+    return body
+
+
+@pytest.mark.parametrize("err", [
+    TerminalError("a person must act"),
+    ContractError("schemas/datasets/residents.yaml: field 'sex' has no type"),
+    UnknownDivisionError("440399999999 is not a 2020 division"),
+    FeedConfigError("feed config x.yaml is invalid"),
+], ids=lambda e: type(e).__name__)
+def test_terminal_error_fails_the_task_without_retry(policy: ModuleType, err: TerminalError) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException) as caught:
+        policy.translate_errors(raising(err))()
+    assert str(caught.value) == str(err)
+    assert caught.value.__cause__ is err
+
+
+@pytest.mark.parametrize("err", [
+    TransientError("timeout"),
+    NodeLockedError("node 440300000000 is busy"),
+    ValueError("not ours: Airflow decides"),
+], ids=lambda e: type(e).__name__)
+def test_other_errors_pass_through_unchanged_so_airflow_retries(policy: ModuleType,
+                                                               err: Exception) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(type(err)) as caught:
+        policy.translate_errors(raising(err))()
+    assert caught.value is err
+    assert not isinstance(caught.value, AirflowFailException)
+
+
+@pytest.mark.parametrize("value", [
+    ["batch-1", "batch-2"],
+    {"batches": 2, "accepted": 10},
+    [],
+    None,
+], ids=["list", "dict", "empty", "none"])
+def test_return_value_passes_through(policy: ModuleType, value: Any) -> None:
+    assert policy.translate_errors(lambda: value)() is value
+
+
+def test_arguments_reach_the_wrapped_function(policy: ModuleType) -> None:
+    def body(batch_id: str, *, slug: str) -> tuple[str, str]:
+        return batch_id, slug
+
+    assert policy.translate_errors(body)("b1", slug="residents") == ("b1", "residents")
+
+
+def test_wrapper_keeps_the_name_airflow_uses_as_task_id(policy: ModuleType) -> None:
+    def merge(batch_ids: list[str]) -> list[str]:
+        """Apply checked batches."""
+        return batch_ids
+
+    wrapped = policy.translate_errors(merge)
+    assert (wrapped.__name__, wrapped.__doc__) == ("merge", "Apply checked batches.")
