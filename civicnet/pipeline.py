@@ -24,7 +24,7 @@ from schemas.errors import TerminalError
 from warehouse import landing
 from warehouse.merge import BatchInput, BatchOutcome, apply_batch, ledger_entry, refuse_batch
 from warehouse.network import publish_origin, sync_subtree
-from warehouse.node import attach, ensure_node, node_path
+from warehouse.node import attach, connect, ensure_node, node_path
 from warehouse.stats import NodeStats
 
 VINTAGE = 2020
@@ -60,7 +60,7 @@ def city_code() -> str:
 
 def open_city(home: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A connection with the city node attached as `city` (created if new)."""
-    con = duckdb.connect()
+    con = connect()
     code = city_code()
     path = node_path(home, code)
     if read_only and not path.exists():

@@ -16,7 +16,7 @@ import duckdb
 from schemas.contract import Contract
 from schemas.divisions import Registry, tier_of
 from warehouse.extract import extract_is_stale, publish_extract
-from warehouse.node import attach, detach, ensure_node, node_path, prepare_node
+from warehouse.node import attach, connect, detach, ensure_node, node_path, prepare_node
 from warehouse.stats import NodeStats, node_stats
 from warehouse.sync import SyncResult, sync_node
 
@@ -66,7 +66,7 @@ def sync_subtree(home: Path, registry: Registry, root: str, contracts: list[Cont
                  on_node: OnNode | None = None) -> SubtreeReport:
     """Sync `root` (a district, street or community) and everything below it from its parent."""
     parent = registry.get(root).parent_code
-    con = duckdb.connect()
+    con = connect()
     try:
         attach(con, node_path(home, parent), _alias(parent), read_only=True)
         report = SubtreeReport(root)
@@ -78,7 +78,7 @@ def sync_subtree(home: Path, registry: Registry, root: str, contracts: list[Cont
 
 def publish_origin(home: Path, code: str, contracts: list[Contract]) -> NodeStats:
     """Publish the city node's extract and return its stats (the city has no parent to sync from)."""
-    con = duckdb.connect()
+    con = connect()
     try:
         attach(con, node_path(home, code), "origin", read_only=True)
         stats = node_stats(con, "origin", code, contracts)

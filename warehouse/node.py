@@ -28,6 +28,15 @@ META_COLUMNS: list[tuple[str, str]] = [
 ]
 
 
+# Per connection: DuckDB's default (80 % of RAM) would let one task crowd out the rest.
+MEMORY_LIMIT = "1GB"
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection to attach nodes to, with a bounded buffer pool."""
+    return duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
+
+
 class NodeLockedError(TransientError):
     """Another process holds the node file; retry when it is done."""
 
