@@ -199,30 +199,68 @@ def test_move_writes_a_tombstone_naming_the_old_division(con: duckdb.DuckDBPyCon
     assert [(v[1], v[3] is None) for v in history(con, citizen_id(2))] == [(COMMUNITY_A, False), (to, True)]
 
 
+def refuse(con: duckdb.DuckDBPyConnection, batch: tuple[pa.Table, pa.Table, BatchInput]) -> BatchOutcome:
+    """What the pipeline does with a batch the gate failed: its clean rows are held in landing."""
+    accepted, bad, meta = batch
+    return refuse_batch(con, NODE, RESIDENTS, meta, bad, held=accepted.num_rows)
+
+
+def refused_batch() -> tuple[pa.Table, pa.Table, BatchInput]:
+    return make_batch([make_resident(n, phone="13900000000") for n in (1, 2, 3, 4)], quarantined=[5, 6],
+                      batch_id="batch-0002", duplicates=1, gate={"verdict": "fail", "results": []})
+
+
 def test_refuse_batch_records_the_refusal_and_changes_no_data(con: duckdb.DuckDBPyConnection) -> None:
     apply(con, make_batch())
     before = snapshot(con)
-    _, _, meta = make_batch([make_resident(n, phone="13900000000") for n in (1, 2, 3)], quarantined=[4],
-                            batch_id="batch-0002", gate={"verdict": "fail", "results": []})
 
-    outcome = refuse_batch(con, NODE, RESIDENTS, meta, quarantined=1)
+    outcome = refuse(con, refused_batch())
 
-    assert (outcome.status, outcome.seq, outcome.applied, outcome.quarantined) == ("refused", None, 0, 1)
+    assert (outcome.status, outcome.seq, outcome.applied, outcome.quarantined, outcome.held) == \
+        ("refused", None, 0, 2, 4)
+    assert outcome.received == 7 == outcome.applied + outcome.quarantined + outcome.duplicates + outcome.held
     assert ledger_entry(con, NODE, "batch-0002") == outcome
     after = snapshot(con)
-    assert {t: rows for t, rows in after.items() if t != "_civicnet.batches"} == \
-        {t: rows for t, rows in before.items() if t != "_civicnet.batches"}
+    unchanged = ("residents", "residents_history", "_civicnet.hwm", "_civicnet.tombstones")
+    assert {t: after[t] for t in unchanged} == {t: before[t] for t in unchanged}
     assert high_water_mark(con, NODE, "residents") == 1
-    assert refuse_batch(con, NODE, RESIDENTS, meta, quarantined=1) == outcome
-    assert count(con, "_civicnet.batches", "batch_id = 'batch-0002'") == 1
+    assert con.execute(f"""SELECT line FROM {NODE}._civicnet.quarantine WHERE batch_id = 'batch-0002'
+                           ORDER BY line""").fetchall() == [(5,), (6,)]
+
+
+def test_refusing_the_same_batch_again_is_a_no_op(con: duckdb.DuckDBPyConnection) -> None:
+    outcome = refuse(con, refused_batch())
+    before = snapshot(con)
+
+    assert refuse(con, refused_batch()) == outcome
+    assert snapshot(con) == before
 
 
 def test_a_refused_batch_is_not_applied_later_under_the_same_id(con: duckdb.DuckDBPyConnection) -> None:
     batch = make_batch(batch_id="batch-0001", gate={"verdict": "fail", "results": []})
-    refused = refuse_batch(con, NODE, RESIDENTS, batch[2], quarantined=0)
+    refused = refuse(con, batch)
 
     assert apply(con, batch) == refused
     assert count(con, "residents") == 0
+    assert high_water_mark(con, NODE, "residents") == 0
+
+
+def test_a_refusal_that_fails_half_way_leaves_the_node_as_before(
+        con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch) -> None:
+    apply(con, make_batch())
+    before = snapshot(con)
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("ledger crashed")
+
+    monkeypatch.setattr(warehouse.merge, "_write_ledger", crash)
+    with pytest.raises(RuntimeError, match="crashed"):
+        refuse(con, refused_batch())
+    assert snapshot(con) == before
+
+    monkeypatch.undo()
+    assert refuse(con, refused_batch()).status == "refused"
+    assert count(con, "_civicnet.quarantine", "batch_id = 'batch-0002'") == 2
 
 
 @pytest.mark.parametrize("step", ["_write_ledger", "_write_quarantine", "set_high_water_mark"])
