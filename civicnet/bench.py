@@ -35,10 +35,23 @@ AS_OF = dt.date(2021, 6, 30)
 FEEDS = ("statistics_divisions", "public_security_residents", "civil_affairs_facilities")
 
 
-def _pipeline(home: Path, phase: str) -> None:
+def _timed(steps: dict[str, float], name: str, fn: Any) -> Any:
+    start = time.perf_counter()
+    result = fn()
+    steps[name] = steps.get(name, 0.0) + time.perf_counter() - start
+    return result
+
+
+def _pipeline(home: Path, phase: str) -> dict[str, float]:
+    """The ingest DAG's steps for each feed, then the network DAG's; seconds per stage."""
+    steps: dict[str, float] = {}
     for slug in FEEDS if phase == "full" else ("public_security_residents",):
-        pipeline.ingest_feed(home, slug, AS_OF)
-    pipeline.sync_network(home)
+        batch_ids = _timed(steps, "pull+land", lambda s=slug: pipeline.pull(home, s))
+        for b in batch_ids:
+            _timed(steps, "conform+gate", lambda s=slug, b=b: pipeline.check(home, s, b, AS_OF))
+        _timed(steps, "merge", lambda s=slug, ids=batch_ids: pipeline.merge(home, s, ids))
+    _timed(steps, "sync+publish", lambda: pipeline.sync_network(home))
+    return steps
 
 
 def _read_residents(path: Path) -> Any:
@@ -47,7 +60,7 @@ def _read_residents(path: Path) -> Any:
                                                                              "社区代码": "string"}))
 
 
-def _baseline(home: Path, feeds: Path, phase: str) -> None:
+def _baseline(home: Path, feeds: Path, phase: str) -> dict[str, float]:
     """Plain DuckDB: read the files, copy each node's rows into its file. No checks, no history."""
     registry = load_registry()
     con = duckdb.connect()
@@ -77,24 +90,29 @@ def _baseline(home: Path, feeds: Path, phase: str) -> None:
             con.execute(f"INSERT INTO n.residents SELECT * FROM r WHERE starts_with(社区代码, '{p}')")
         con.execute("DETACH n")
     con.close()
+    return {}
 
 
 def _child(side: str, phase: str, out: Path) -> None:
     """Run one side of one phase in this process; print seconds and peak RSS as JSON."""
+    if side == "prepare":
+        _prepare(out, float(phase))
+        return
     start = time.perf_counter()
-    if side == "pipeline":
-        _pipeline(out / "pipeline", phase)
-    else:
+    steps = _pipeline(out / "pipeline", phase) if side == "pipeline" else \
         _baseline(out / "baseline", out / "feeds", phase)
     seconds = time.perf_counter() - start
+    # Linux keeps ru_maxrss across exec, so the parent stays small: it generates nothing itself.
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"side": side, "phase": phase, "seconds": seconds, "peak_mib": peak_kib / 1024}))
+    print(json.dumps({"side": side, "phase": phase, "seconds": seconds, "peak_mib": peak_kib / 1024,
+                      "steps": steps}))
 
 
 def _run_child(side: str, phase: str, out: Path) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, "-m", "civicnet.bench", "--child", side, phase, "--home", str(out)],
                           capture_output=True, text=True, check=True)
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    lines = proc.stdout.strip().splitlines()
+    result: dict[str, Any] = json.loads(lines[-1]) if lines else {}
     return result
 
 
@@ -123,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         _child(args.child[0], args.child[1], out)
         return 0
-    _prepare(out, args.scale)
+    _run_child("prepare", str(args.scale), out)
     results = []
     for phase in ("full", "change"):
         if phase == "change":
@@ -141,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     for phase, pipe, base in results:
         print(f"{phase:<8} {pipe['seconds']:>11.1f} {base['seconds']:>11.1f} "
               f"{pipe['seconds'] / base['seconds']:>7.2f} {pipe['peak_mib']:>18.0f} {base['peak_mib']:>18.0f}")
+    for phase, pipe, _ in results:
+        shares = ", ".join(f"{k} {v:.1f} s ({v / pipe['seconds']:.0%})" for k, v in pipe["steps"].items())
+        print(f"pipeline {phase} by stage: {shares}")
     (out / "bench.json").write_text(json.dumps(results, indent=1))
     return 0
 

@@ -32,15 +32,17 @@ def _sync(args: argparse.Namespace, settings: Settings) -> int:
     """Sync districts without Airflow (an engineer re-syncing a node; the kill test)."""
     from civicnet import pipeline
 
-    def report(code: str, results: list[object]) -> None:
-        print(f"synced {code} ({len(results)} datasets changed)", flush=True)
-
     if args.district:
         for code in args.district:
-            pipeline.sync_district(settings.home, code, on_node=report)
+            pipeline.sync_district(settings.home, code, on_node=report_node)
     else:
-        print(pipeline.sync_network(settings.home, on_node=report))
+        print(pipeline.sync_network(settings.home, on_node=report_node, workers=args.workers))
     return 0
+
+
+def report_node(code: str, results: list[object]) -> None:
+    """One line per synced node (module-level so worker processes can call it)."""
+    print(f"synced {code} ({len(results)} datasets changed)", flush=True)
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
@@ -61,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     sync = sub.add_parser("sync", help="sync districts' subtrees from the city without Airflow")
     sync.add_argument("--district", action="append", help="a district code (repeatable; default all)")
+    sync.add_argument("--workers", type=int, default=1, help="districts synced in parallel processes")
     ingest = sub.add_parser("ingest", help="run one feed's ingest DAG through Airflow")
     ingest.add_argument("feed", help="feed slug, e.g. public_security_residents")
     for sp in (demo, status, sync, ingest):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -236,7 +238,15 @@ def ingest_feed(home: Path, slug: str, as_of: dt.date) -> list[dict[str, Any]]:
     return merge(home, slug, batch_ids)
 
 
-def sync_network(home: Path, on_node: Any = None) -> str:
-    """Sync every district's subtree, publish the city, write the index (the network DAG, in order)."""
-    subtrees = [sync_district(home, code, on_node=on_node) for code in districts()]
+def sync_network(home: Path, on_node: Any = None, workers: int = 1) -> str:
+    """Sync every district's subtree, publish the city, write the index (the network DAG).
+
+    With `workers` > 1 districts sync in that many processes, as the DAG's mapped tasks do
+    (`on_node` must then be a picklable module-level function)."""
+    codes = districts()
+    if workers <= 1:
+        subtrees = [sync_district(home, code, on_node=on_node) for code in codes]
+    else:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            subtrees = list(pool.map(sync_district, [home] * len(codes), codes, [on_node] * len(codes)))
     return write_network_index(home, subtrees, publish_city(home))

@@ -19,7 +19,7 @@ import duckdb
 from schemas.contract import Contract
 from schemas.derive import column_definitions
 from schemas.divisions import Tier, tier_of, validate_code
-from schemas.errors import TransientError
+from schemas.errors import TerminalError, TransientError
 
 # DuckDB 2.x writes files that 1.x cannot read unless told to use an older storage version.
 STORAGE_VERSION = "v1.4.0"
@@ -28,6 +28,10 @@ META_COLUMNS: list[tuple[str, str]] = [
 ]
 
 
+# A community node holds a few thousand rows in a dozen small tables: with DuckDB's default
+# 256 KiB blocks each table costs whole blocks, so small tiers use small blocks (DuckDB 1.4
+# reads them). Large blocks stay where tables are large.
+BLOCK_SIZES: dict[Tier, int] = {"city": 262144, "district": 262144, "street": 65536, "community": 16384}
 # Per connection: DuckDB's default (80 % of RAM) would let one task crowd out the rest.
 MEMORY_LIMIT = "1GB"
 
@@ -35,6 +39,14 @@ MEMORY_LIMIT = "1GB"
 def connect() -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection to attach nodes to, with a bounded buffer pool."""
     return duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
+
+
+# Bump when the bookkeeping tables change shape (nodes of another layout are refused).
+LAYOUT_VERSION = 3
+
+
+class NodeLayoutError(TerminalError):
+    """A node file was written with another table layout."""
 
 
 class NodeLockedError(TransientError):
@@ -46,10 +58,13 @@ def node_path(home: Path, code: str) -> Path:
     return home / "nodes" / tier_of(code) / f"{validate_code(code)}.duckdb"
 
 
-def attach(con: duckdb.DuckDBPyConnection, path: Path, alias: str, read_only: bool = False) -> None:
-    """Attach a node file under an alias (created in v1.4 format if new)."""
+def attach(con: duckdb.DuckDBPyConnection, path: Path, alias: str, read_only: bool = False,
+           block_size: int | None = None) -> None:
+    """Attach a node file under an alias (created in v1.4 format, with `block_size` if new)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     options = "READ_ONLY" if read_only else f"STORAGE_VERSION '{STORAGE_VERSION}'"
+    if block_size is not None and not read_only:
+        options += f", BLOCK_SIZE {int(block_size)}"
     try:
         con.execute(f"ATTACH '{path}' AS {alias} ({options})")
     except duckdb.IOException as err:
@@ -64,14 +79,14 @@ def detach(con: duckdb.DuckDBPyConnection, alias: str) -> None:
 def _template(folder: Path, tier: Tier, contracts: list[Contract]) -> Path:
     """An empty node file of this tier, made once per set of contract versions (copying it is
     far cheaper than running the DDL for each of 900 new nodes)."""
-    digest = hashlib.sha256(repr(sorted((c.name, c.version) for c in contracts)).encode()).hexdigest()[:12]
-    path = folder / f".template-{tier}-{digest}.duckdb"
+    path = folder / f".template-{tier}-{layout_digest(contracts)}.duckdb"
     if not path.exists():
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         con = duckdb.connect()
         try:
-            attach(con, tmp, "t")
+            attach(con, tmp, "t", block_size=BLOCK_SIZES[tier])
             _create_tables(con, "t", tier, contracts)
+            con.execute("INSERT INTO t._civicnet.node VALUES (NULL, ?, ?)", [tier, layout_digest(contracts)])
             detach(con, "t")
         finally:
             con.close()
@@ -94,18 +109,41 @@ def _columns_sql(columns: list[tuple[str, str]]) -> str:
     return ", ".join(f'"{n}" {t}' for n, t in columns)
 
 
+def layout_digest(contracts: list[Contract]) -> str:
+    """Names the table layout: this module's version plus every contract's name and version."""
+    key = repr((LAYOUT_VERSION, sorted((c.name, c.version) for c in contracts)))
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
 def ensure_node(con: duckdb.DuckDBPyConnection, alias: str, code: str, contracts: list[Contract]) -> None:
-    """Create the node's tables if missing and record which division it is (idempotent)."""
+    """Create the node's tables if missing and record which division it is (idempotent).
+
+    A node already stamped with this layout is left alone (no DDL on the hot path); a node of
+    another layout is refused, since new columns are not migrated into old tables."""
+    digest = layout_digest(contracts)
+    try:
+        row = con.execute(f"SELECT code, layout FROM {alias}._civicnet.node").fetchone()
+    except duckdb.CatalogException:
+        row = None
+    except duckdb.BinderException:  # bookkeeping tables older than the layout stamp itself
+        row = (code, "unstamped")
+    if row is not None and row[1] == digest:
+        if row[0] is None:  # fresh from the tier's template
+            con.execute(f"UPDATE {alias}._civicnet.node SET code = ?", [code])
+        return
+    if row is not None and row[1] is not None:
+        raise NodeLayoutError(f"node {code} was built with table layout {row[1]}, this civicnet writes {digest}; "
+                              "rebuild the home (or this node: delete its file and run `civicnet sync`)")
     tier = tier_of(code)
     _create_tables(con, alias, tier, contracts)
-    if not con.execute(f"SELECT 1 FROM {alias}._civicnet.node").fetchone():
-        con.execute(f"INSERT INTO {alias}._civicnet.node VALUES (?, ?)", [code, tier])
+    con.execute(f"DELETE FROM {alias}._civicnet.node")
+    con.execute(f"INSERT INTO {alias}._civicnet.node VALUES (?, ?, ?)", [code, tier, digest])
 
 
 def _create_tables(con: duckdb.DuckDBPyConnection, alias: str, tier: Tier, contracts: list[Contract]) -> None:
     """The node's tables, derived from the contracts (CREATE ... IF NOT EXISTS)."""
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {alias}._civicnet")
-    con.execute(f"CREATE TABLE IF NOT EXISTS {alias}._civicnet.node (code VARCHAR, tier VARCHAR)")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {alias}._civicnet.node (code VARCHAR, tier VARCHAR, layout VARCHAR)")
     con.execute(f"""CREATE TABLE IF NOT EXISTS {alias}._civicnet.hwm (dataset VARCHAR, seq BIGINT)""")
     con.execute(f"""CREATE TABLE IF NOT EXISTS {alias}._civicnet.tombstones
         (dataset VARCHAR, key VARCHAR, division_code VARCHAR, _seq BIGINT, _batch_id VARCHAR, source VARCHAR)""")
@@ -149,9 +187,17 @@ def high_water_marks(con: duckdb.DuckDBPyConnection, alias: str) -> dict[str, in
 
 
 def set_high_water_mark(con: duckdb.DuckDBPyConnection, alias: str, dataset: str, seq: int) -> None:
-    """Record the mark; callers do this in the same transaction as the data it covers."""
-    con.execute(f"DELETE FROM {alias}._civicnet.hwm WHERE dataset = ?", [dataset])
-    con.execute(f"INSERT INTO {alias}._civicnet.hwm VALUES (?, ?)", [dataset, seq])
+    """Record one mark; callers do this in the same transaction as the data it covers."""
+    set_high_water_marks(con, alias, {dataset: seq})
+
+
+def set_high_water_marks(con: duckdb.DuckDBPyConnection, alias: str, marks: dict[str, int]) -> None:
+    """Record several marks in one statement. The table is append-only (the mark is the maximum),
+    so it also keeps the history of marks."""
+    if marks:
+        values = ", ".join("(?, ?)" for _ in marks)
+        con.execute(f"INSERT INTO {alias}._civicnet.hwm VALUES {values}",
+                    [v for item in marks.items() for v in item])
 
 
 def key_sql(contract: Contract, alias: str) -> str:

@@ -20,20 +20,23 @@ class NodeStats:
     checksums: dict[str, str]
 
 
+def _checksum_sql(alias: str, dataset: str) -> str:
+    # (row count, sum of the row-version hashes): order-independent, equal when the node holds the
+    # same versions (a 128-bit sum, so a repeated row does not cancel out as it would with XOR).
+    return f"""SELECT '{dataset}', count(*), CAST(coalesce(sum(CAST(hash(_row_hash) AS HUGEINT)), 0) AS VARCHAR)
+               FROM {alias}."{dataset}" """
+
+
 def dataset_checksum(con: duckdb.DuckDBPyConnection, alias: str, dataset: str) -> tuple[int, str]:
-    """(row count, sum of the row-version hashes): order-independent, equal when the node holds
-    the same versions (a 128-bit sum, so a repeated row does not cancel out as with XOR)."""
-    row = con.execute(f"""SELECT count(*), CAST(coalesce(sum(CAST(hash(_row_hash) AS HUGEINT)), 0) AS VARCHAR)
-                          FROM {alias}."{dataset}" """).fetchone()
+    """(row count, checksum) of one dataset table in a node."""
+    row = con.execute(_checksum_sql(alias, dataset)).fetchone()
     assert row is not None
-    return int(row[0]), str(row[1])
+    return int(row[1]), str(row[2])
 
 
 def node_stats(con: duckdb.DuckDBPyConnection, alias: str, code: str, contracts: list[Contract]) -> NodeStats:
-    """Counts and checksums of every dataset that reaches this node's tier."""
+    """Counts and checksums of every dataset that reaches this node's tier, in one query."""
     tier = tier_of(code)
-    rows, sums = {}, {}
-    for c in contracts:
-        if tier in c.reaches:
-            rows[c.name], sums[c.name] = dataset_checksum(con, alias, c.name)
-    return NodeStats(code, tier, rows, sums)
+    names = [c.name for c in contracts if tier in c.reaches]
+    rows = con.execute(" UNION ALL ".join(_checksum_sql(alias, n) for n in names)).fetchall() if names else []
+    return NodeStats(code, tier, {r[0]: int(r[1]) for r in rows}, {r[0]: str(r[2]) for r in rows})

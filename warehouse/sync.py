@@ -14,7 +14,7 @@ import duckdb
 
 from schemas.contract import Contract
 from schemas.divisions import Tier, subtree_prefix, tier_of
-from warehouse.node import META_COLUMNS, high_water_marks, key_sql, set_high_water_mark
+from warehouse.node import META_COLUMNS, high_water_marks, key_sql, set_high_water_marks
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,6 @@ def _sync_dataset(con: duckdb.DuckDBPyConnection, child: str, parent: str, tier:
                                         WHERE {window}""", params))
     con.execute(f"""INSERT INTO {child}._civicnet.tombstones SELECT * FROM {parent}._civicnet.tombstones
                     WHERE dataset = ? AND {window}""", [name, *params])
-    set_high_water_mark(con, child, name, end)
     return SyncResult(name, start, end, upserts, removed)
 
 
@@ -67,8 +66,10 @@ def sync_node(con: duckdb.DuckDBPyConnection, child: str, parent: str, parent_co
     try:
         results = [_sync_dataset(con, child, parent, tier, prefix, c, have.get(c.name, 0), offered[c.name])
                    for c in todo]
-        con.executemany(f"INSERT INTO {child}._civicnet.sync_log VALUES (?, ?, ?, ?, ?, ?, now())",
-                        [[parent_code, r.dataset, r.from_seq, r.to_seq, r.upserts, r.removed] for r in results])
+        set_high_water_marks(con, child, {r.dataset: r.to_seq for r in results})
+        values = ", ".join("(?, ?, ?, ?, ?, ?, now())" for _ in results)
+        con.execute(f"INSERT INTO {child}._civicnet.sync_log VALUES {values}",
+                    [v for r in results for v in (parent_code, r.dataset, r.from_seq, r.to_seq, r.upserts, r.removed)])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
