@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors.feeds import Feed, load_feeds
@@ -116,9 +117,10 @@ def check(home: Path, slug: str, batch_id: str, as_of: dt.date) -> dict[str, Any
     f = feed(slug)
     contract = load_contracts()[f.dataset]
     out = _staging(home, batch_id)
-    raw = landing.read_raw(home, f.dataset, batch_id)
+    raw = landing.raw_path(home, f.dataset, batch_id)
     mapping = SourceMapping(slug, f.fields, f.values, f.dates, f.constants, tuple(f.ignore))
-    base = {"batch_id": batch_id, "feed": slug, "dataset": f.dataset, "received": raw.num_rows}
+    base = {"batch_id": batch_id, "feed": slug, "dataset": f.dataset,
+            "received": landing.read_manifest(home, f.dataset, batch_id).row_count}
     try:
         conformed = conform_batch(raw, contract, mapping, {VINTAGE: registry()}, as_of)
     except TerminalError as err:
@@ -134,6 +136,8 @@ def check(home: Path, slug: str, batch_id: str, as_of: dt.date) -> dict[str, Any
     summary = base | {"accepted": conformed.accepted.num_rows, "quarantined": conformed.quarantined.num_rows,
                       "duplicates": conformed.duplicates, "gate": gate.to_dict()}
     _write_check(out, summary)
+    del conformed
+    pa.default_memory_pool().release_unused()  # give a big batch's buffers back before the next step
     if gate.verdict == "fail":
         failed = [f"{r['expectation']}({r['column'] or ''})" for r in gate.results
                   if not r["success"] and r["severity"] == "error"]
@@ -167,6 +171,7 @@ def merge(home: Path, slug: str, batch_ids: list[str]) -> list[dict[str, Any]]:
                 unchecked.append(str(err))
     finally:
         con.close()
+        pa.default_memory_pool().release_unused()
     if unchecked:
         raise BatchNotCheckedError("; ".join(unchecked))
     return outcomes

@@ -11,9 +11,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from quality.reasons import MESSAGES, Reason
 from quality.sql import anchor_checks, field_checks, quote_ident, sql_literal, text_expr, typed_expr
@@ -61,8 +63,8 @@ class Conformed:
             raise AssertionError(f"conform lost rows: received {self.received}, accounted {total}")
 
 
-def _check_columns(raw: pa.Table, mapping: SourceMapping, contract: Contract) -> None:
-    sent = set(raw.column_names) - {LINE}
+def _check_columns(columns: list[str], mapping: SourceMapping, contract: Contract) -> None:
+    sent = set(columns) - {LINE}
     missing = [s for s in mapping.fields if s not in sent]
     extra = sorted(sent - set(mapping.fields) - set(mapping.ignore))
     if missing or extra:
@@ -106,17 +108,26 @@ def _message_sql(code: Reason, field_name: str, title: str, value_sql: str) -> s
     return f"format({sql_literal(template)}, coalesce({value_sql}, ''))"
 
 
-def conform_batch(raw: pa.Table, contract: Contract, mapping: SourceMapping,
+def conform_batch(raw: pa.Table | Path, contract: Contract, mapping: SourceMapping,
                   registries: Mapping[int, Registry], today: dt.date) -> Conformed:
-    """Map a raw text batch to the contract; split it into accepted, quarantined and duplicates."""
-    _check_columns(raw, mapping, contract)
+    """Map a raw text batch to the contract; split it into accepted, quarantined and duplicates.
+
+    `raw` is an Arrow table or the path of its Parquet file (then DuckDB reads it directly and
+    the raw rows never sit in Python memory)."""
+    columns = pq.read_schema(raw).names if isinstance(raw, Path) else raw.column_names
+    _check_columns(columns, mapping, contract)
     con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "preserve_insertion_order": False})
     try:
-        con.register("raw", raw)
+        if isinstance(raw, Path):
+            con.execute(f"CREATE VIEW raw AS SELECT * FROM read_parquet({sql_literal(str(raw))})")
+        else:
+            con.register("raw", raw)
         con.register("divisions", _division_table(registries))
         con.execute(f"CREATE TEMP TABLE checked AS {_select_sql(contract, mapping, today)}")
         _find_repeats(con, contract)
-        return _split(con, contract, mapping, raw.num_rows)
+        # fetchall, not fetchone: DuckDB 2.0 refuses a relation while a result is unfinished
+        (received,), = con.execute("SELECT count(*) FROM raw").fetchall()
+        return _split(con, contract, mapping, int(received))
     finally:
         con.close()
 

@@ -77,9 +77,12 @@ def read_manifest(home: Path, dataset: str, batch_id: str) -> Manifest:
     return Manifest(**json.loads(path.read_text("utf-8")))
 
 
-def read_raw(home: Path, dataset: str, batch_id: str) -> pa.Table:
-    """The decoded text table of a landed batch."""
-    return pq.read_table(batch_dir(home, dataset, batch_id) / "raw.parquet")
+def raw_path(home: Path, dataset: str, batch_id: str) -> Path:
+    """The decoded text table of a landed batch, as Parquet."""
+    path = batch_dir(home, dataset, batch_id) / "raw.parquet"
+    if not path.exists():
+        raise UnknownBatchError(f"batch {batch_id} of {dataset!r} has no {path}; pull the feed again")
+    return path
 
 
 def landed_batches(home: Path, dataset: str, feed: str | None = None) -> list[Manifest]:

@@ -79,11 +79,10 @@ def _stage_delta(con: duckdb.DuckDBPyConnection, node: str, contract: Contract) 
     """`delta`: the batch's rows that are new or differ from the current version."""
     fields = ", ".join(f'"{f}"' for f in contract.field_names)
     on = " AND ".join(f'c."{k}" = {STAGE_ALIAS}."{k}"' for k in contract.primary_key)
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE stage AS
-        SELECT {fields}, md5(to_json(struct_pack({fields}))) AS _row_hash FROM accepted""")
     con.execute(f"""CREATE OR REPLACE TEMP TABLE delta AS
         SELECT {STAGE_ALIAS}.*, c.division_code AS _old_anchor, {key_sql(contract, STAGE_ALIAS)} AS _key
-        FROM stage {STAGE_ALIAS} LEFT JOIN {node}."{contract.name}" c ON {on}
+        FROM (SELECT {fields}, md5(to_json(struct_pack({fields}))) AS _row_hash FROM accepted) {STAGE_ALIAS}
+        LEFT JOIN {node}."{contract.name}" c ON {on}
         WHERE c._row_hash IS DISTINCT FROM {STAGE_ALIAS}._row_hash""")
 
 
