@@ -117,6 +117,7 @@ def conform_batch(raw: pa.Table | Path, contract: Contract, mapping: SourceMappi
     columns = pq.read_schema(raw).names if isinstance(raw, Path) else raw.column_names
     _check_columns(columns, mapping, contract)
     con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "preserve_insertion_order": False})
+    con.execute("SET enable_progress_bar = false")
     try:
         if isinstance(raw, Path):
             con.execute(f"CREATE VIEW raw AS SELECT * FROM read_parquet({sql_literal(str(raw))})")

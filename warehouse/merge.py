@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from schemas.contract import Contract
 from schemas.errors import TerminalError
-from warehouse.node import key_sql, set_high_water_mark
+from warehouse.node import key_sql, set_high_water_mark, transaction
 
 STAGE_ALIAS = "s"
 
@@ -132,10 +132,7 @@ def apply_batch(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, a
     seen = ledger_entry(con, node, batch.batch_id)
     if seen is not None:
         return seen
-    con.register("accepted", accepted)
-    con.register("quarantined", quarantined)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con, accepted=accepted, quarantined=quarantined):
         seq = _next_seq(con, node)
         _stage_delta(con, node, contract)
         row = con.execute("SELECT count(*) FROM delta").fetchone()
@@ -147,13 +144,6 @@ def apply_batch(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, a
                                unchanged, quarantined.num_rows, batch.duplicates + unchanged, moved)
         _write_ledger(con, node, contract, batch, outcome)
         set_high_water_mark(con, node, contract.name, seq)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    finally:
-        con.unregister("accepted")
-        con.unregister("quarantined")
     return outcome
 
 
@@ -166,15 +156,7 @@ def refuse_batch(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, 
         return seen
     outcome = BatchOutcome(batch.batch_id, contract.name, None, "refused", batch.received, 0,
                            0, quarantined.num_rows, batch.duplicates, 0, held)
-    con.register("quarantined", quarantined)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con, quarantined=quarantined):
         _write_quarantine(con, node, contract, batch)
         _write_ledger(con, node, contract, batch, outcome)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    finally:
-        con.unregister("quarantined")
     return outcome

@@ -12,9 +12,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from schemas.contract import Contract
 from schemas.derive import column_definitions
@@ -38,7 +41,9 @@ MEMORY_LIMIT = "1GB"
 
 def connect() -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection to attach nodes to, with a bounded buffer pool."""
-    return duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
+    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
+    con.execute("SET enable_progress_bar = false")  # a local option: not accepted in the config
+    return con
 
 
 # Bump when the bookkeeping tables change shape (nodes of another layout are refused).
@@ -51,6 +56,24 @@ class NodeLayoutError(TerminalError):
 
 class NodeLockedError(TransientError):
     """Another process holds the node file; retry when it is done."""
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection, **tables: pa.Table) -> Iterator[None]:
+    """One transaction, rolled back on any error (a kill included: DuckDB never commits a half),
+    with Arrow `tables` registered under their names for its duration."""
+    for name, table in tables.items():
+        con.register(name, table)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        for name in tables:
+            con.unregister(name)
 
 
 def node_path(home: Path, code: str) -> Path:
@@ -82,7 +105,7 @@ def _template(folder: Path, tier: Tier, contracts: list[Contract]) -> Path:
     path = folder / f".template-{tier}-{layout_digest(contracts)}.duckdb"
     if not path.exists():
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        con = duckdb.connect()
+        con = connect()
         try:
             attach(con, tmp, "t", block_size=BLOCK_SIZES[tier])
             _create_tables(con, "t", tier, contracts)

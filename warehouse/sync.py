@@ -14,7 +14,7 @@ import duckdb
 
 from schemas.contract import Contract
 from schemas.divisions import Tier, subtree_prefix, tier_of
-from warehouse.node import META_COLUMNS, high_water_marks, key_sql, set_high_water_marks
+from warehouse.node import META_COLUMNS, high_water_marks, key_sql, set_high_water_marks, transaction
 
 
 @dataclass(frozen=True)
@@ -62,16 +62,11 @@ def sync_node(con: duckdb.DuckDBPyConnection, child: str, parent: str, parent_co
     todo = [c for c in contracts if tier in c.reaches and offered.get(c.name, 0) > have.get(c.name, 0)]
     if not todo:
         return []
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         results = [_sync_dataset(con, child, parent, tier, prefix, c, have.get(c.name, 0), offered[c.name])
                    for c in todo]
         set_high_water_marks(con, child, {r.dataset: r.to_seq for r in results})
         values = ", ".join("(?, ?, ?, ?, ?, ?, now())" for _ in results)
         con.execute(f"INSERT INTO {child}._civicnet.sync_log VALUES {values}",
                     [v for r in results for v in (parent_code, r.dataset, r.from_seq, r.to_seq, r.upserts, r.removed)])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return results
