@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from connectors.feeds import Feed, load_feeds
+from connectors.feeds import Feed, FeedConfigError, load_feeds
 from connectors.parse import read_payload
 from connectors.registry import connector_for
 from quality.conform import QUARANTINE_SCHEMA, SourceMapping, conform_batch
@@ -53,7 +53,10 @@ def contracts() -> list[Contract]:
 
 def feed(slug: str) -> Feed:
     """The feed config with this slug."""
-    return load_feeds()[slug]
+    feeds = load_feeds()
+    if slug not in feeds:
+        raise FeedConfigError(f"no feed {slug!r} in connectors/feeds/; known feeds: {sorted(feeds)}")
+    return feeds[slug]
 
 
 def city_code() -> str:
