@@ -33,9 +33,9 @@ from civicnet import pipeline
 from schemas.divisions import load_registry, subtree_prefix
 
 AS_OF = dt.date(2021, 6, 30)
-# Districts sync in this many processes, as the network DAG's mapped tasks run on this machine's
-# two cores (the baseline is one process; DuckDB parallelises its queries on both cores).
-SYNC_WORKERS = min(2, os.cpu_count() or 1)
+# By default districts sync in as many processes as there are cores (at most 2 here), as the
+# network DAG's mapped tasks run; the baseline is one process (DuckDB parallelises its queries).
+DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
 FEEDS = ("statistics_divisions", "public_security_residents", "civil_affairs_facilities")
 
 
@@ -46,7 +46,7 @@ def _timed(steps: dict[str, float], name: str, fn: Any) -> Any:
     return result
 
 
-def _pipeline(home: Path, phase: str) -> dict[str, float]:
+def _pipeline(home: Path, phase: str, workers: int) -> dict[str, float]:
     """The ingest DAG's steps for each feed, then the network DAG's; seconds per stage."""
     steps: dict[str, float] = {}
     for slug in FEEDS if phase == "full" else ("public_security_residents",):
@@ -54,7 +54,7 @@ def _pipeline(home: Path, phase: str) -> dict[str, float]:
         for b in batch_ids:
             _timed(steps, "conform+gate", lambda s=slug, b=b: pipeline.check(home, s, b, AS_OF))
         _timed(steps, "merge", lambda s=slug, ids=batch_ids: pipeline.merge(home, s, ids))
-    _timed(steps, "sync+publish", lambda: pipeline.sync_network(home, workers=SYNC_WORKERS))
+    _timed(steps, "sync+publish", lambda: pipeline.sync_network(home, workers=workers))
     return steps
 
 
@@ -97,13 +97,13 @@ def _baseline(home: Path, feeds: Path, phase: str) -> dict[str, float]:
     return {}
 
 
-def _child(side: str, phase: str, out: Path) -> None:
+def _child(side: str, phase: str, out: Path, workers: int) -> None:
     """Run one side of one phase in this process; print seconds and peak RSS as JSON."""
     if side == "prepare":
         _prepare(out, float(phase))
         return
     start = time.perf_counter()
-    steps = _pipeline(out / "pipeline", phase) if side == "pipeline" else \
+    steps = _pipeline(out / "pipeline", phase, workers) if side == "pipeline" else \
         _baseline(out / "baseline", out / "feeds", phase)
     seconds = time.perf_counter() - start
     # Linux keeps ru_maxrss across exec, so the parent stays small: it generates nothing itself.
@@ -114,8 +114,9 @@ def _child(side: str, phase: str, out: Path) -> None:
                       "steps": steps}))
 
 
-def _run_child(side: str, phase: str, out: Path) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-m", "civicnet.bench", "--child", side, phase, "--home", str(out)],
+def _run_child(side: str, phase: str, out: Path, workers: int = 1) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, "-m", "civicnet.bench", "--child", side, phase, "--home", str(out),
+                           "--workers", str(workers)],
                           capture_output=True, text=True, check=True)
     lines = proc.stdout.strip().splitlines()
     result: dict[str, Any] = json.loads(lines[-1]) if lines else {}
@@ -142,10 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", type=float, default=0.1)
     p.add_argument("--home", default="bench-out")
     p.add_argument("--child", nargs=2, metavar=("SIDE", "PHASE"))
+    p.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="processes syncing districts")
     args = p.parse_args(argv)
     out = Path(args.home).resolve()
     if args.child:
-        _child(args.child[0], args.child[1], out)
+        _child(args.child[0], args.child[1], out, args.workers)
         return 0
     _run_child("prepare", str(args.scale), out)
     results = []
@@ -155,10 +157,10 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copy(out / "residents_0002_changes.csv", target)
             shutil.copy(out / "residents_0002_changes.csv", out / "feeds" / "public_security" / "residents")
         base = _run_child("baseline", phase, out)
-        pipe = _run_child("pipeline", phase, out)
+        pipe = _run_child("pipeline", phase, out, args.workers)
         results.append((phase, pipe, base))
     rows = json.loads((out / "pipeline" / "feeds" / "planted.json").read_text("utf-8"))["residents"]["rows"]
-    print(f"civicnet bench — scale {args.scale}, {rows:,} residents in the drop, "
+    print(f"civicnet bench — scale {args.scale}, {rows:,} residents in the drop, {args.workers} sync worker(s), "
           f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC")
     print(f"{'phase':<8} {'pipeline s':>11} {'baseline s':>11} {'ratio':>7} {'pipeline peak MiB':>18} "
           f"{'baseline peak MiB':>18}")
