@@ -15,6 +15,7 @@ import duckdb
 
 from schemas.contract import Contract
 from schemas.divisions import Registry, tier_of
+from schemas.errors import InvalidDivisionCodeError
 from warehouse.extract import extract_is_stale, publish_extract
 from warehouse.node import attach, connect, detach, ensure_node, node_path, prepare_node
 from warehouse.stats import NodeStats, node_stats
@@ -78,6 +79,8 @@ def sync_subtree(home: Path, registry: Registry, root: str, contracts: list[Cont
 
 def publish_origin(home: Path, code: str, contracts: list[Contract]) -> NodeStats:
     """Publish the city node's extract and return its stats (the city has no parent to sync from)."""
+    if tier_of(code) != "city":
+        raise InvalidDivisionCodeError(f"{code} is not the city: only the root node is published without a sync")
     con = connect()
     try:
         attach(con, node_path(home, code), "origin", read_only=True)
@@ -85,6 +88,6 @@ def publish_origin(home: Path, code: str, contracts: list[Contract]) -> NodeStat
         detach(con, "origin")
     finally:
         con.close()
-    publish_extract(home, code)
-    assert tier_of(code) == "city"
+    if extract_is_stale(home, code):
+        publish_extract(home, code)
     return stats
