@@ -49,11 +49,12 @@ def render(status: dict[str, Any]) -> str:
     for tier, rows in rows_by_tier(status["nodes"]).items():
         detail = ", ".join(f"{d} {n:,}" for d, n in sorted(rows.items()))
         lines.append(f"  {tier:<10} {counts[tier]:>4} nodes  {detail}")
-    lines += ["", "batches (received = applied + quarantined + duplicates):"]
+    lines += ["", "batches (received = applied + quarantined + duplicates, + held when a batch is refused):"]
     for b in status["batches"]:
         lines.append(f"  {b['feed']:<28} {b['source_name']:<32} {b['status']:<8} gate {b['gate'] or '-':<5} "
                      f"received {b['received']:>9,} applied {b['applied']:>9,} quarantined {b['quarantined']:>6,} "
                      f"duplicates {b['duplicates']:>7,} moved {b['moved']:>6,}"
+                     + (f" held {b['held']:,}" if b["held"] else "")
                      + ("" if b["balanced"] else "  UNBALANCED"))
     lines += ["", "quarantine by reason:"]
     for dataset, by_dept in status["quarantine"].items():
