@@ -100,6 +100,8 @@ def pull(home: Path, slug: str) -> list[str]:
             byte_size=len(payload.data), row_count=table.num_rows, received_at=landing.utc_now(),
             cursor=dict(payload.cursor))
         landing.land(home, manifest, payload.data, table)
+        if payload.cursor:
+            landing.save_feed_state(home, f.dataset, slug, payload.cursor)
     return pending_batches(home, slug)
 
 

@@ -95,10 +95,25 @@ def landed_batches(home: Path, dataset: str, feed: str | None = None) -> list[Ma
     return sorted(chosen, key=lambda m: (m.received_at, m.batch_id))
 
 
+def _state_path(home: Path, dataset: str, feed: str) -> Path:
+    return home / "landing" / dataset / "_state" / f"{feed}.json"
+
+
 def feed_state(home: Path, dataset: str, feed: str) -> Mapping[str, Any]:
-    """The connector cursor as of the last landed batch: landing is the state's only store."""
-    batches = landed_batches(home, dataset, feed)
-    return batches[-1].cursor if batches else {}
+    """The connector cursor saved after the last payload was landed (empty if none)."""
+    path = _state_path(home, dataset, feed)
+    state: Mapping[str, Any] = json.loads(path.read_text("utf-8")) if path.exists() else {}
+    return state
+
+
+def save_feed_state(home: Path, dataset: str, feed: str, cursor: Mapping[str, Any]) -> None:
+    """Save the cursor, only ever after the payload it covers has landed: a crash in between
+    means the payload is fetched again and lands as a no-op, never that it is skipped."""
+    path = _state_path(home, dataset, feed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(dict(cursor), ensure_ascii=False), "utf-8")
+    os.replace(tmp, path)
 
 
 def utc_now() -> str:
