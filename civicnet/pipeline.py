@@ -22,7 +22,7 @@ from connectors.parse import read_payload
 from connectors.registry import connector_for
 from quality.conform import QUARANTINE_SCHEMA, SourceMapping, conform_batch
 from schemas.contract import Contract, load_contracts
-from schemas.divisions import Registry, load_registry
+from schemas.divisions import Registry, in_subtree, load_registry
 from schemas.errors import TerminalError
 from warehouse import landing
 from warehouse.merge import BatchInput, BatchOutcome, apply_batch, ledger_entry, refuse_batch
@@ -253,7 +253,9 @@ def sync_network(home: Path, on_node: Any = None, workers: int = 1) -> str:
 
     With `workers` > 1 districts sync in that many processes, as the DAG's mapped tasks do
     (`on_node` must then be a picklable module-level function)."""
-    codes = districts()
+    reg = registry()
+    # Largest subtrees first, so no big district is left to run alone at the end.
+    codes = sorted(districts(), key=lambda c: -sum(1 for d in reg.divisions if in_subtree(d, c)))
     if workers <= 1:
         subtrees = [sync_district(home, code, on_node=on_node) for code in codes]
     else:
