@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from concurrent.futures import ProcessPoolExecutor
+from functools import cache
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,9 @@ class QualityGateFailedError(TerminalError):
     """A batch failed an error-severity expectation: it is refused whole."""
 
 
+@cache
 def registry() -> Registry:
-    """The division registry the network is built on."""
+    """The division registry the network is built on (immutable: read once per process)."""
     return load_registry(VINTAGE)
 
 

@@ -27,13 +27,6 @@ def _checksum_sql(alias: str, dataset: str) -> str:
                FROM {alias}."{dataset}" """
 
 
-def dataset_checksum(con: duckdb.DuckDBPyConnection, alias: str, dataset: str) -> tuple[int, str]:
-    """(row count, checksum) of one dataset table in a node."""
-    row = con.execute(_checksum_sql(alias, dataset)).fetchone()
-    assert row is not None
-    return int(row[1]), str(row[2])
-
-
 def node_stats(con: duckdb.DuckDBPyConnection, alias: str, code: str, contracts: list[Contract]) -> NodeStats:
     """Counts and checksums of every dataset that reaches this node's tier, in one query."""
     tier = tier_of(code)

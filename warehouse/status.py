@@ -11,14 +11,13 @@ import duckdb
 def batch_ledger(con: duckdb.DuckDBPyConnection, node: str) -> list[dict[str, Any]]:
     """Every decided batch, oldest first, with its counts and gate verdict."""
     cur = con.execute(f"""
-        SELECT batch_id, seq, dataset, feed, department, source_name, CAST(received_at AS VARCHAR),
+        SELECT batch_id, seq, dataset, feed, department, source_name, CAST(received_at AS VARCHAR) AS received_at,
                status, received, applied, quarantined, duplicates, unchanged, moved, held,
                json_extract_string(gate, '$.verdict') AS gate
         FROM {node}._civicnet.batches ORDER BY received_at, batch_id""")
     names = [d[0] for d in cur.description]
     rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
     for r in rows:
-        r["received_at"] = r.pop("CAST(received_at AS VARCHAR)")
         r["balanced"] = r["received"] == r["applied"] + r["quarantined"] + r["duplicates"] + r["held"]
     return rows
 
