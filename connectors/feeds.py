@@ -5,10 +5,11 @@ from __future__ import annotations
 import codecs
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from sqlalchemy.engine import make_url
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from schemas.errors import TerminalError
 
@@ -17,33 +18,124 @@ class FeedConfigError(TerminalError):
     """A feed configuration file is malformed."""
 
 
+def _check_encoding(value: str) -> str:
+    if value == "auto":
+        return value
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise ValueError(f"unknown encoding {value!r}; use 'auto' or a Python codec name such as gb18030 or "
+                         "utf-8") from None
+    return value
+
+
 class FilesSource(BaseModel):
-    """A folder that a department drops files into."""
+    """A folder (local path or fsspec URL) that a department drops files into."""
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["files"]
     path: str
     pattern: str = "*"
-    format: Literal["csv"] = "csv"
-    encoding: str = "utf-8"
+    # auto: by file extension (.csv, .xlsx, .parquet, .jsonl/.ndjson)
+    format: Literal["auto", "csv", "xlsx", "parquet", "jsonl"] = "auto"
+    # auto: detected per file (BOM, UTF-8, then GB18030, of which GBK is a subset)
+    encoding: str = "auto"
+    # a file modified less than this many seconds ago may still be being written: taken next pull
+    settle_seconds: float = Field(default=5.0, ge=0)
+    sheet: str | None = None
 
-    @field_validator("encoding")
-    @classmethod
-    def _known_encoding(cls, value: str) -> str:
-        try:
-            codecs.lookup(value)
-        except LookupError:
-            raise ValueError(f"unknown encoding {value!r}; use a Python codec name such as gb18030 or utf-8") from None
-        return value
+    _encoding = field_validator("encoding")(_check_encoding)
 
 
 class SqlSource(BaseModel):
-    """A table in a department database, read through SQLAlchemy."""
+    """A table in a department database, read through SQLAlchemy.
+
+    Without `cursor` every pull reads the whole table (a snapshot; identical content lands once).
+    With `cursor` (a timestamp or increasing number column) a pull reads rows at or after the
+    watermark minus `lag_seconds`, skipping rows already taken unchanged."""
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["sql"]
-    url: str
+    # a URL without a password (sqlite:///..., postgresql+psycopg://host/db), or conn_id
+    url: str | None = None
+    conn_id: str | None = None
     table: str
+    db_schema: str | None = None
+    cursor: str | None = None
+    lag_seconds: float = Field(default=0, ge=0)
+    chunk_rows: int = Field(default=50_000, gt=0)
+
+    @model_validator(mode="after")
+    def _one_location(self) -> SqlSource:
+        if (self.url is None) == (self.conn_id is None):
+            raise ValueError("give exactly one of 'url' (no password in it) or 'conn_id' (an Airflow connection)")
+        if self.url is not None and make_url(self.url).password is not None:
+            raise ValueError("'url' holds a password: put the credentials in an Airflow connection and use "
+                             "'conn_id'")
+        return self
+
+
+class Pagination(BaseModel):
+    """How a REST API splits a result into pages."""
+
+    model_config = ConfigDict(extra="forbid")
+    style: Literal["none", "page", "offset", "cursor", "link"] = "none"
+    size: int = Field(default=500, gt=0)
+    size_param: str = "page_size"
+    page_param: str = "page"  # style page: 1, 2, 3, ...
+    offset_param: str = "offset"  # style offset: 0, size, 2*size, ...
+    cursor_param: str = "cursor"  # style cursor: the token the last page returned ...
+    next_cursor: str = "next_cursor"  # ... under this key of the response body
+
+
+class RestCursor(BaseModel):
+    """Incremental pulls: ask for records updated since the watermark (inclusive)."""
+
+    model_config = ConfigDict(extra="forbid")
+    param: str = "updated_since"
+    field: str = "updated_at"
+    lag_seconds: float = Field(default=0, ge=0)
+
+
+class RestSource(BaseModel):
+    """A department's HTTP JSON API, authenticated with an Airflow connection."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["rest"]
+    conn_id: str
+    path: str
+    records: str = "data"  # key of the record list in the body ('' when the body is the list)
+    params: dict[str, str] = {}
+    pagination: Pagination = Pagination()
+    cursor: RestCursor | None = None
+    timeout_seconds: float = Field(default=30, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+    backoff_seconds: float = Field(default=1.0, ge=0)
+
+
+class SingerSource(BaseModel):
+    """A Singer tap run as a subprocess; `{python}` in the command is this interpreter."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["singer"]
+    command: list[str]
+    stream: str
+    config: dict[str, Any] = {}
+    conn_id: str | None = None  # secrets merged into the tap config from an Airflow connection
+    timeout_seconds: float = Field(default=3600, gt=0)
+
+
+class PushSource(BaseModel):
+    """Batches arrive through the push gateway; a pull only takes what has landed."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["push"]
+    # who may send: the contract's owner department, and/or community work stations (own rows only)
+    senders: list[Literal["owner", "community"]] = ["owner"]
+    max_bytes: int = Field(default=64 << 20, gt=0)
+
+
+Source = Annotated[FilesSource | SqlSource | RestSource | SingerSource | PushSource, Field(discriminator="kind")]
 
 
 class Feed(BaseModel):
@@ -54,13 +146,16 @@ class Feed(BaseModel):
     department: str
     dataset: str
     schedule: str | None = None
-    connector: FilesSource | SqlSource
+    connector: Source
     fields: dict[str, str]
     values: dict[str, dict[str, str]] = {}
     dates: dict[str, str] = {}
     constants: dict[str, Any] = {}
     # source columns deliberately not carried into the contract (say so, or the batch is refused)
     ignore: list[str] = []
+    # a source column that marks a row deleted (soft delete): a row whose value is set and not
+    # false/0/no is a tombstone for its key, never an upsert
+    deleted: str | None = None
 
     def resolve(self, template: str, home: Path) -> str:
         """Fill `{home}` in a connector parameter."""

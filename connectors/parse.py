@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -17,10 +19,109 @@ import pyarrow.parquet as pq
 from schemas.errors import TerminalError
 
 LINE_COLUMN = "_line"
+CSV, PARQUET, JSONL = "text/csv", "application/vnd.apache.parquet", "application/x-ndjson"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+# file extension → media type, for file drops and pushes
+MEDIA_TYPES = {"csv": CSV, "parquet": PARQUET, "jsonl": JSONL, "ndjson": JSONL, "xlsx": XLSX}
+EXTENSIONS = {CSV: "csv", PARQUET: "parquet", JSONL: "jsonl", XLSX: "xlsx"}
+# tried in order after a BOM and strict UTF-8; GBK text is a subset of GB18030
+_ENCODINGS = ("gb18030",)
 
 
 class UnreadablePayloadError(TerminalError):
     """A payload cannot be decoded in the encoding or format its feed declares."""
+
+
+def detect_encoding(data: bytes) -> str:
+    """The encoding of a CSV drop: a BOM says it; else strict UTF-8 if the bytes decode; else GB18030
+    (which also reads every GBK file). Raises if nothing decodes, so a file is never misread."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return "utf-8-sig"
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    for encoding in ("utf-8", *_ENCODINGS):
+        try:
+            data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        return encoding
+    raise UnreadablePayloadError(
+        "the file is neither UTF-8 nor GB18030/GBK text; resend it in UTF-8, or set 'encoding' in the feed config")
+
+
+def _table_with_lines(columns: dict[str, list[str | None]]) -> pa.Table:
+    """Text columns plus `_line`, numbering records from 1."""
+    table = pa.table({c: pa.array(v, pa.string()) for c, v in columns.items()})
+    return table.append_column(LINE_COLUMN, pa.array(range(1, table.num_rows + 1), pa.int64()))
+
+
+def _text(value: Any) -> str | None:
+    """A JSON or spreadsheet value as the text a department meant (dates ISO, nested as JSON)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    if hasattr(value, "isoformat"):
+        text: str = value.isoformat()
+        return text.removesuffix("T00:00:00")
+    return str(value)
+
+
+def read_jsonl(data: bytes, name: str) -> pa.Table:
+    """JSON Lines (one object per line, UTF-8) → text columns plus `_line`; blank lines are skipped,
+    a line that is not an object is refused with its line number. Columns are the union of keys."""
+    columns: dict[str, list[str | None]] = {}
+    count = 0
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise UnreadablePayloadError(f"{name}: line {number} is not valid JSON ({err}); fix or remove it") from None
+        if not isinstance(record, dict):
+            raise UnreadablePayloadError(f"{name}: line {number} is not a JSON object; send one object per line")
+        for key in record.keys() - columns.keys():
+            columns[key] = [None] * count
+        for key, values in columns.items():
+            values.append(_text(record.get(key)))
+        count += 1
+    return _table_with_lines(columns)
+
+
+def read_xlsx(data: bytes, name: str, sheet: str | None = None) -> pa.Table:
+    """An Excel workbook's first (or named) sheet: first row the header, values as text."""
+    import openpyxl  # only when a workbook arrives
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except (InvalidFileException, KeyError, OSError, ValueError) as err:
+        raise UnreadablePayloadError(f"{name}: not a readable XLSX workbook ({err}); save it again as .xlsx") from None
+    try:
+        if sheet is not None and sheet not in book.sheetnames:
+            raise UnreadablePayloadError(f"{name}: no sheet {sheet!r}; sheets are {book.sheetnames}")
+        rows = book[sheet].iter_rows(values_only=True) if sheet else book.worksheets[0].iter_rows(values_only=True)
+        header = [_text(v) for v in next(rows, ())]
+        while header and header[-1] is None:
+            header.pop()
+        if not header or None in header or len(set(header)) != len(header):
+            raise UnreadablePayloadError(f"{name}: the first row must name every column once; it is {header}")
+        columns: dict[str, list[str | None]] = {str(h): [] for h in header}
+        for row in rows:
+            values = [_text(v) for v in row[: len(header)]]
+            if all(v is None for v in values):
+                continue  # Excel keeps formatted empty rows
+            values += [None] * (len(header) - len(values))
+            for h, v in zip(header, values, strict=True):
+                columns[str(h)].append(v)
+    finally:
+        book.close()
+    return _table_with_lines(columns)
 
 
 def _csv_header(data: bytes, encoding: str, name: str) -> list[str]:
@@ -39,7 +140,7 @@ def read_csv(data: bytes, encoding: str, name: str) -> pa.Table:
     header = _csv_header(data, encoding, name)
     if len(set(header)) != len(header):
         raise UnreadablePayloadError(f"{name}: header repeats a column name: {header}; rename it")
-    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig") else encoding
     try:
         table = pacsv.read_csv(
             io.BytesIO(data),
@@ -55,16 +156,24 @@ def read_csv(data: bytes, encoding: str, name: str) -> pa.Table:
 
 
 def read_parquet(data: bytes, name: str) -> pa.Table:
-    """Parquet bytes (as the SQL connector lands them) → Arrow text columns plus `_line`."""
-    table = pq.read_table(io.BytesIO(data))
+    """Parquet bytes (as the SQL connector lands them, or a dropped file) → text columns plus `_line`."""
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except (pa.ArrowInvalid, OSError) as err:
+        raise UnreadablePayloadError(f"{name}: not a readable Parquet file ({err}); write it again") from None
     table = table.cast(pa.schema([(f.name, pa.string()) for f in table.schema]))
     return table.append_column(LINE_COLUMN, pa.array(range(1, table.num_rows + 1), pa.int64()))
 
 
 def read_payload(data: bytes, media_type: str, encoding: str | None, name: str) -> pa.Table:
     """Decode a payload by its media type."""
-    if media_type == "text/csv":
-        return read_csv(data, encoding or "utf-8", name)
-    if media_type == "application/vnd.apache.parquet":
+    if media_type == CSV:
+        return read_csv(data, encoding or detect_encoding(data), name)
+    if media_type == PARQUET:
         return read_parquet(data, name)
-    raise UnreadablePayloadError(f"{name}: media type {media_type!r} has no reader; use CSV or Parquet")
+    if media_type == JSONL:
+        return read_jsonl(data, name)
+    if media_type == XLSX:
+        return read_xlsx(data, name)
+    raise UnreadablePayloadError(f"{name}: media type {media_type!r} has no reader; "
+                                 f"send one of {sorted(MEDIA_TYPES)}")

@@ -1,18 +1,53 @@
-"""Build the connector a feed config names."""
+"""Build the connector a feed config names: every kind takes its source config and the key."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
-from connectors.feeds import Feed, FilesSource
-from connectors.files import FilesConnector
-from connectors.payload import Connector
-from connectors.sql import SqlConnector
+from connectors.feeds import Feed, FeedConfigError, FilesSource, PushSource, RestSource, SingerSource, SqlSource
+from connectors.payload import Connector, Payload
+from schemas.contract import load_contracts
+
+
+class PushConnector:
+    """A push feed has nothing to pull: the gateway lands its batches as they arrive."""
+
+    def fetch(self, state: Mapping[str, Any]) -> Iterator[Payload]:
+        """Nothing: the ingest run takes the pushed batches already in landing."""
+        return iter(())
+
+
+def source_key(feed: Feed) -> tuple[str, ...]:
+    """The source columns that carry the dataset's primary key (for key dedupe at cursor boundaries)."""
+    contract = load_contracts()[feed.dataset]
+    by_field = {target: source for source, target in feed.fields.items()}
+    missing = [k for k in contract.primary_key if k not in by_field]
+    if missing:
+        raise FeedConfigError(f"feed {feed.slug!r} maps no source column to key field(s) {missing} of "
+                              f"{contract.source}; add them to 'fields'")
+    return tuple(by_field[k] for k in contract.primary_key)
 
 
 def connector_for(feed: Feed, home: Path) -> Connector:
     """The connector of a feed, with `{home}` filled in."""
+    from connectors.files import FilesConnector
+    from connectors.rest import RestConnector
+    from connectors.singer import SingerConnector
+    from connectors.sql import SqlConnector
+
     src = feed.connector
+    key = source_key(feed)
     if isinstance(src, FilesSource):
-        return FilesConnector(Path(feed.resolve(src.path, home)), src.pattern, src.format, src.encoding)
-    return SqlConnector(feed.resolve(src.url, home), src.table)
+        return FilesConnector(src.model_copy(update={"path": feed.resolve(src.path, home)}), key)
+    if isinstance(src, SqlSource):
+        url = None if src.url is None else feed.resolve(src.url, home)
+        return SqlConnector(src.model_copy(update={"url": url}), key)
+    if isinstance(src, RestSource):
+        return RestConnector(src, key)
+    if isinstance(src, SingerSource):
+        command = [feed.resolve(part, home) for part in src.command]
+        return SingerConnector(src.model_copy(update={"command": command}), key)
+    assert isinstance(src, PushSource)
+    return PushConnector()

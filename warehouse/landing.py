@@ -20,9 +20,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from connectors.parse import EXTENSIONS
 from schemas.errors import TerminalError
 
-_EXT = {"text/csv": "csv", "application/vnd.apache.parquet": "parquet"}
 
 
 class UnknownBatchError(TerminalError):
@@ -44,6 +44,9 @@ class Manifest:
     row_count: int
     received_at: str
     cursor: Mapping[str, Any]
+    # pushed batches: who sent it, and the division its rows must lie in (a community's own)
+    sender: str | None = None
+    scope: str | None = None
 
 
 def batch_dir(home: Path, dataset: str, batch_id: str) -> Path:
@@ -59,7 +62,7 @@ def land(home: Path, manifest: Manifest, data: bytes, table: pa.Table) -> bool:
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    (tmp / f"payload.{_EXT.get(manifest.media_type, 'bin')}").write_bytes(data)
+    (tmp / f"payload.{EXTENSIONS.get(manifest.media_type, 'bin')}").write_bytes(data)
     pq.write_table(table, tmp / "raw.parquet", compression="zstd")
     (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), ensure_ascii=False, indent=2), "utf-8")
     if final.exists():  # a half-landed directory from a killed run: replace it whole
