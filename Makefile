@@ -36,7 +36,8 @@ install: $(STAMP) ## create .venv and install the pinned dependencies
 demo: $(STAMP) ## generate Shenzhen feeds and run every DAG through Airflow (HOME_DIR, SCALE)
 	$(VENV)/bin/civicnet demo --home $(HOME_DIR) --scale $(SCALE)
 
-test: $(STAMP) $(COMPAT_STAMP) ## run the whole test suite
+test: $(STAMP) $(COMPAT_STAMP) ## run the whole test suite (starts PostgreSQL/MariaDB if they are down)
+	bash infra/services.sh
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP) ## unit tests only

@@ -38,7 +38,9 @@ _SURVEY_START = dt.datetime(2020, 11, 2, 9, tzinfo=ZoneInfo("Asia/Shanghai"))
 PLANTED_PER_KIND = 3
 _BAD_DATES = ("2008-13-01", "2010-02-30", "2015-00-10")
 _BAD_AREAS = (-12.5, 0.0, -1.0)
-COLUMNS = ("fac_no", "comm_code", "fac_type", "fac_name", "area", "addr", "open_date", "updated_at")
+COLUMNS = ("fac_no", "comm_code", "fac_type", "fac_name", "area", "addr", "open_date", "updated_at", "is_deleted")
+# round two of the demo: the register is edited on this day (ISO text, as the department stores it)
+_EDIT_TIME = "2021-06-20T10:00:00+08:00"
 
 
 def short_community_name(name: str) -> str:
@@ -83,6 +85,7 @@ def draw_facility_columns(table: CommunityTable, rng: Rng) -> dict[str, Array]:
         + ROADS[rng.integers(0, ROADS.size, size=n)] + number + "号",
         "open_date": opened.astype("U10").astype(object),
         "updated_at": updated.astype("U19").astype(object) + "+08:00",
+        "is_deleted": np.zeros(n, dtype=np.int64),
     }
 
 
@@ -113,7 +116,8 @@ def write_facilities(path: Path, table: CommunityTable, rng: Rng) -> dict[str, A
     path.unlink(missing_ok=True)
     rows = list(zip(*(columns[c].tolist() for c in COLUMNS), strict=True))
     # fac_no is deliberately not a PRIMARY KEY: a department table does not promise uniqueness
-    ddl = ", ".join(f"{c} {'REAL' if c == 'area' else 'TEXT'}" for c in COLUMNS)
+    types = {"area": "REAL", "is_deleted": "INTEGER NOT NULL DEFAULT 0"}
+    ddl = ", ".join(f"{c} {types.get(c, 'TEXT')}" for c in COLUMNS)
     with sqlite3.connect(path) as conn:
         conn.execute(f"CREATE TABLE {TABLE} ({ddl})")
         conn.executemany(f"INSERT INTO {TABLE} VALUES ({', '.join('?' * len(COLUMNS))})", rows)
@@ -121,3 +125,24 @@ def write_facilities(path: Path, table: CommunityTable, rng: Rng) -> dict[str, A
     counts = {reason: sum(p["reason"] == reason for p in planted) for reason in
               ("unknown_division", "invalid_date", "out_of_range")}
     return {"table": TABLE, "rows": len(rows), "planted": counts, "planted_rows": planted}
+
+
+def edit_facilities(path: Path, fraction: float, seed: int = 20050224) -> dict[str, int]:
+    """Round two: civil affairs re-measures `fraction` of the clean facilities and closes a few
+    (soft delete: `is_deleted` = 1), stamping each edit's `updated_at`; returns the counts."""
+    rng = np.random.default_rng(seed)
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(f"""SELECT rowid, area FROM {TABLE} WHERE is_deleted = 0 AND area > 0
+                                AND open_date LIKE '____-__-__' ORDER BY rowid""").fetchall()
+        n = max(2, int(len(rows) * fraction))
+        picked = rng.choice(len(rows), size=min(n, len(rows)), replace=False)
+        closed = {int(i) for i in picked[: max(1, len(picked) // 4)]}
+        for i in picked:
+            rowid, area = rows[int(i)]
+            if int(i) in closed:
+                conn.execute(f"UPDATE {TABLE} SET is_deleted = 1, updated_at = ? WHERE rowid = ?", [_EDIT_TIME, rowid])
+            else:
+                conn.execute(f"UPDATE {TABLE} SET area = ?, updated_at = ? WHERE rowid = ?",
+                             [round(float(area) * 1.1, 1), _EDIT_TIME, rowid])
+    conn.close()
+    return {"remeasured": len(picked) - len(closed), "closed": len(closed)}

@@ -107,6 +107,11 @@ def pull(home: Path, slug: str) -> list[str]:
     return pending_batches(home, slug)
 
 
+def source_mapping(f: Feed) -> SourceMapping:
+    """How a feed's columns become its contract's fields."""
+    return SourceMapping(f.slug, f.fields, f.values, f.dates, f.constants, tuple(f.ignore), f.deleted)
+
+
 def _staging(home: Path, batch_id: str) -> Path:
     return home / "staging" / batch_id
 
@@ -125,11 +130,11 @@ def check(home: Path, slug: str, batch_id: str, as_of: dt.date) -> dict[str, Any
     contract = load_contracts()[f.dataset]
     out = _staging(home, batch_id)
     raw = landing.raw_path(home, f.dataset, batch_id)
-    mapping = SourceMapping(slug, f.fields, f.values, f.dates, f.constants, tuple(f.ignore))
-    base = {"batch_id": batch_id, "feed": slug, "dataset": f.dataset,
-            "received": landing.read_manifest(home, f.dataset, batch_id).row_count}
+    mapping = source_mapping(f)
+    manifest = landing.read_manifest(home, f.dataset, batch_id)
+    base = {"batch_id": batch_id, "feed": slug, "dataset": f.dataset, "received": manifest.row_count}
     try:
-        conformed = conform_batch(raw, contract, mapping, {VINTAGE: registry()}, as_of)
+        conformed = conform_batch(raw, contract, mapping, {VINTAGE: registry()}, as_of, scope=manifest.scope)
     except TerminalError as err:
         _write_check(out, base | {"accepted": 0, "quarantined": 0, "duplicates": 0,
                                   "gate": {"verdict": "fail", "error": str(err), "results": []}})
@@ -192,8 +197,8 @@ def _merge_one(con: duckdb.DuckDBPyConnection, home: Path, f: Feed, contract: Co
         raise BatchNotCheckedError(f"batch {batch_id} of feed {f.slug!r} has no check result in {stage}; "
                                    "its check task did not finish: clear and rerun it")
     summary = json.loads((stage / "check.json").read_text("utf-8"))
-    batch = BatchInput(batch_id, f.slug, f.department, manifest.source_name, manifest.received_at,
-                       summary["received"], summary["duplicates"], summary["gate"])
+    batch = BatchInput(batch_id, f.slug, manifest.department, manifest.source_name, manifest.received_at,
+                       summary["received"], summary["duplicates"], summary["gate"], manifest.scope)
     if summary["gate"]["verdict"] == "fail":
         if (stage / "quarantined.parquet").exists():
             return refuse_batch(con, "city", contract, batch, pq.read_table(stage / "quarantined.parquet"),

@@ -55,6 +55,7 @@ def render(status: dict[str, Any]) -> str:
                      f"received {b['received']:>9,} applied {b['applied']:>9,} quarantined {b['quarantined']:>6,} "
                      f"duplicates {b['duplicates']:>7,} moved {b['moved']:>6,}"
                      + (f" held {b['held']:,}" if b["held"] else "")
+                     + (f" deleted {b['deleted']:,}" if b["deleted"] else "")
                      + ("" if b["balanced"] else "  UNBALANCED"))
     lines += ["", "quarantine by reason:"]
     for dataset, by_dept in status["quarantine"].items():

@@ -31,23 +31,27 @@ def source_key(feed: Feed) -> tuple[str, ...]:
 
 
 def connector_for(feed: Feed, home: Path) -> Connector:
-    """The connector of a feed, with `{home}` filled in."""
-    from connectors.files import FilesConnector
-    from connectors.rest import RestConnector
-    from connectors.singer import SingerConnector
-    from connectors.sql import SqlConnector
-
+    """The connector of a feed, with `{home}` filled in (each kind's module imported only when used)."""
     src = feed.connector
     key = source_key(feed)
     if isinstance(src, FilesSource):
+        from connectors.files import FilesConnector
+
         return FilesConnector(src.model_copy(update={"path": feed.resolve(src.path, home)}), key)
     if isinstance(src, SqlSource):
+        from connectors.sql import SqlConnector
+
         url = None if src.url is None else feed.resolve(src.url, home)
         return SqlConnector(src.model_copy(update={"url": url}), key)
     if isinstance(src, RestSource):
+        from connectors.rest import RestConnector
+
         return RestConnector(src, key)
     if isinstance(src, SingerSource):
+        from connectors.singer import SingerConnector
+
         command = [feed.resolve(part, home) for part in src.command]
-        return SingerConnector(src.model_copy(update={"command": command}), key)
+        config = {k: feed.resolve(v, home) if isinstance(v, str) else v for k, v in src.config.items()}
+        return SingerConnector(src.model_copy(update={"command": command, "config": config}), key)
     assert isinstance(src, PushSource)
     return PushConnector()

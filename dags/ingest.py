@@ -7,6 +7,10 @@ every landed batch to its dataset contract with row checks (bad rows go to quara
 reason codes), runs the Great Expectations gate, and merges the batches that pass into the
 city node with history. A refused batch stays in landing and its check task fails visibly.
 The merge updates the `civicnet://nodes/city` asset, which triggers the network DAG.
+
+A push feed (batches sent to the gateway) has no schedule of its own: its DAG runs on the
+`civicnet://landing/<dataset>` asset, which the gateway updates when a batch lands, and its pull
+step only collects the pushed batches not yet decided.
 """
 
 from __future__ import annotations
@@ -20,7 +24,12 @@ from connectors.feeds import load_feeds
 CITY_NODE = Asset("civicnet://nodes/city")
 
 
-def build(slug: str, department: str, dataset: str, schedule: str | None) -> None:
+def landing_asset(dataset: str) -> Asset:
+    """The asset a push gateway updates when it lands a batch of `dataset`."""
+    return Asset(f"civicnet://landing/{dataset}")
+
+
+def build(slug: str, department: str, dataset: str, schedule: str | Asset | None) -> None:
     """Declare the ingest DAG of one feed."""
 
     @dag(dag_id=f"ingest_{slug}", schedule=schedule, start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
@@ -64,4 +73,5 @@ def build(slug: str, department: str, dataset: str, schedule: str | None) -> Non
 
 
 for _feed in load_feeds().values():
-    build(_feed.slug, _feed.department, _feed.dataset, _feed.schedule)
+    pushed = _feed.connector.kind == "push"
+    build(_feed.slug, _feed.department, _feed.dataset, landing_asset(_feed.dataset) if pushed else _feed.schedule)

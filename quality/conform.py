@@ -25,6 +25,9 @@ from schemas.divisions import Registry
 from schemas.errors import TerminalError
 
 LINE = "_line"
+# True on a row the source marks deleted (the feed's `deleted` column): a tombstone for its key
+DELETED = "_deleted"
+_FALSE_TEXT = "('', '0', 'false', 'f', 'no', 'n', '否')"
 # DuckDB spills beyond this; a 1.7-million-row batch conforms within it.
 MEMORY_LIMIT = "1GB"
 REASON_TYPE = pa.struct([("code", pa.string()), ("field", pa.string()), ("message", pa.string())])
@@ -45,6 +48,12 @@ class SourceMapping:
     dates: Mapping[str, str] = field(default_factory=dict)
     constants: Mapping[str, object] = field(default_factory=dict)
     ignore: tuple[str, ...] = ()
+    deleted: str | None = None
+
+    @property
+    def source_columns(self) -> list[str]:
+        """Every source column the feed reads: the mapped ones and the soft-delete marker."""
+        return [*self.fields, *([self.deleted] if self.deleted else [])]
 
 
 @dataclass(frozen=True)
@@ -63,10 +72,12 @@ class Conformed:
             raise AssertionError(f"conform lost rows: received {self.received}, accounted {total}")
 
 
-def _check_columns(columns: list[str], mapping: SourceMapping, contract: Contract) -> None:
+def check_columns(columns: list[str], mapping: SourceMapping, contract: Contract) -> None:
+    """Refuse a batch whose columns do not fit the feed mapping, saying which and how to fix it."""
     sent = set(columns) - {LINE}
-    missing = [s for s in mapping.fields if s not in sent]
-    extra = sorted(sent - set(mapping.fields) - set(mapping.ignore))
+    expected = mapping.source_columns
+    missing = [s for s in expected if s not in sent]
+    extra = sorted(sent - set(expected) - set(mapping.ignore))
     if missing or extra:
         raise SourceColumnsError(
             f"Feed {mapping.feed!r} sent columns {sorted(sent)}; missing {missing}, unmapped {extra}. "
@@ -85,7 +96,15 @@ def _division_table(registries: Mapping[int, Registry]) -> pa.Table:
                      "tier": [r[2] for r in rows]})
 
 
-def _select_sql(contract: Contract, mapping: SourceMapping, today: dt.date) -> str:
+def _deleted_sql(mapping: SourceMapping) -> str:
+    """A row is a tombstone when the feed's deleted column is set and not a 'false' word."""
+    if mapping.deleted is None:
+        return "false"
+    col = quote_ident(mapping.deleted)
+    return f"coalesce(lower(trim(CAST({col} AS VARCHAR))) NOT IN {_FALSE_TEXT}, false)"
+
+
+def _select_sql(contract: Contract, mapping: SourceMapping, today: dt.date, scope: str | None) -> str:
     """One pass over the raw rows: typed values plus the list of reasons each row fails."""
     by_field = {v: k for k, v in mapping.fields.items()}
     texts, typed, checks = [], [], []
@@ -94,13 +113,13 @@ def _select_sql(contract: Contract, mapping: SourceMapping, today: dt.date) -> s
         texts.append(f"{text} AS {quote_ident('t_' + f.name)}")
         typed.append(f"{typed_expr(f, quote_ident('t_' + f.name), mapping.dates.get(f.name))} AS {quote_ident(f.name)}")
         checks.extend(field_checks(f, quote_ident("t_" + f.name), quote_ident(f.name), today, _message_sql))
-    checks.extend(anchor_checks(contract, quote_ident("t_" + contract.anchor), _message_sql))
+    checks.extend(anchor_checks(contract, quote_ident("t_" + contract.anchor), _message_sql, scope))
     reasons = "flatten([" + ", ".join(checks) + "])" if checks else "[]"
     fields = ", ".join(quote_ident(f) for f in contract.field_names)
     return f"""
-        WITH texted AS (SELECT {LINE}, {", ".join(texts)} FROM raw),
+        WITH texted AS (SELECT {LINE}, {_deleted_sql(mapping)} AS {DELETED}, {", ".join(texts)} FROM raw),
         typed AS (SELECT *, {", ".join(typed)} FROM texted)
-        SELECT {LINE}, {fields}, {reasons} AS _reasons FROM typed r"""
+        SELECT {LINE}, {fields}, {DELETED}, {reasons} AS _reasons FROM typed r"""
 
 
 def _message_sql(code: Reason, field_name: str, title: str, value_sql: str) -> str:
@@ -109,13 +128,15 @@ def _message_sql(code: Reason, field_name: str, title: str, value_sql: str) -> s
 
 
 def conform_batch(raw: pa.Table | Path, contract: Contract, mapping: SourceMapping,
-                  registries: Mapping[int, Registry], today: dt.date) -> Conformed:
+                  registries: Mapping[int, Registry], today: dt.date, scope: str | None = None) -> Conformed:
     """Map a raw text batch to the contract; split it into accepted, quarantined and duplicates.
 
     `raw` is an Arrow table or the path of its Parquet file (then DuckDB reads it directly and
-    the raw rows never sit in Python memory)."""
+    the raw rows never sit in Python memory). Accepted rows carry `_deleted` (a tombstone for
+    the key, from the feed's soft-delete column). With `scope` (the division of a community that
+    pushed the batch) a row anchored outside it is quarantined as `outside_jurisdiction`."""
     columns = pq.read_schema(raw).names if isinstance(raw, Path) else raw.column_names
-    _check_columns(columns, mapping, contract)
+    check_columns(columns, mapping, contract)
     con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "preserve_insertion_order": False})
     con.execute("SET enable_progress_bar = false")
     try:
@@ -124,7 +145,7 @@ def conform_batch(raw: pa.Table | Path, contract: Contract, mapping: SourceMappi
         else:
             con.register("raw", raw)
         con.register("divisions", _division_table(registries))
-        con.execute(f"CREATE TEMP TABLE checked AS {_select_sql(contract, mapping, today)}")
+        con.execute(f"CREATE TEMP TABLE checked AS {_select_sql(contract, mapping, today, scope)}")
         _find_repeats(con, contract)
         # fetchall, not fetchone: DuckDB 2.0 refuses a relation while a result is unfinished
         (received,), = con.execute("SELECT count(*) FROM raw").fetchall()
@@ -138,7 +159,7 @@ def _find_repeats(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
     identical (a duplicate, counted) or not (a key conflict, quarantined with `duplicate_key`).
     Only keys that occur more than once are hashed, so a clean batch costs one aggregate."""
     pk = ", ".join(quote_ident(k) for k in contract.primary_key)
-    content = "md5(to_json(struct_pack(" + ", ".join(quote_ident(f) for f in contract.field_names) + ")))"
+    content = "md5(to_json(struct_pack(" + ", ".join(quote_ident(f) for f in [*contract.field_names, DELETED]) + ")))"
     con.execute(f"""
         CREATE TEMP TABLE repeats AS
         SELECT {LINE}, _same FROM (
@@ -153,15 +174,16 @@ def _find_repeats(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
 
 def _split(con: duckdb.DuckDBPyConnection, contract: Contract, mapping: SourceMapping,
            received: int) -> Conformed:
-    schema = arrow_schema(contract).append(pa.field(LINE, pa.int64(), nullable=False))
-    cols = ", ".join(quote_ident(c) for c in [*contract.field_names, LINE])
+    schema = arrow_schema(contract).append(pa.field(DELETED, pa.bool_(), nullable=False)) \
+        .append(pa.field(LINE, pa.int64(), nullable=False))
+    cols = ", ".join(quote_ident(c) for c in [*contract.field_names, DELETED, LINE])
     accepted = con.sql(f"""SELECT {cols} FROM checked ANTI JOIN repeats USING ({LINE})
                            WHERE len(_reasons) = 0 ORDER BY {LINE}""").to_arrow_table()
     first = contract.field(contract.primary_key[0])
     value = f"CAST(c.{quote_ident(first.name)} AS VARCHAR)"
     conflict = (f"[struct_pack(code := 'duplicate_key', field := {sql_literal(first.name)}, message := "
                 f"{_message_sql('duplicate_key', first.name, first.title, value)})]")
-    raw_cols = ", ".join(f"raw.{quote_ident(c)}" for c in mapping.fields)
+    raw_cols = ", ".join(f"raw.{quote_ident(c)}" for c in mapping.source_columns)
     quarantined = con.sql(f"""
         SELECT q.{LINE}, q.reasons, to_json(struct_pack({raw_cols})) AS raw
         FROM (SELECT {LINE}, _reasons AS reasons FROM checked WHERE len(_reasons) > 0

@@ -7,7 +7,7 @@ from typing import Literal
 Reason = Literal[
     "required_missing", "invalid_date", "invalid_number", "invalid_integer", "not_in_code_list",
     "pattern_mismatch", "out_of_range", "invalid_length", "invalid_citizen_id", "mojibake",
-    "unknown_division", "wrong_tier", "duplicate_key",
+    "unknown_division", "wrong_tier", "duplicate_key", "outside_jurisdiction",
 ]
 
 # {field} is the contract field, {title} its Chinese title, {value} the value as sent.
@@ -28,6 +28,8 @@ MESSAGES: dict[Reason, str] = {
                         "use a code from the division registry",
     "wrong_tier": "{title} ({field}) '{value}' is a division of the wrong tier for this dataset; "
                   "anchor the row at the tier the contract names",
+    "outside_jurisdiction": "{title} ({field}) '{value}' lies outside the sender's own jurisdiction; a community "
+                            "may send only rows of its own community: remove the row or ask its community",
     "duplicate_key": "{title} ({field}) '{value}' repeats the key of an earlier row in this batch with different "
                      "content; keep one version of the record and resend",
 }

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from quality.reasons import Reason
 from schemas.citizen_id import CHECK_CHARS, WEIGHTS
 from schemas.contract import Contract, Field
+from schemas.divisions import subtree_prefix
 from schemas.errors import ContractError
 
 MessageSql = Callable[[Reason, str, str, str], str]
@@ -106,8 +107,9 @@ def field_checks(f: Field, text: str, typed: str, today: dt.date, message: Messa
     return out
 
 
-def anchor_checks(contract: Contract, text: str, message: MessageSql) -> list[str]:
-    """The anchor must be a division of the row's vintage (`r.vintage`), at the contract's tier."""
+def anchor_checks(contract: Contract, text: str, message: MessageSql, scope: str | None = None) -> list[str]:
+    """The anchor must be a division of the row's vintage (`r.vintage`), at the contract's tier, and,
+    for a batch a community sent, inside that community (`scope`)."""
     f = contract.field(contract.anchor)
     known = f"EXISTS (SELECT 1 FROM divisions d WHERE d.code = {text} AND d.vintage = r.vintage)"
     out = [_case(f"regexp_full_match({text}, '^\\d{{12}}$') AND NOT {known}", "unknown_division", f, text, message)]
@@ -115,4 +117,8 @@ def anchor_checks(contract: Contract, text: str, message: MessageSql) -> list[st
         right = (f"EXISTS (SELECT 1 FROM divisions d WHERE d.code = {text} AND d.vintage = r.vintage "
                  f"AND d.tier = {sql_literal(contract.anchor_tier)})")
         out.append(_case(f"{known} AND NOT {right}", "wrong_tier", f, text, message))
+    if scope is not None:
+        prefix = sql_literal(subtree_prefix(scope))
+        out.append(_case(f"{text} IS NOT NULL AND NOT starts_with({text}, {prefix})", "outside_jurisdiction",
+                         f, text, message))
     return out

@@ -24,7 +24,6 @@ from connectors.parse import EXTENSIONS
 from schemas.errors import TerminalError
 
 
-
 class UnknownBatchError(TerminalError):
     """No landed batch has this id."""
 

@@ -16,10 +16,12 @@ import duckdb
 import pyarrow as pa
 
 from schemas.contract import Contract
+from schemas.divisions import subtree_prefix
 from schemas.errors import TerminalError
 from warehouse.node import key_sql, set_high_water_mark, transaction
 
 STAGE_ALIAS = "s"
+DELETED = "_deleted"  # quality.conform.DELETED: true on a tombstone row
 
 
 class UnsupportedHistoryModeError(TerminalError):
@@ -45,6 +47,7 @@ class BatchOutcome:
     duplicates: int
     moved: int
     held: int = 0
+    deleted: int = 0
 
 
 @dataclass(frozen=True)
@@ -59,12 +62,14 @@ class BatchInput:
     received: int
     duplicates: int
     gate: Mapping[str, Any]
+    # the division a community's pushed batch is confined to: its deletes reach only its own rows
+    scope: str | None = None
 
 
 def ledger_entry(con: duckdb.DuckDBPyConnection, node: str, batch_id: str) -> BatchOutcome | None:
     """The ledger row of a batch, if the node has decided it."""
     row = con.execute(f"""SELECT batch_id, dataset, seq, status, received, applied, unchanged, quarantined,
-                                 duplicates, moved, held FROM {node}._civicnet.batches WHERE batch_id = ?""",
+                                 duplicates, moved, held, deleted FROM {node}._civicnet.batches WHERE batch_id = ?""",
                       [batch_id]).fetchone()
     return BatchOutcome(*row) if row else None
 
@@ -81,9 +86,33 @@ def _stage_delta(con: duckdb.DuckDBPyConnection, node: str, contract: Contract) 
     on = " AND ".join(f'c."{k}" = {STAGE_ALIAS}."{k}"' for k in contract.primary_key)
     con.execute(f"""CREATE OR REPLACE TEMP TABLE delta AS
         SELECT {STAGE_ALIAS}.*, c.division_code AS _old_anchor, {key_sql(contract, STAGE_ALIAS)} AS _key
-        FROM (SELECT {fields}, md5(to_json(struct_pack({fields}))) AS _row_hash FROM accepted) {STAGE_ALIAS}
+        FROM (SELECT {fields}, md5(to_json(struct_pack({fields}))) AS _row_hash FROM accepted
+              WHERE NOT _deleted) {STAGE_ALIAS}
         LEFT JOIN {node}."{contract.name}" c ON {on}
         WHERE c._row_hash IS DISTINCT FROM {STAGE_ALIAS}._row_hash""")
+
+
+def _stage_deletes(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, scope: str | None) -> int:
+    """`gone`: current rows the batch deletes (tombstone rows whose key the node holds); returns their count.
+    A key the node does not hold (never sent, or deleted before) is a no-op, counted as unchanged."""
+    pk = ", ".join(f'"{k}"' for k in contract.primary_key)
+    confine = "" if scope is None else f"AND starts_with(c.{contract.anchor}, '{subtree_prefix(scope)}')"
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE gone AS
+        SELECT {key_sql(contract, 'c')} AS _key, c.{contract.anchor} AS _old_anchor FROM {node}."{contract.name}" c
+        SEMI JOIN (SELECT {pk} FROM accepted WHERE _deleted) USING ({pk}) WHERE true {confine}""")
+    (count,), = con.execute("SELECT count(*) FROM gone").fetchall()
+    return int(count)
+
+
+def _write_deletes(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, batch: BatchInput,
+                   seq: int) -> None:
+    """Close the deleted rows' versions, tombstone them at their last anchor, remove the current rows."""
+    name = contract.name
+    con.execute(f"""UPDATE {node}."{name}_history" h SET _valid_to = ?::TIMESTAMPTZ
+        FROM gone g WHERE {key_sql(contract, 'h')} = g._key AND h._valid_to IS NULL""", [batch.received_at])
+    con.execute(f"""INSERT INTO {node}._civicnet.tombstones SELECT ?, _key, _old_anchor, ?, ?, ? FROM gone""",
+                [name, seq, batch.batch_id, batch.feed])
+    con.execute(f"""DELETE FROM {node}."{name}" c USING gone g WHERE {key_sql(contract, 'c')} = g._key""")
 
 
 def _write_versions(con: duckdb.DuckDBPyConnection, node: str, contract: Contract,
@@ -116,11 +145,11 @@ def _write_quarantine(con: duckdb.DuckDBPyConnection, node: str, contract: Contr
 def _write_ledger(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, batch: BatchInput,
                   outcome: BatchOutcome) -> None:
     con.execute(f"""INSERT INTO {node}._civicnet.batches VALUES
-        (?, ?, ?, ?, ?, ?, ?::TIMESTAMPTZ, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (?, ?, ?, ?, ?, ?, ?::TIMESTAMPTZ, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [batch.batch_id, outcome.seq, contract.name, batch.feed, batch.department,
                  batch.source_name, batch.received_at, outcome.status, outcome.received, outcome.applied,
                  outcome.unchanged, outcome.quarantined, outcome.duplicates, outcome.moved, outcome.held,
-                 json.dumps(batch.gate, ensure_ascii=False)])
+                 json.dumps(batch.gate, ensure_ascii=False), outcome.deleted])
 
 
 def apply_batch(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, accepted: pa.Table,
@@ -132,16 +161,22 @@ def apply_batch(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, a
     seen = ledger_entry(con, node, batch.batch_id)
     if seen is not None:
         return seen
+    if DELETED not in accepted.column_names:  # a batch without a soft-delete column: every row is an upsert
+        accepted = accepted.append_column(DELETED, pa.array([False] * accepted.num_rows, pa.bool_()))
     with transaction(con, accepted=accepted, quarantined=quarantined):
         seq = _next_seq(con, node)
         _stage_delta(con, node, contract)
         row = con.execute("SELECT count(*) FROM delta").fetchone()
         applied = int(row[0]) if row else 0
+        deleted = _stage_deletes(con, node, contract, batch.scope)
         moved = _write_versions(con, node, contract, batch, seq)
+        _write_deletes(con, node, contract, batch, seq)
         _write_quarantine(con, node, contract, batch)
+        applied += deleted
         unchanged = accepted.num_rows - applied
         outcome = BatchOutcome(batch.batch_id, contract.name, seq, "applied", batch.received, applied,
-                               unchanged, quarantined.num_rows, batch.duplicates + unchanged, moved)
+                               unchanged, quarantined.num_rows, batch.duplicates + unchanged, moved,
+                               deleted=deleted)
         _write_ledger(con, node, contract, batch, outcome)
         set_high_water_mark(con, node, contract.name, seq)
     return outcome

@@ -12,7 +12,7 @@ def batch_ledger(con: duckdb.DuckDBPyConnection, node: str) -> list[dict[str, An
     """Every decided batch, oldest first, with its counts and gate verdict."""
     cur = con.execute(f"""
         SELECT batch_id, seq, dataset, feed, department, source_name, CAST(received_at AS VARCHAR) AS received_at,
-               status, received, applied, quarantined, duplicates, unchanged, moved, held,
+               status, received, applied, quarantined, duplicates, unchanged, moved, held, deleted,
                json_extract_string(gate, '$.verdict') AS gate
         FROM {node}._civicnet.batches ORDER BY received_at, batch_id""")
     names = [d[0] for d in cur.description]

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.feeds import load_feeds
-from quality.conform import LINE, Conformed, SourceColumnsError, SourceMapping, conform_batch
+from quality.conform import DELETED, LINE, Conformed, SourceColumnsError, SourceMapping, conform_batch
 from schemas.citizen_id import check_char
 from schemas.contract import load_contracts
 from schemas.divisions import load_registry
@@ -83,7 +83,7 @@ def test_clean_batch_is_accepted_typed_and_mapped() -> None:
     assert result.received == 2
     assert result.quarantined.num_rows == 0
     assert result.duplicates == 0
-    assert result.accepted.column_names == [*CONTRACT.field_names, LINE]
+    assert result.accepted.column_names == [*CONTRACT.field_names, DELETED, LINE]
     first, second = result.accepted.to_pylist()
     assert first["citizen_id"] == make_id(1)
     assert first["birth_date"] == dt.date(1950, 1, 2)
@@ -319,3 +319,36 @@ def test_received_equals_accepted_plus_quarantined_plus_duplicates(
     assert len(rows) - len(accepted | quarantined) == result.duplicates
     assert bad <= quarantined
     assert fresh <= accepted
+
+
+# --- soft deletes and a community's jurisdiction ------------------------------------------------
+
+def test_a_soft_delete_marker_makes_a_tombstone_row_and_false_words_do_not() -> None:
+    mapping = dataclasses.replace(MAPPING, deleted="删除标志")
+    values = ["1", "true", "2021-06-20T10:00:00+08:00", "0", "false", "", None, "否", "N"]
+    rows = [make_row(n, 删除标志=v) for n, v in enumerate(values)]
+    result = conform_batch(make_raw(rows, [*SOURCE_COLUMNS, "删除标志"]), CONTRACT, mapping, REGISTRIES, AS_OF)
+    assert result.accepted.column(DELETED).to_pylist() == [True, True, True] + [False] * 6
+
+
+def test_the_soft_delete_column_is_required_once_the_feed_declares_it() -> None:
+    mapping = dataclasses.replace(MAPPING, deleted="删除标志")
+    with pytest.raises(SourceColumnsError, match="删除标志"):
+        conform([make_row(1)], mapping=mapping)
+
+
+def test_a_delete_and_an_upsert_of_one_key_in_one_batch_is_a_key_conflict() -> None:
+    mapping = dataclasses.replace(MAPPING, deleted="删除标志")
+    rows = [make_row(1, 删除标志="0"), make_row(1, 删除标志="1")]
+    result = conform_batch(make_raw(rows, [*SOURCE_COLUMNS, "删除标志"]), CONTRACT, mapping, REGISTRIES, AS_OF)
+    assert lines(result.accepted) == [1]
+    assert reasons_of(result, 2) == {("duplicate_key", "citizen_id")}
+
+
+def test_rows_outside_a_pushing_community_are_quarantined_as_outside_jurisdiction() -> None:
+    rows = [make_row(1), make_row(2, 社区代码=BAOMIN)]
+    result = conform_batch(make_raw(rows), CONTRACT, MAPPING, REGISTRIES, AS_OF, scope=BINJIANG)
+    assert lines(result.accepted) == [1]
+    assert reasons_of(result, 2) == {("outside_jurisdiction", "division_code")}
+    (row,) = result.quarantined.to_pylist()
+    assert BAOMIN in row["reasons"][0]["message"] and "own community" in row["reasons"][0]["message"]

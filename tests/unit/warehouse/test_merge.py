@@ -309,3 +309,47 @@ def test_a_failure_survives_reopening_the_file_unchanged(tmp_path: Path, monkeyp
     finally:
         reopened.close()
 
+
+
+def with_deleted(rows: list[dict[str, Any]], deleted: list[bool]) -> pa.Table:
+    """Accepted rows as conform hands them over when the feed has a soft-delete column."""
+    table = pa.Table.from_pylist(rows, arrow_schema(RESIDENTS))
+    return table.append_column("_deleted", pa.array(deleted, pa.bool_()))
+
+
+def test_a_soft_delete_closes_the_version_tombstones_the_key_and_removes_the_row(
+        con: duckdb.DuckDBPyConnection) -> None:
+    apply(con, make_batch())
+    gone = make_resident(2)
+    rows = [gone, make_resident(9)]
+    second = BatchInput("batch-0002", "public_security_residents", "public_security", "d.csv",
+                        "2021-06-02T02:00:00+00:00", 2, 0, {"verdict": "pass"})
+    outcome = apply_batch(con, NODE, RESIDENTS, with_deleted(rows, [True, False]), make_quarantined([]), second)
+    assert (outcome.applied, outcome.deleted, outcome.unchanged) == (2, 1, 0)
+    assert outcome.received == outcome.applied + outcome.quarantined + outcome.duplicates
+    assert count(con, "residents", "citizen_id = ?", [gone["citizen_id"]]) == 0
+    assert count(con, "residents") == 3  # 1, 3 and the new 9
+    (closed,) = history(con, gone["citizen_id"])
+    assert closed[3] is not None and closed[4] == "batch-0001"  # the version is closed, not erased
+    tomb = con.execute(f"SELECT key, division_code, _batch_id FROM {NODE}._civicnet.tombstones").fetchall()
+    assert tomb == [(gone["citizen_id"], COMMUNITY_A, "batch-0002")]
+    assert ledger_entry(con, NODE, "batch-0002") == outcome
+
+
+def test_deleting_a_key_the_node_does_not_hold_is_counted_unchanged(con: duckdb.DuckDBPyConnection) -> None:
+    batch = BatchInput("batch-0001", "public_security_residents", "public_security", "d.csv",
+                       "2021-06-02T02:00:00+00:00", 1, 0, {"verdict": "pass"})
+    outcome = apply_batch(con, NODE, RESIDENTS, with_deleted([make_resident(5)], [True]), make_quarantined([]), batch)
+    assert (outcome.applied, outcome.deleted, outcome.unchanged, outcome.duplicates) == (0, 0, 1, 1)
+    assert count(con, "_civicnet.tombstones") == 0
+
+
+def test_a_scoped_batch_cannot_delete_rows_of_another_community(con: duckdb.DuckDBPyConnection) -> None:
+    apply(con, make_batch([make_resident(1), make_resident(2, division_code=COMMUNITY_B)]))
+    rows = [make_resident(1), make_resident(2)]  # both claim community A; row 2 really lives in B
+    batch = BatchInput("batch-0002", "public_security_residents", "community:" + COMMUNITY_A, "d.csv",
+                       "2021-06-02T02:00:00+00:00", 2, 0, {"verdict": "pass"}, scope=COMMUNITY_A)
+    outcome = apply_batch(con, NODE, RESIDENTS, with_deleted(rows, [True, True]), make_quarantined([]), batch)
+    assert outcome.deleted == 1
+    remaining = con.execute(f"SELECT division_code FROM {NODE}.residents").fetchall()
+    assert remaining == [(COMMUNITY_B,)]
