@@ -151,22 +151,28 @@ def population_chunks(
 def write_gb18030_csv(path: Path, header: Sequence[str], chunks: Iterable[list[list[str]]]) -> None:
     """Write a header and chunks of text columns as GB18030 CSV.
 
-    No value quoting: the demo vocabularies hold no comma, quote or line break.
+    No value quoting: the demo vocabularies hold no comma, quote or line break. The file is written
+    as `<name>.part` and renamed when complete, the drop protocol departments are asked to follow
+    (the file connector never reads a `.part` file).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as fh:
+    part = path.with_name(path.name + ".part")
+    with part.open("wb") as fh:
         fh.write((",".join(header) + "\n").encode("gb18030"))
         for columns in chunks:
             if columns and columns[0]:
                 lines = map(",".join, zip(*columns, strict=True))
                 fh.write(("\n".join(lines) + "\n").encode("gb18030"))
+    part.replace(path)
 
 
 def copy_division_reference(target: Path) -> None:
     """Byte copy of the shipped division reference, as the statistics bureau would drop it."""
     source = resources.files("schemas") / "reference" / target.name
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(source.read_bytes())
+    part = target.with_name(target.name + ".part")
+    part.write_bytes(source.read_bytes())
+    part.replace(target)
 
 
 def write_report(feeds: Path, report: dict[str, Any]) -> None:

@@ -1,35 +1,184 @@
-"""File-drop connector: a folder departments drop files into; each complete file taken once."""
+"""File-drop connector: a folder (local or any fsspec URL) that departments drop files into.
+
+Each complete file is taken once, in name order. The state remembers the sha256 of every file
+taken, so a file dropped again under the same name with different content (a correction) is
+taken again, and the same content is skipped. A file that may still be being written (a
+temporary name, modified within `settle_seconds`, or a Parquet/XLSX file whose end is missing)
+is left for the next pull.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import io
+import logging
+import time
+import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from connectors.payload import Payload
+from fsspec import AbstractFileSystem
+from fsspec.core import url_to_fs
 
-_MEDIA = {"csv": "text/csv"}
+from connectors.feeds import FilesSource
+from connectors.parse import CSV, MEDIA_TYPES, PARQUET, XLSX, UnreadablePayloadError, detect_encoding
+from connectors.payload import Payload
+from schemas.errors import TerminalError, TransientError
+
+log = logging.getLogger(__name__)
+
+# names that browsers, Office, rsync/WinSCP and copy tools give a file while writing it
+_PARTIAL_PREFIXES = (".", "~$")
+_PARTIAL_SUFFIXES = (".part", ".tmp", ".crdownload", ".filepart")
+# fsspec implementations name the modification time differently (local, S3, memory, ...)
+_TIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "created")
+# a taken name whose content an older state did not record ({"files": [names]})
+Taken = dict[str, str | None]
+
+
+class UnknownFileTypeError(TerminalError):
+    """A dropped file's extension names no format the connector reads."""
+
+
+def taken_files(state: Mapping[str, Any]) -> Taken:
+    """The files a state says were taken, name → sha256 (None: taken before hashes were kept)."""
+    files = state.get("files", {})
+    if isinstance(files, list):
+        return dict.fromkeys(files)
+    return dict(files)
+
+
+def is_partial_name(name: str) -> bool:
+    """Whether a file's name says a tool is still writing it."""
+    base = name.rsplit("/", 1)[-1]
+    return base.startswith(_PARTIAL_PREFIXES) or base.endswith(_PARTIAL_SUFFIXES)
+
+
+def modified_at(info: Mapping[str, Any]) -> float | None:
+    """A file's modification time (epoch seconds) from an fsspec `info` entry, if it gives one."""
+    for key in _TIME_KEYS:
+        value = info.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                value = dt.datetime.fromisoformat(value)
+            except ValueError:
+                continue
+        if isinstance(value, dt.datetime):
+            return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
+    return None
+
+
+def is_complete(data: bytes, media_type: str) -> bool:
+    """Whether a Parquet or XLSX file has its end (a writer puts the footer or zip directory last)."""
+    if media_type == PARQUET:
+        return len(data) >= 12 and data.startswith(b"PAR1") and data.endswith(b"PAR1")
+    if media_type == XLSX:
+        return zipfile.is_zipfile(io.BytesIO(data))
+    return True
 
 
 @dataclass(frozen=True)
 class FilesConnector:
-    """Yields each file matching `pattern` under `folder` whose name the state has not seen."""
+    """Yields each new or corrected file matching `source.pattern` under `source.path`."""
 
-    folder: Path
-    pattern: str
-    format: str
-    encoding: str
+    source: FilesSource
+    key: tuple[str, ...] = ()
 
     def fetch(self, state: Mapping[str, Any]) -> Iterator[Payload]:
-        """Files in name order; the cursor records every name taken so far."""
-        seen = set(state.get("files", []))
-        for path in sorted(self.folder.glob(self.pattern)):
-            # A name starting with '.' or ending in '.part' is still being written.
-            if path.name in seen or path.name.startswith(".") or path.suffix == ".part" or not path.is_file():
+        """One payload per file, in name order; each cursor records every file taken so far."""
+        fs, root = url_to_fs(self.source.path)
+        root = root.rstrip("/")
+        taken = taken_files(state)
+        for name, path in self._settled(fs, root):
+            if taken.get(name, "") is None:
+                continue  # taken under an old state that kept no hash
+            media_type = self._media_type(name)
+            data = self._read(fs, path, name)
+            if data is None:
                 continue
-            seen.add(path.name)
-            yield Payload(
-                name=path.name, data=path.read_bytes(), media_type=_MEDIA[self.format],
-                encoding=self.encoding, cursor={"files": sorted(seen)},
-            )
+            digest = hashlib.sha256(data).hexdigest()
+            if taken.get(name) == digest:
+                continue
+            if not is_complete(data, media_type):
+                log.info("%s: still being written (its end is missing), taken next pull", name)
+                continue
+            if name in taken:
+                log.warning("%s was dropped again with different content: taking the corrected file", name)
+            taken[name] = digest
+            yield Payload(name=name, data=data, media_type=media_type, encoding=self._encoding(data, media_type, name),
+                          cursor={**state, "files": dict(taken)})
+
+    def _read(self, fs: AbstractFileSystem, path: str, name: str) -> bytes | None:
+        """A file's bytes; None if it was moved away since the listing."""
+        try:
+            data: bytes = fs.cat_file(path)
+        except FileNotFoundError:
+            log.info("%s: gone since the listing (moved or renamed), skipped", name)
+            return None
+        except OSError as err:
+            raise TransientError(f"cannot read {name} in {self.source.path}: {err}; retried next run") from None
+        return data
+
+    def _listing(self, fs: AbstractFileSystem, root: str) -> dict[str, tuple[str, Mapping[str, Any]]]:
+        """Files matching the pattern, name (relative to the folder) → (path, info), in name order."""
+        found = fs.glob(f"{root}/{self.source.pattern}", detail=True)
+        files = {}
+        for path, info in found.items():
+            name = path[len(root) + 1:] if path.startswith(root + "/") else path.rsplit("/", 1)[-1]
+            if info.get("type") == "file" and not is_partial_name(name):
+                files[name] = (path, info)
+        return dict(sorted(files.items()))
+
+    def _settled(self, fs: AbstractFileSystem, root: str) -> list[tuple[str, str]]:
+        """(name, path) of the listed files not modified within `settle_seconds`."""
+        listing = self._listing(fs, root)
+        settle = self.source.settle_seconds
+        now = time.time()
+        settled, untimed = [], []
+        for name, (_path, info) in listing.items():
+            mtime = modified_at(info)
+            if mtime is None:
+                untimed.append(name)
+            elif settle == 0 or now - mtime >= settle:
+                settled.append(name)
+            else:
+                log.info("%s: modified %.0f s ago, less than settle_seconds; taken next pull", name, now - mtime)
+        if untimed and settle > 0:
+            # no modification time: a file whose size holds still over settle_seconds is complete
+            time.sleep(settle)
+            again = self._listing(fs, root)
+            for name in untimed:
+                if name in again and again[name][1].get("size") == listing[name][1].get("size"):
+                    settled.append(name)
+                else:
+                    log.info("%s: still growing, taken next pull", name)
+        else:
+            settled += untimed
+        return [(name, listing[name][0]) for name in sorted(settled)]
+
+    def _media_type(self, name: str) -> str:
+        """The media type of a file: the feed's format, or by extension for `auto`."""
+        if self.source.format != "auto":
+            return MEDIA_TYPES[self.source.format]
+        extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+        if extension not in MEDIA_TYPES:
+            raise UnknownFileTypeError(
+                f"file {name!r} in {self.source.path} has no readable extension; accepted: "
+                f"{', '.join('.' + e for e in sorted(MEDIA_TYPES))}. Rename it, move it out of the drop folder, "
+                "or narrow 'pattern' in the feed config")
+        return MEDIA_TYPES[extension]
+
+    def _encoding(self, data: bytes, media_type: str, name: str) -> str | None:
+        """The text encoding of a CSV (declared, or detected for `auto`); None for other formats."""
+        if media_type != CSV:
+            return None
+        if self.source.encoding != "auto":
+            return self.source.encoding
+        try:
+            return detect_encoding(data)
+        except UnreadablePayloadError as err:
+            raise UnreadablePayloadError(f"{name} in {self.source.path}: {err}") from None

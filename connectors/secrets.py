@@ -78,7 +78,7 @@ def _from_airflow(conn_id: str) -> Connection | None:
         from airflow.sdk import BaseHook  # only inside a task: importing Airflow costs seconds
 
         conn = BaseHook.get_connection(conn_id)
-    except Exception:  # noqa: BLE001 - Airflow raises its own not-found types; report ours below
+    except Exception:
         return None
     return Connection(conn_id=conn_id, conn_type=conn.conn_type or "", host=conn.host or "", port=conn.port,
                       login=conn.login, password=conn.password, schema=conn.schema or "",

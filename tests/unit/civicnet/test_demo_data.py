@@ -260,7 +260,8 @@ def test_every_community_has_six_to_nine_facilities(
     facilities: tuple[list[dict[str, Any]], dict[str, Any]],
 ) -> None:
     rows, report = facilities
-    assert list(rows[0]) == [*feed_config("civil_affairs_facilities")["fields"], "updated_at"]
+    assert list(rows[0]) == [*feed_config("civil_affairs_facilities")["fields"], "updated_at", "is_deleted"]
+    assert {row["is_deleted"] for row in rows} == {0}
     assert report["table"] == "community_facility" and report["rows"] == len(rows)
     communities = {
         d.code for d in REGISTRY.by_tier("community") if not is_virtual_community(d.code)

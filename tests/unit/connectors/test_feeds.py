@@ -16,7 +16,8 @@ from connectors.registry import connector_for
 from connectors.sql import SqlConnector
 from schemas.contract import load_contracts
 
-SHIPPED = ("civil_affairs_facilities", "public_security_residents", "statistics_divisions")
+SHIPPED = ("civil_affairs_facilities", "community_expenditures", "health_stations", "justice_mediation_committees",
+           "public_security_residents", "statistics_divisions")
 RESIDENTS_FEED: dict[str, Any] = yaml.safe_load(
     (resources.files("connectors") / "feeds" / "public_security_residents.yaml").read_text("utf-8"))
 
@@ -48,6 +49,9 @@ def test_shipped_feeds_load() -> None:
     assert isinstance(facilities.connector, SqlSource)
     assert facilities.connector.table == "community_facility"
     assert facilities.ignore == ["updated_at"]
+    assert facilities.deleted == "is_deleted"
+    kinds = {f.connector.kind for f in feeds.values()}
+    assert kinds == {"files", "sql", "rest", "singer", "push"}  # the demo uses every kind
 
 
 @pytest.mark.parametrize("slug", SHIPPED, ids=SHIPPED)
@@ -117,9 +121,12 @@ def test_connector_for_fills_in_home(tmp_path: Path) -> None:
     feeds = load_feeds()
     files = connector_for(feeds["public_security_residents"], tmp_path)
     assert isinstance(files, FilesConnector)
-    assert files.folder == tmp_path / "feeds" / "public_security" / "residents"
-    assert (files.pattern, files.encoding) == ("*.csv", "gb18030")
+    assert files.source.path == str(tmp_path / "feeds" / "public_security" / "residents")
+    assert (files.source.pattern, files.source.encoding) == ("*.csv", "gb18030")
+    assert files.key == ("公民身份号码",)
     sql = connector_for(feeds["civil_affairs_facilities"], tmp_path)
     assert isinstance(sql, SqlConnector)
-    assert sql.url == f"sqlite:///{tmp_path}/feeds/civil_affairs/facilities.sqlite"
-    assert sql.table == "community_facility"
+    assert sql.source.url == f"sqlite:///{tmp_path}/feeds/civil_affairs/facilities.sqlite"
+    assert (sql.source.table, sql.source.cursor, sql.key) == ("community_facility", "updated_at", ("fac_no",))
+    tap = connector_for(feeds["justice_mediation_committees"], tmp_path)
+    assert tap.source.config["source"] == f"{tmp_path}/feeds/justice/committees.json"  # type: ignore[attr-defined]

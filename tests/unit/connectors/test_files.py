@@ -1,83 +1,309 @@
-"""File-drop connector: each complete file once, in name order, with the cursor of names seen."""
+"""File-drop connector: each complete file once, in name order; corrected re-drops taken again."""
 
 from __future__ import annotations
 
 import hashlib
+import io
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from connectors.files import FilesConnector
+import fsspec
+import openpyxl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from fsspec.implementations.local import LocalFileSystem
+
+from connectors.feeds import FilesSource
+from connectors.files import FilesConnector, UnknownFileTypeError
+from connectors.parse import CSV, JSONL, PARQUET, XLSX, UnreadablePayloadError, read_payload
 
 
-def make_drop(folder: Path, files: dict[str, bytes]) -> Path:
-    """A drop folder holding the given files."""
-    folder.mkdir(parents=True, exist_ok=True)
+class Drop:
+    """A drop folder reached through fsspec: a local path or a memory:// URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.fs, self.root = fsspec.core.url_to_fs(url)
+        self.fs.mkdirs(self.root, exist_ok=True)
+
+    def put(self, name: str, data: bytes) -> None:
+        self.fs.makedirs(f"{self.root}/{name}".rsplit("/", 1)[0], exist_ok=True)
+        self.fs.pipe_file(f"{self.root}/{name}", data)
+
+    def rename(self, old: str, new: str) -> None:
+        self.fs.mv(f"{self.root}/{old}", f"{self.root}/{new}")
+
+
+@pytest.fixture(params=["local", "memory"])
+def drop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Drop]:
+    if request.param == "local":
+        yield Drop(str(tmp_path / "drop"))
+        return
+    url = f"memory://drops/{uuid.uuid4().hex}"
+    yield Drop(url)
+    fsspec.filesystem("memory").rm(url, recursive=True)
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Drop:
+    return Drop(str(tmp_path / "drop"))
+
+
+def connector(url: str, **overrides: Any) -> FilesConnector:
+    config: dict[str, Any] = {"kind": "files", "path": url, "pattern": "*", "settle_seconds": 0, **overrides}
+    return FilesConnector(FilesSource.model_validate(config), ("id",))
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def csv_bytes(text: str = "id,名称\n1,福田\n", encoding: str = "utf-8") -> bytes:
+    return text.encode(encoding)
+
+
+def parquet_bytes(rows: dict[str, list[str]]) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(pa.table(rows), sink)
+    return sink.getvalue()
+
+
+def xlsx_bytes(rows: list[list[Any]]) -> bytes:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for row in rows:
+        sheet.append(row)
+    sink = io.BytesIO()
+    book.save(sink)
+    return sink.getvalue()
+
+
+def test_yields_each_file_once_in_name_order(drop: Drop) -> None:
+    files = {"b.csv": csv_bytes("id\n2\n"), "a.csv": csv_bytes("id\n1\n"), "c.csv": csv_bytes("id\n3\n")}
     for name, data in files.items():
-        (folder / name).write_bytes(data)
-    return folder
-
-
-def make_connector(folder: Path, pattern: str = "*.csv") -> FilesConnector:
-    return FilesConnector(folder, pattern, "csv", "gb18030")
-
-
-def test_yields_each_file_once_in_name_order(tmp_path: Path) -> None:
-    folder = make_drop(tmp_path / "drop", {"b.csv": b"2", "a.csv": b"1", "c.csv": b"3"})
-    payloads = list(make_connector(folder).fetch({}))
+        drop.put(name, data)
+    payloads = list(connector(drop.url).fetch({}))
     assert [p.name for p in payloads] == ["a.csv", "b.csv", "c.csv"]
-    assert [p.data for p in payloads] == [b"1", b"2", b"3"]
-    assert all(p.media_type == "text/csv" and p.encoding == "gb18030" for p in payloads)
+    assert [p.data for p in payloads] == [files["a.csv"], files["b.csv"], files["c.csv"]]
+    assert all(p.media_type == CSV for p in payloads)
 
 
-def test_cursor_lists_the_names_taken_so_far(tmp_path: Path) -> None:
-    folder = make_drop(tmp_path / "drop", {"b.csv": b"2", "a.csv": b"1"})
-    cursors = [p.cursor for p in make_connector(folder).fetch({"files": ["0.csv"]})]
-    assert cursors == [{"files": ["0.csv", "a.csv"]}, {"files": ["0.csv", "a.csv", "b.csv"]}]
+def test_each_cursor_covers_this_file_and_every_one_before(drop: Drop) -> None:
+    drop.put("a.csv", b"id\n1\n")
+    drop.put("b.csv", b"id\n2\n")
+    cursors = [p.cursor for p in connector(drop.url).fetch({"files": {"0.csv": "f" * 64}})]
+    assert cursors == [
+        {"files": {"0.csv": "f" * 64, "a.csv": sha(b"id\n1\n")}},
+        {"files": {"0.csv": "f" * 64, "a.csv": sha(b"id\n1\n"), "b.csv": sha(b"id\n2\n")}},
+    ]
 
 
-def test_names_in_state_are_skipped(tmp_path: Path) -> None:
-    folder = make_drop(tmp_path / "drop", {"a.csv": b"1", "b.csv": b"2", "c.csv": b"3"})
-    payloads = list(make_connector(folder).fetch({"files": ["a.csv", "c.csv"]}))
-    assert [p.name for p in payloads] == ["b.csv"]
-
-
-def test_fetch_from_the_last_cursor_yields_only_new_files(tmp_path: Path) -> None:
-    folder = make_drop(tmp_path / "drop", {"a.csv": b"1"})
-    connector = make_connector(folder)
-    (first,) = connector.fetch({})
-    assert list(connector.fetch(first.cursor)) == []
-    make_drop(folder, {"b.csv": b"2"})
-    (second,) = connector.fetch(first.cursor)
+def test_fetch_from_the_last_cursor_yields_only_new_files(drop: Drop) -> None:
+    drop.put("a.csv", b"id\n1\n")
+    source = connector(drop.url)
+    (first,) = source.fetch({})
+    assert list(source.fetch(first.cursor)) == []
+    drop.put("b.csv", b"id\n2\n")
+    (second,) = source.fetch(first.cursor)
     assert second.name == "b.csv"
-    assert second.cursor == {"files": ["a.csv", "b.csv"]}
+    assert list(source.fetch(second.cursor)) == []
 
 
-def test_part_files_and_dotfiles_are_skipped(tmp_path: Path) -> None:
-    folder = make_drop(tmp_path / "drop", {"a.csv": b"1", "b.csv.part": b"half", ".c.csv": b"tmp",
-                                           ".~lock.a.csv#": b"lock"})
-    names = [p.name for p in make_connector(folder, pattern="*").fetch({})]
-    assert names == ["a.csv"]
+def test_names_in_an_old_list_state_count_as_taken(drop: Drop) -> None:
+    drop.put("a.csv", b"id\n1\n")
+    drop.put("b.csv", b"id\n2\n")
+    (payload,) = connector(drop.url).fetch({"files": ["a.csv"]})
+    assert payload.name == "b.csv"
+    assert payload.cursor == {"files": {"a.csv": None, "b.csv": sha(b"id\n2\n")}}
 
 
-def test_dotfile_matching_the_pattern_is_skipped(tmp_path: Path) -> None:
-    folder = make_drop(tmp_path / "drop", {"a.csv": b"1", ".b.csv": b"being written"})
-    assert [p.name for p in make_connector(folder).fetch({})] == ["a.csv"]
+def test_a_corrected_redrop_under_the_same_name_is_taken_again(
+    drop: Drop, caplog: pytest.LogCaptureFixture
+) -> None:
+    drop.put("a.csv", b"id\n1\n")
+    source = connector(drop.url)
+    (first,) = source.fetch({})
+    drop.put("a.csv", b"id\n1\n")  # the same content again: nothing new
+    assert list(source.fetch(first.cursor)) == []
+    drop.put("a.csv", b"id\n1 corrected\n")
+    with caplog.at_level(logging.WARNING, logger="connectors.files"):
+        (second,) = source.fetch(first.cursor)
+    assert second.data == b"id\n1 corrected\n"
+    assert second.cursor == {"files": {"a.csv": sha(b"id\n1 corrected\n")}}
+    assert "a.csv" in caplog.text and "different content" in caplog.text
+    assert list(source.fetch(second.cursor)) == []
 
 
-def test_pattern_filters_names(tmp_path: Path) -> None:
-    folder = make_drop(tmp_path / "drop", {"a.csv": b"1", "readme.txt": b"x"})
-    assert [p.name for p in make_connector(folder).fetch({})] == ["a.csv"]
+PARTIAL_NAMES = [".a.csv", "~$a.xlsx", "a.csv.part", "a.csv.tmp", "a.csv.crdownload", "a.csv.filepart"]
 
 
-def test_subfolder_is_not_taken_as_a_file(tmp_path: Path) -> None:
-    # FilesSource's default pattern is '*'; departments keep an archive folder next to drops.
-    folder = make_drop(tmp_path / "drop", {"a.csv": b"1"})
-    (folder / "archive").mkdir()
-    assert [p.name for p in make_connector(folder, pattern="*").fetch({})] == ["a.csv"]
+@pytest.mark.parametrize("name", PARTIAL_NAMES,
+                         ids=["dot", "office-lock", "part", "tmp", "crdownload", "filepart"])
+def test_a_file_still_being_written_is_taken_once_renamed(drop: Drop, name: str) -> None:
+    drop.put(name, b"id\n1\n")
+    source = connector(drop.url)
+    assert list(source.fetch({})) == []
+    drop.rename(name, "done.csv")
+    assert [p.name for p in source.fetch({})] == ["done.csv"]
 
 
-def test_content_hash_is_the_sha256_of_the_bytes(tmp_path: Path) -> None:
-    folder = make_drop(tmp_path / "drop", {"a.csv": b"same", "b.csv": b"same", "c.csv": b"other"})
-    a, b, c = make_connector(folder).fetch({})
-    assert a.content_hash == hashlib.sha256(b"same").hexdigest()
-    assert a.content_hash == b.content_hash
-    assert c.content_hash != a.content_hash
+def test_a_subfolder_is_not_taken_as_a_file(drop: Drop) -> None:
+    drop.put("a.csv", b"id\n1\n")
+    drop.put("archive/old.csv", b"id\n0\n")
+    assert [p.name for p in connector(drop.url).fetch({})] == ["a.csv"]
+
+
+def test_pattern_filters_names(drop: Drop) -> None:
+    drop.put("a.csv", b"id\n1\n")
+    drop.put("readme.txt", b"x")
+    assert [p.name for p in connector(drop.url, pattern="*.csv").fetch({})] == ["a.csv"]
+
+
+def test_a_truncated_parquet_is_skipped_and_taken_once_complete(drop: Drop) -> None:
+    complete = parquet_bytes({"id": ["1", "2"]})
+    drop.put("a.parquet", complete[: len(complete) // 2])
+    source = connector(drop.url)
+    assert list(source.fetch({})) == []
+    drop.put("a.parquet", complete)
+    (payload,) = source.fetch({})
+    assert payload.media_type == PARQUET
+    table = read_payload(payload.data, payload.media_type, payload.encoding, payload.name)
+    assert table["id"].to_pylist() == ["1", "2"]
+
+
+def test_a_truncated_workbook_is_skipped_and_taken_once_complete(drop: Drop) -> None:
+    complete = xlsx_bytes([["id", "名称"], [1, "福田"]])
+    drop.put("a.xlsx", complete[:-30])
+    source = connector(drop.url)
+    assert list(source.fetch({})) == []
+    drop.put("a.xlsx", complete)
+    assert [p.name for p in source.fetch({})] == ["a.xlsx"]
+
+
+def test_a_file_younger_than_settle_seconds_waits_for_the_next_pull(local: Drop) -> None:
+    local.put("a.csv", b"id\n1\n")
+    source = connector(local.url, settle_seconds=3600)
+    assert list(source.fetch({})) == []
+    hours_ago = time.time() - 7200
+    os.utime(Path(local.root) / "a.csv", (hours_ago, hours_ago))
+    assert [p.name for p in source.fetch({})] == ["a.csv"]
+
+
+class UntimedFileSystem(LocalFileSystem):  # type: ignore[misc]
+    """A local folder seen through a server that reports no modification times (some FTP/SFTP)."""
+
+    protocol = "untimed"
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        out: dict[str, Any] = super().info(path, **kwargs)
+        return {k: v for k, v in out.items() if k not in ("mtime", "created")}
+
+    @classmethod
+    def _strip_protocol(cls, path: str) -> str:
+        return str(super()._strip_protocol(str(path).removeprefix("untimed://")))
+
+
+def test_without_modification_times_a_file_of_steady_size_is_taken(local: Drop) -> None:
+    fsspec.register_implementation("untimed", UntimedFileSystem, clobber=True)
+    local.put("a.csv", b"id\n1\n")
+    assert "mtime" not in UntimedFileSystem().info(f"{local.root}/a.csv")
+    (payload,) = connector(f"untimed://{local.root}", settle_seconds=0.01).fetch({})
+    assert payload.data == b"id\n1\n"
+
+
+class GrowingFileSystem(UntimedFileSystem):
+    """As above, with a file that grows between two listings (a slow upload)."""
+
+    protocol = "growing"
+    listings = 0
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        out = super().info(path, **kwargs)
+        GrowingFileSystem.listings += 1
+        return {**out, "size": out["size"] + GrowingFileSystem.listings}
+
+    @classmethod
+    def _strip_protocol(cls, path: str) -> str:
+        return super()._strip_protocol(str(path).replace("growing://", "untimed://"))
+
+
+def test_without_modification_times_a_growing_file_waits(local: Drop) -> None:
+    fsspec.register_implementation("growing", GrowingFileSystem, clobber=True)
+    local.put("a.csv", b"id\n1\n")
+    assert list(connector(f"growing://{local.root}", settle_seconds=0.01).fetch({})) == []
+
+
+GB_TEXT = "社区代码,名称,主任\n440304001001,福田区南园街道南园社区,王𣵦\n440306017001,宝安区沙井街道坣岗社区,欧阳芳\n"
+GBK_TEXT = "社区代码,名称,主任\n440304001001,福田区南园街道南园社区,王芳\n440306017001,宝安区沙井街道新桥社区,欧阳静\n"
+
+
+@pytest.mark.parametrize(("text", "codec", "detected"), [
+    (GB_TEXT, "gb18030", "gb18030"),
+    (GBK_TEXT, "gbk", "gb18030"),  # GBK is a subset of GB18030
+    (GB_TEXT, "utf-8", "utf-8"),
+    (GB_TEXT, "utf-8-sig", "utf-8-sig"),
+], ids=["gb18030", "gbk", "utf-8", "utf-8-bom"])
+def test_csv_encoding_is_detected_and_recorded(drop: Drop, text: str, codec: str, detected: str) -> None:
+    data = text.encode(codec)
+    assert data != text.encode("utf-8") or codec == "utf-8"  # the bytes really differ between encodings
+    drop.put("a.csv", data)
+    (payload,) = connector(drop.url).fetch({})
+    assert payload.encoding == detected
+    table = read_payload(payload.data, payload.media_type, payload.encoding, payload.name)
+    assert table.column_names[:3] == ["社区代码", "名称", "主任"]
+    expected = [line.split(",")[2] for line in text.splitlines()[1:]]
+    assert table["主任"].to_pylist() == expected
+
+
+def test_a_declared_encoding_is_used_as_given(drop: Drop) -> None:
+    drop.put("a.csv", GBK_TEXT.encode("gbk"))
+    (payload,) = connector(drop.url, encoding="gbk").fetch({})
+    assert payload.encoding == "gbk"
+
+
+def test_an_undecodable_csv_names_the_file(drop: Drop) -> None:
+    drop.put("bad.csv", b"id\n\xff\xff\xff\n")
+    with pytest.raises(UnreadablePayloadError, match=r"bad\.csv"):
+        list(connector(drop.url).fetch({}))
+
+
+def test_formats_are_chosen_by_extension(drop: Drop) -> None:
+    drop.put("a.xlsx", xlsx_bytes([["id", "名称"], [1, "福田"]]))
+    drop.put("b.parquet", parquet_bytes({"id": ["2"], "名称": ["罗湖"]}))
+    drop.put("c.jsonl", json.dumps({"id": 3, "名称": "南山"}, ensure_ascii=False).encode() + b"\n")
+    drop.put("d.ndjson", json.dumps({"id": 4, "名称": "宝安"}, ensure_ascii=False).encode() + b"\n")
+    payloads = list(connector(drop.url).fetch({}))
+    assert [(p.name, p.media_type, p.encoding) for p in payloads] == [
+        ("a.xlsx", XLSX, None), ("b.parquet", PARQUET, None), ("c.jsonl", JSONL, None), ("d.ndjson", JSONL, None)]
+    names = [read_payload(p.data, p.media_type, p.encoding, p.name)["名称"].to_pylist() for p in payloads]
+    assert names == [["福田"], ["罗湖"], ["南山"], ["宝安"]]
+
+
+def test_a_declared_format_overrides_the_extension(drop: Drop) -> None:
+    drop.put("export.txt", b"id\n1\n")
+    (payload,) = connector(drop.url, format="csv").fetch({})
+    assert payload.media_type == CSV
+
+
+def test_an_unknown_extension_names_the_file_and_the_accepted_ones(drop: Drop) -> None:
+    drop.put("a.csv", b"id\n1\n")
+    drop.put("b.docx", b"PK")
+    fetched = connector(drop.url).fetch({})
+    assert next(fetched).name == "a.csv"  # files before it are still taken
+    with pytest.raises(UnknownFileTypeError, match=r"'b\.docx'.*\.csv.*\.xlsx"):
+        next(fetched)
+
+
+def test_content_hash_is_the_sha256_of_the_bytes(drop: Drop) -> None:
+    drop.put("a.csv", b"same")
+    drop.put("b.csv", b"same")
+    a, b = connector(drop.url).fetch({})
+    assert a.content_hash == b.content_hash == sha(b"same")

@@ -55,18 +55,21 @@ def write_contract(folder: Path, raw: Any, file_name: str = "residents.yaml") ->
 
 # --- the shipped contracts ---------------------------------------------------------------------
 
-def test_shipped_contracts_are_exactly_divisions_residents_facilities() -> None:
-    assert sorted(load_contracts()) == ["divisions", "facilities", "residents"]
+def test_shipped_contracts_are_exactly_the_demo_datasets() -> None:
+    assert sorted(load_contracts()) == ["community_expenditures", "divisions", "facilities", "health_stations",
+                                        "mediation_committees", "residents"]
 
 
 @pytest.mark.parametrize(
     ("name", "owner", "primary_key", "anchor_tier", "pii_tiers"),
     [
         ("divisions", "statistics", ("division_code",), "any", ()),
+        ("mediation_committees", "justice", ("committee_id",), "community", ("city", "district")),
+        ("health_stations", "health", ("station_id",), "community", ()),
+        ("community_expenditures", "civil_affairs", ("expenditure_id",), "community", ()),
         ("residents", "public_security", ("citizen_id",), "community", ALL_TIERS),
         ("facilities", "civil_affairs", ("facility_id",), "community", ()),
     ],
-    ids=["divisions", "residents", "facilities"],
 )
 def test_shipped_contract_properties(name: str, owner: str, primary_key: tuple[str, ...],
                                      anchor_tier: str, pii_tiers: tuple[str, ...]) -> None:
