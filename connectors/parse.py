@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import zipfile
 from typing import Any
 
 import pyarrow as pa
@@ -100,7 +101,7 @@ def read_xlsx(data: bytes, name: str, sheet: str | None = None) -> pa.Table:
 
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (InvalidFileException, KeyError, OSError, ValueError) as err:
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as err:
         raise UnreadablePayloadError(f"{name}: not a readable XLSX workbook ({err}); save it again as .xlsx") from None
     try:
         if sheet is not None and sheet not in book.sheetnames:

@@ -57,7 +57,7 @@ def _from_uri(conn_id: str, uri: str) -> Connection:
     return Connection(conn_id=conn_id, conn_type=parts.scheme.replace("-", "_"), host=unquote(parts.hostname or ""),
                       port=parts.port, login=unquote(parts.username) if parts.username else None,
                       password=unquote(parts.password) if parts.password else None,
-                      schema=unquote(parts.path.lstrip("/")), extra=extra)
+                      schema=unquote(parts.path[1:]), extra=extra)  # as Airflow: one slash off
 
 
 def _from_json(conn_id: str, text: str) -> Connection:

@@ -108,3 +108,54 @@ def test_csv_payload_without_encoding_defaults_to_utf8() -> None:
 def test_unknown_media_type_is_refused() -> None:
     with pytest.raises(UnreadablePayloadError, match="media type 'application/json' has no reader"):
         read_payload(b"[]", "application/json", None, "x.json")
+
+
+def test_encodings_are_detected_from_the_bytes() -> None:
+    from connectors.parse import detect_encoding
+
+    text = "姓名,住址\n张三,福田区滨江路\n"
+    assert detect_encoding(text.encode("utf-8")) == "utf-8"
+    assert detect_encoding(b"\xef\xbb\xbf" + text.encode("utf-8")) == "utf-8-sig"
+    assert detect_encoding(text.encode("gbk")) == "gb18030"
+    assert detect_encoding(text.encode("gb18030")) == "gb18030"
+
+
+def test_json_lines_become_text_columns_with_line_numbers() -> None:
+    from connectors.parse import JSONL, read_payload
+
+    data = '{"id": 1, "ok": true, "n": 2.0, "tags": ["a"]}\n\n{"id": 2, "extra": "新"}\n'.encode()
+    table = read_payload(data, JSONL, None, "s.jsonl")
+    assert table.to_pylist() == [
+        {"id": "1", "ok": "true", "n": "2", "tags": '["a"]', "extra": None, "_line": 1},
+        {"id": "2", "ok": None, "n": None, "tags": None, "extra": "新", "_line": 2}]
+
+
+def test_a_bad_json_line_is_refused_with_its_number() -> None:
+    from connectors.parse import JSONL, UnreadablePayloadError, read_payload
+
+    with pytest.raises(UnreadablePayloadError, match="line 2"):
+        read_payload(b'{"id": 1}\n{"id": \n', JSONL, None, "s.jsonl")
+
+
+def test_a_workbook_reads_its_first_sheet_as_text() -> None:
+    import datetime as dt
+    import io
+
+    import openpyxl
+
+    from connectors.parse import XLSX, UnreadablePayloadError, read_payload
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["编号", "金额", "日期"])
+    sheet.append(["E1", 1200.5, dt.date(2021, 6, 1)])
+    sheet.append([None, None, None])  # a formatted empty row
+    sheet.append(["E2", 300, None])
+    out = io.BytesIO()
+    book.save(out)
+    table = read_payload(out.getvalue(), XLSX, None, "a.xlsx")
+    assert table.to_pylist() == [{"编号": "E1", "金额": "1200.5", "日期": "2021-06-01", "_line": 1},
+                                 {"编号": "E2", "金额": "300", "日期": None, "_line": 2}]
+    with pytest.raises(UnreadablePayloadError, match="not a readable XLSX"):
+        read_payload(b"PK\x03\x04 truncated", XLSX, None, "b.xlsx")
