@@ -92,19 +92,29 @@ def pending_batches(home: Path, slug: str) -> list[str]:
 
 def pull(home: Path, slug: str) -> list[str]:
     """Fetch what is new from a feed, land it, and return every batch still to be applied."""
-    f = feed(slug)
+    land_feed(home, feed(slug))
+    return pending_batches(home, slug)
+
+
+def land_feed(home: Path, f: Feed) -> list[str]:
+    """Fetch what is new from one feed's source and land it; returns the batch ids landed now.
+
+    Each payload is landed before the cursor that covers it is saved: a crash in between means
+    the next pull fetches it again, and the same content lands as the same batch (a no-op)."""
     connector = connector_for(f, home)
-    for payload in connector.fetch(landing.feed_state(home, f.dataset, slug)):
+    landed = []
+    for payload in connector.fetch(landing.feed_state(home, f.dataset, f.slug)):
         table = read_payload(payload.data, payload.media_type, payload.encoding, payload.name)
         manifest = landing.Manifest(
-            batch_id=payload.content_hash, feed=slug, department=f.department, dataset=f.dataset,
+            batch_id=payload.content_hash, feed=f.slug, department=f.department, dataset=f.dataset,
             source_name=payload.name, media_type=payload.media_type, encoding=payload.encoding,
             byte_size=len(payload.data), row_count=table.num_rows, received_at=landing.utc_now(),
             cursor=dict(payload.cursor))
         landing.land(home, manifest, payload.data, table)
+        landed.append(manifest.batch_id)
         if payload.cursor:
-            landing.save_feed_state(home, f.dataset, slug, payload.cursor)
-    return pending_batches(home, slug)
+            landing.save_feed_state(home, f.dataset, f.slug, payload.cursor)
+    return landed
 
 
 def source_mapping(f: Feed) -> SourceMapping:
