@@ -8,6 +8,7 @@ every kind is read with the shipped `health_stations` feed mapping.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -75,10 +76,10 @@ class Harness(ABC):
         """Make the source fail like a server that is down, until `heal`."""
         pytest.skip(f"{type(self).__name__}: this source has no server")
 
-    def heal(self) -> None:
+    def heal(self) -> None:  # noqa: B027 - a source that cannot break needs no healing
         """Undo `break_server`."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most sources hold nothing to release
         """Release the source."""
 
 
@@ -142,17 +143,13 @@ class Relay:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def stop(self) -> None:
         if self._listener is not None:
-            try:  # wakes the thread blocked in accept(); close() alone leaves the port listening
+            with contextlib.suppress(OSError):  # wakes the blocked accept(); close() alone keeps listening
                 self._listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             self._listener.close()
             self._listener = None
         for conn in self._conns:
@@ -325,7 +322,53 @@ class SingerHarness(Harness):
         os.environ.pop(env_name(self.conn_id), None)
 
 
+class RestHarness(Harness):
+    """The department's REST API on loopback (civicnet.demo_api), over real HTTP with a bearer token."""
+
+    def __init__(self, folder: Path) -> None:
+        from civicnet.demo_api import DemoApi
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "stations.jsonl"
+        self.path.write_text("", "utf-8")
+        self.records: dict[str, dict[str, Any]] = {}
+        self.token = "api-token-" + uuid.uuid4().hex[:8]
+        self.conn_id = f"conformance_api_{uuid.uuid4().hex[:8]}"
+        self.api = DemoApi(self.path, self.token, 0).start()
+        self._token(self.token)
+        super().__init__(folder)
+
+    def _token(self, token: str) -> None:
+        port = int(self.api.url.rsplit(":", 1)[1])
+        _set_env(env_name(self.conn_id), json.dumps(
+            {"conn_type": "http", "host": "127.0.0.1", "port": port, "extra": {"token": token}}))
+
+    def source(self) -> Any:
+        from connectors.feeds import RestSource
+
+        shipped = FEED.connector
+        return RestSource.model_validate(shipped.model_dump() | {
+            "conn_id": self.conn_id, "max_retries": 2, "backoff_seconds": 0})
+
+    def put(self, records: list[dict[str, Any]]) -> None:
+        self.records |= {r["station_no"]: r | {"deleted": r["deleted"] == "true"} for r in records}
+        lines = [json.dumps(r, ensure_ascii=False) for r in self.records.values()]
+        self.path.write_text("".join(line + "\n" for line in lines), "utf-8")
+
+    def break_credentials(self) -> str:
+        secret = "wrong-" + uuid.uuid4().hex[:8]
+        self._token(secret)
+        return secret
+
+    def break_server(self) -> None:
+        self.api.inject(503, times=3)  # one more than the retries: the pull gives up
+
+    def close(self) -> None:
+        self.api.stop()
+        os.environ.pop(env_name(self.conn_id), None)
+
+
 HARNESSES: dict[str, type[Harness]] = {
     "files": FilesHarness, "sql-sqlite": SqliteHarness, "sql-postgresql": PostgresHarness,
-    "sql-mariadb": MariaDbHarness, "singer": SingerHarness,
+    "sql-mariadb": MariaDbHarness, "singer": SingerHarness, "rest": RestHarness,
 }

@@ -91,7 +91,8 @@ def expected(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         out[r["station_no"]] = {
             "station_id": r["station_no"], "division_code": r["community_code"], "name": r["station_name"],
             "station_type": {"社康中心": "centre", "社康站": "station"}[r["kind"]], "doctors": int(r["doctors"]),
-            "nurses": int(r["nurses"]), "opened_on": dt.date.fromisoformat(r["opened"]) if r["opened"] else None, "vintage": 2020}
+            "nurses": int(r["nurses"]), "vintage": 2020,
+            "opened_on": dt.date.fromisoformat(r["opened"]) if r["opened"] else None}
     return out
 
 
@@ -104,7 +105,8 @@ def test_schema_mapping(source: Harness, tmp_path: Path) -> None:
     assert set(source.feed.fields) <= set(raw.column_names)
     rows = merged_rows(tmp_path / "home", source)
     assert rows == expected(records)
-    assert rows["H" + COMMUNITY + "02"]["station_type"] == "centre" and rows["H" + COMMUNITY + "03"]["opened_on"] is None
+    assert rows["H" + COMMUNITY + "02"]["station_type"] == "centre"
+    assert rows["H" + COMMUNITY + "03"]["opened_on"] is None
 
 
 def test_incremental_resume_after_a_crash_between_extract_and_commit(
@@ -121,7 +123,8 @@ def test_incremental_resume_after_a_crash_between_extract_and_commit(
         pull(source, home)
     monkeypatch.undo()
     assert landing.feed_state(home, "health_stations", source.feed.slug) == {}
-    later = [record(2, doctors=9, updated_at="2021-06-02T08:00:00+08:00"), record(4, updated_at="2021-06-02T09:00:00+08:00")]
+    later = [record(2, doctors=9, updated_at="2021-06-02T08:00:00+08:00"),
+             record(4, updated_at="2021-06-02T09:00:00+08:00")]
     source.put(later)
     pull(source, home)
     rows = merged_rows(home, source)

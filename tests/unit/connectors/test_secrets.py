@@ -33,5 +33,5 @@ def test_sqlite_keeps_an_absolute_path(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_missing_connection_says_where_to_define_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AIRFLOW_CONN_NOWHERE", raising=False)
-    with pytest.raises(MissingConnectionError, match="AIRFLOW_CONN_NOWHERE.*never go in feed config"):
+    with pytest.raises(MissingConnectionError, match=r"AIRFLOW_CONN_NOWHERE.*never go in feed config"):
         get_connection("nowhere")
