@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import bisect
 import contextlib
 import datetime as dt
 import hmac
@@ -133,16 +134,33 @@ def _order(record: Mapping[str, Any]) -> tuple[dt.datetime, str]:
     return parse_instant(str(record["updated_at"]), "updated_at"), str(record["station_no"])
 
 
-def select_page(records: list[dict[str, Any]], query: Query) -> tuple[list[dict[str, Any]], dict[str, str] | None]:
+@dataclass(frozen=True)
+class Register:
+    """The records sorted by (updated_at, station_no), with those sort keys, for bisecting."""
+
+    rows: list[dict[str, Any]]
+    keys: list[tuple[dt.datetime, str]]
+
+    @classmethod
+    def of(cls, records: list[dict[str, Any]]) -> Register:
+        """Sort records once."""
+        pairs = sorted(((_order(r), r) for r in records), key=lambda p: p[0])
+        return cls([r for _, r in pairs], [k for k, _ in pairs])
+
+
+def select_page(records: list[dict[str, Any]] | Register,
+                query: Query) -> tuple[list[dict[str, Any]], dict[str, str] | None]:
     """The records of the asked page, and the query parameters of the next page (None on the last)."""
-    rows = sorted((r for r in records if query.since is None or _order(r)[0] >= query.since), key=_order)
+    register = records if isinstance(records, Register) else Register.of(records)
+    first = 0 if query.since is None else bisect.bisect_left(register.keys, (query.since, ""))
     if query.style == "all" or query.size is None:
-        return rows, None
+        return register.rows[first:], None
     if query.style == "cursor":
         after = None if query.after is None else (parse_instant(query.after[0], "cursor"), query.after[1])
-        begin = 0 if after is None else next((i for i, r in enumerate(rows) if _order(r) > after), len(rows))
+        begin = first if after is None else max(first, bisect.bisect_right(register.keys, after))
     else:
-        begin = (query.start - 1) * query.size if query.style == "page" else query.start
+        begin = first + ((query.start - 1) * query.size if query.style == "page" else query.start)
+    rows = register.rows
     end = begin + query.size
     page = rows[begin:end]
     if end >= len(rows) or not page:
@@ -222,6 +240,7 @@ class DemoApi:
         self._token = token.encode("utf-8")
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
+        self._cache: tuple[tuple[int, int], Register] | None = None
         self.requests: list[str] = []
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.api = self
@@ -269,10 +288,19 @@ class DemoApi:
         scheme, _, credentials = (header or "").partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode("utf-8"), self._token)
 
-    def load(self) -> list[dict[str, Any]]:
-        """The register as it is now (re-read on every request)."""
+    def load(self) -> Register:
+        """The register as it is now: re-read whenever the file changed (its size or mtime), so data can
+        change between pulls, and kept sorted in between so a large register pages in O(log n)."""
+        stat = self.records_path.stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            if self._cache is not None and self._cache[0] == stamp:
+                return self._cache[1]
         lines = self.records_path.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        register = Register.of([json.loads(line) for line in lines if line.strip()])
+        with self._lock:
+            self._cache = (stamp, register)
+        return register
 
 
 @contextlib.contextmanager
