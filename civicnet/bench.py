@@ -3,7 +3,8 @@
 Phases, each side in its own subprocess (so peak memory is its own):
   full    — load the division registry, the residents drop and the facilities table, and fill
             every node file of all four tiers;
-  change  — a drop changing 1 % of the residents (half of them moving), propagated to all tiers.
+  change  — a drop changing 1 % of the residents (half of them moving), propagated to all tiers;
+  connectors — throughput of the file, SQL and REST connectors (civicnet.bench_connectors).
 The pipeline side runs the same functions the DAG tasks call (conform, quarantine, GX gate,
 SCD2 merge, ledger, tree sync, extracts), without Airflow's per-task overhead, which the demo
 shows separately. The baseline reads the same files and copies rows into one DuckDB file per
@@ -171,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         shares = ", ".join(f"{k} {v:.1f} s ({v / pipe['seconds']:.0%})" for k, v in pipe["steps"].items())
         print(f"pipeline {phase} by stage: {shares}")
     (out / "bench.json").write_text(json.dumps(results, indent=1))
+    print("\nconnector throughput (civicnet connector + landing decode vs the plainest code, same data):")
+    connectors = subprocess.run([sys.executable, "-m", "civicnet.bench_connectors", str(out)],
+                                capture_output=True, text=True, check=True)
+    print(connectors.stdout.rstrip())
     return 0
 
 

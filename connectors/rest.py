@@ -193,15 +193,18 @@ def select_new(records: Mapping[str, Record], name: str, lag: float,
 
     The new state's boundary holds every read record whose cursor lies within `lag` of the new watermark."""
     previous: Mapping[str, Any] = state.get("boundary") or {}
-    stamped = [(k, r, cursor_value(r, name), content_digest(r)) for k, r in records.items()]
+    stamped = [(k, r, cursor_value(r, name)) for k, r in records.items()]
     watermark = load_watermark(state)
-    for _, _, moment, _ in stamped:
+    for _, _, moment in stamped:
         watermark = moment if watermark is None or moment > watermark else watermark
-    fresh = [r for k, r, _, digest in stamped if not _seen(previous.get(k), digest)]
-    if watermark is None:
+    floor = None if watermark is None else watermark - dt.timedelta(seconds=lag)
+    # content is hashed only where it matters: keys the last pull took, and the new boundary
+    digests = {k: content_digest(r) for k, r, moment in stamped
+               if k in previous or (floor is not None and moment >= floor)}
+    fresh = [r for k, r, _ in stamped if k not in previous or not _seen(previous[k], digests[k])]
+    if watermark is None or floor is None:
         return fresh, dict(state)
-    floor = watermark - dt.timedelta(seconds=lag)
-    boundary = {k: digest for k, _, moment, digest in stamped if moment >= floor}
+    boundary = {k: digests[k] for k, _, moment in stamped if moment >= floor}
     return fresh, {"watermark": watermark.isoformat(), "boundary": dict(sorted(boundary.items()))}
 
 

@@ -123,11 +123,11 @@ def test_encodings_are_detected_from_the_bytes() -> None:
 def test_json_lines_become_text_columns_with_line_numbers() -> None:
     from connectors.parse import JSONL, read_payload
 
-    data = '{"id": 1, "ok": true, "n": 2.0, "tags": ["a"]}\n\n{"id": 2, "extra": "新"}\n'.encode()
+    data = '{"id": 1, "ok": true, "n": 2.0, "tags": ["a"]}\n\n{"id": 2, "extra": "新", "it\'s/~": ""}\n'.encode()
     table = read_payload(data, JSONL, None, "s.jsonl")
     assert table.to_pylist() == [
-        {"id": "1", "ok": "true", "n": "2", "tags": '["a"]', "extra": None, "_line": 1},
-        {"id": "2", "ok": None, "n": None, "tags": None, "extra": "新", "_line": 2}]
+        {"id": "1", "ok": "true", "n": "2.0", "tags": '["a"]', "extra": None, "it's/~": None, "_line": 1},
+        {"id": "2", "ok": None, "n": None, "tags": None, "extra": "新", "it's/~": None, "_line": 2}]
 
 
 def test_a_bad_json_line_is_refused_with_its_number() -> None:
