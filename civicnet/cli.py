@@ -1,9 +1,11 @@
-"""The civicnet command line: demo, status, sync, ingest."""
+"""The civicnet command line: demo, status, sync, ingest, push, gateway."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -52,6 +54,71 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _push(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+    from zoneinfo import ZoneInfo
+
+    from civicnet.push import push
+
+    token = os.environ.get("CIVICNET_TOKEN") or args.token
+    gateway = args.gateway or os.environ.get("CIVICNET_GATEWAY", "http://127.0.0.1:8765")
+    today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    return push(gateway, token, args.dataset, Path(args.file), args.report, args.wait,
+                sys.stdout, sys.stderr, today)
+
+
+def _gateway(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors import senders
+
+    if args.gateway_command == "add-sender":
+        token = senders.add_sender(settings.home, args.id, args.kind, args.department, args.division)
+        print(f"sender {args.id!r} added. Its token is shown this once and civicnet does not store it "
+              f"(only its hash): hand it over securely, the sender sets it as CIVICNET_TOKEN.\n{token}")
+        return 0
+    if args.gateway_command == "senders":
+        for s in senders.list_senders(settings.home):
+            print(f"{s.sender_id}\t{s.kind}\t{s.department}\t{s.division or '-'}")
+        return 0
+    return _serve(args, settings)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from civicnet.gateway import create_app
+    from civicnet.gateway_trigger import make_trigger
+
+    uvicorn.run(create_app(settings.home, make_trigger(args.trigger, settings.home)), host=args.host, port=args.port)
+    return 0
+
+
+def _add_gateway_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> list[argparse.ArgumentParser]:
+    push = sub.add_parser("push", help="check a file locally and send it to the push gateway")
+    push.add_argument("--dataset", required=True, help="dataset slug, e.g. community_expenditures")
+    push.add_argument("--file", required=True, help="the file: .csv, .xlsx, .parquet or .jsonl")
+    push.add_argument("--gateway", help="gateway URL (default $CIVICNET_GATEWAY or http://127.0.0.1:8765)")
+    push.add_argument("--token", help="sender token; prefer the environment variable CIVICNET_TOKEN (a token "
+                                      "on the command line is visible to other users and kept in shell history)")
+    push.add_argument("--report", action="store_true", help="wait for the verdict and print the rejection report")
+    push.add_argument("--wait", type=float, default=300.0, help="seconds to wait for the verdict (default 300)")
+    gateway = sub.add_parser("gateway", help="the push gateway: serve it, manage its senders")
+    gsub = gateway.add_subparsers(dest="gateway_command", required=True)
+    serve = gsub.add_parser("serve", help="run the gateway (HTTP, uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--trigger", choices=["airflow", "inline", "none"], default="airflow",
+                       help="after a batch lands: run its ingest DAG through Airflow, run it in this process, "
+                            "or nothing")
+    add = gsub.add_parser("add-sender", help="register a sender and print its token once")
+    add.add_argument("--id", required=True, help="sender id, e.g. futian-xxx-community")
+    add.add_argument("--kind", required=True, choices=["department", "community"])
+    add.add_argument("--department", help="department slug (a department sender); a community's is "
+                                          "community:<division>")
+    add.add_argument("--division", help="the community's 12-digit code (a community sender)")
+    listed = gsub.add_parser("senders", help="list the senders (ids, kinds, departments, divisions)")
+    return [serve, add, listed]  # push talks to a gateway: it needs no home
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser (also used by tests)."""
     p = argparse.ArgumentParser(prog="civicnet", description=__doc__)
@@ -66,7 +133,7 @@ def parser() -> argparse.ArgumentParser:
     sync.add_argument("--workers", type=int, default=1, help="districts synced in parallel processes")
     ingest = sub.add_parser("ingest", help="run one feed's ingest DAG through Airflow")
     ingest.add_argument("feed", help="feed slug, e.g. public_security_residents")
-    for sp in (demo, status, sync, ingest):
+    for sp in (demo, status, sync, ingest, *_add_gateway_parsers(sub)):
         sp.add_argument("--home", default=argparse.SUPPRESS, help="civicnet home")
     return p
 
@@ -75,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `civicnet`."""
     args = parser().parse_args(argv)
     settings = Settings.from_env(getattr(args, "home", None))
-    handlers = {"demo": _demo, "status": _status, "sync": _sync, "ingest": _ingest}
+    handlers = {"demo": _demo, "status": _status, "sync": _sync, "ingest": _ingest, "push": _push,
+                "gateway": _gateway}
     try:
         return handlers[args.command](args, settings)
     except CivicnetError as err:

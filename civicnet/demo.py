@@ -1,24 +1,43 @@
-"""`civicnet demo`: generate Shenzhen's feeds and run every DAG through Airflow, twice.
+"""`civicnet demo`: generate Shenzhen's department sources and run every DAG through Airflow, twice.
 
-Round one loads the division registry, the residents drop and the facilities database; round
-two brings a drop that moves and updates 1 % of the residents, so the summary shows moves
-leaving old nodes and reaching new ones. Running it again on the same home changes nothing.
+Every connector kind takes part. Round one: the statistics bureau's division file and public
+security's residents (file drops, GB18030), civil affairs' facility register (an SQL database),
+the health department's stations (its REST API, served on loopback while the demo runs), the
+justice bureau's mediation committees (its Singer tap), then community work stations and civil
+affairs push expenditure workbooks through the gateway, whose trigger runs the push feed's
+ingest DAG and network_sync. Round two brings changes through every pull kind: 1 % of the
+residents move or change, facilities are re-measured or closed (soft deletes), stations and
+committees are updated; then network_sync. Running it again on the same home changes nothing.
+
+The demo plays the departments too, so it holds their credentials: it generates them once per
+home into `<home>/demo/secrets.json` (mode 0600) and hands them to Airflow as connections
+through `AIRFLOW_CONN_*` environment variables, never in feed configs or logs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
-from collections.abc import Callable
+import os
+import secrets
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
 from civicnet.airflow_runner import run_dag
+from connectors.secrets import env_name
 from schemas.errors import TerminalError
 
-INGEST_ORDER = ("ingest_statistics_divisions", "ingest_public_security_residents",
-                "ingest_civil_affairs_facilities")
+PULL_FEEDS = ("statistics_divisions", "public_security_residents", "civil_affairs_facilities",
+              "health_stations", "justice_mediation_committees")
+INGEST_ORDER = tuple(f"ingest_{slug}" for slug in PULL_FEEDS)
+PUSH_FEED = "community_expenditures"
 CHANGES_FILE = "residents_0002_changes.csv"
+PUSH_COMMUNITIES = 3  # community work stations that push their own workbooks in the demo
+TRIGGER_TIMEOUT_S = 900
 
 
 class DemoHomeError(TerminalError):
@@ -38,11 +57,80 @@ def _ensure_feeds(home: Path, scale: float) -> None:
     generate_feeds(home, scale)
 
 
-def _ensure_changes(home: Path) -> None:
-    from civicnet.demo_data import generate_changes
+def _once(home: Path, name: str, make: Callable[[], object]) -> None:
+    """Run a generator step once per home (a stamp file records it), so re-running changes nothing."""
+    stamp = home / "demo" / f"{name}.done"
+    if stamp.exists():
+        return
+    result = make()
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(result, ensure_ascii=False, default=str) + "\n", "utf-8")
 
-    if not (home / "feeds" / "public_security" / "residents" / CHANGES_FILE).exists():
-        generate_changes(home, fraction=0.01, name=CHANGES_FILE)
+
+def demo_secrets(home: Path) -> dict[str, str]:
+    """The departments' credentials of this demo home, generated on first use (file mode 0600)."""
+    path = home / "demo" / "secrets.json"
+    if path.exists():
+        stored: dict[str, str] = json.loads(path.read_text("utf-8"))
+        return stored
+    values = {"health_api_token": secrets.token_urlsafe(24), "justice_tap_token": secrets.token_urlsafe(24)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump(values, out)
+    return values
+
+
+def set_connections(api_url: str, values: dict[str, str]) -> None:
+    """Define the Airflow connections the demo feeds name, as Airflow's environment variables."""
+    host, port = api_url.removeprefix("http://").split(":")
+    os.environ[env_name("health_api")] = json.dumps(
+        {"conn_type": "http", "host": host, "port": int(port), "extra": {"token": values["health_api_token"]}})
+    token = values["justice_tap_token"]
+    os.environ[env_name("justice_tap")] = json.dumps(
+        {"conn_type": "generic", "extra": {"token": token,
+                                           "expected_token_sha256": hashlib.sha256(token.encode()).hexdigest()}})
+
+
+@contextlib.contextmanager
+def department_services(home: Path) -> Iterator[None]:
+    """The health department's API on loopback, and the connections every demo feed uses."""
+    from civicnet.demo_api import serve_api
+
+    values = demo_secrets(home)
+    with serve_api(home / "feeds" / "health" / "stations.jsonl", values["health_api_token"]) as api:
+        set_connections(api.url, values)
+        yield
+
+
+def _generate_sources(home: Path, scale: float) -> None:
+    from civicnet.demo_health import generate_health
+    from civicnet.demo_justice import generate_justice
+    from civicnet.pipeline import registry
+
+    _ensure_feeds(home, scale)
+    _once(home, "health", lambda: generate_health(home, registry(), scale))
+    _once(home, "justice", lambda: generate_justice(home, registry()))
+
+
+def _round_two_changes(home: Path) -> None:
+    from civicnet.demo_data import FACILITIES_FILE, generate_changes
+    from civicnet.demo_facilities import edit_facilities
+    from civicnet.demo_health import change_health
+    from civicnet.demo_justice import change_justice
+
+    _once(home, "residents_changes", lambda: generate_changes(home, fraction=0.01, name=CHANGES_FILE))
+    _once(home, "facility_edits", lambda: edit_facilities(home / "feeds" / FACILITIES_FILE, fraction=0.01))
+    _once(home, "health_changes", lambda: change_health(home, fraction=0.05))
+    _once(home, "justice_changes", lambda: change_justice(home, fraction=0.05))
+
+
+def push_communities(home: Path) -> list[dict[str, Any]]:
+    """Civil affairs and a few community work stations push expenditure workbooks through the real
+    gateway on loopback; its Airflow trigger ingests them and syncs the network. Returns receipts."""
+    from civicnet.demo_gateway import push_through_gateway
+
+    return push_through_gateway(home, PUSH_COMMUNITIES, TRIGGER_TIMEOUT_S)
 
 
 def steps(home: Path, scale: float) -> list[tuple[str, Callable[[], object]]]:
@@ -50,18 +138,23 @@ def steps(home: Path, scale: float) -> list[tuple[str, Callable[[], object]]]:
     def dag(dag_id: str) -> Callable[[], object]:
         return lambda: run_dag(home, dag_id)
 
-    round_one = [(f"run {d}", dag(d)) for d in INGEST_ORDER] + [("run network_sync", dag("network_sync"))]
-    round_two = [("generate 1 % resident changes", lambda: _ensure_changes(home)),
-                 ("run ingest_public_security_residents", dag("ingest_public_security_residents")),
+    round_one = [(f"run {d}", dag(d)) for d in INGEST_ORDER] + [
+        ("push community workbooks through the gateway", lambda: _once(home, "pushed", lambda: push_communities(home)))]
+    round_two = [("generate round-two changes", lambda: _round_two_changes(home)),
+                 *[(f"run {d}", dag(d)) for d in INGEST_ORDER if d != "ingest_statistics_divisions"],
                  ("run network_sync", dag("network_sync"))]
-    return [("generate feeds", lambda: _ensure_feeds(home, scale)), *round_one, *round_two]
+    return [("generate department sources", lambda: _generate_sources(home, scale)), *round_one, *round_two]
 
 
 def run_demo(home: Path, scale: float, show_progress: bool = True) -> None:
     """Run every step with a progress bar; raises on the first failure."""
     todo = steps(home, scale)
     with tqdm(total=len(todo), disable=not show_progress, unit="step") as bar:
-        for name, step in todo:
-            bar.set_description(name)
-            step()
-            bar.update(1)
+        bar.set_description("generate department sources")
+        todo[0][1]()
+        bar.update(1)
+        with department_services(home):
+            for name, step in todo[1:]:
+                bar.set_description(name)
+                step()
+                bar.update(1)

@@ -184,6 +184,19 @@ def classify_error(err: sa.exc.DBAPIError, where: str, secret: str | None) -> Te
     return SqlSourceError(f"reading {where} failed: {detail}")
 
 
+def text_column(values: Sequence[Any]) -> pa.Array:
+    """One column of database values as text, exactly as `text_value` gives them. Columns of text and
+    whole numbers (most of a department table) convert in Arrow; any other column value by value."""
+    try:
+        arr = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        arr = None
+    if arr is not None and any(is_type(arr.type) for is_type in (pa.types.is_string, pa.types.is_integer,
+                                                                  pa.types.is_null)):
+        return arr.cast(pa.string())
+    return pa.array([text_value(v) for v in values], pa.string())
+
+
 class ParquetSink:
     """Text columns written chunk by chunk (one row group each) into an in-memory Parquet file."""
 
@@ -192,10 +205,11 @@ class ParquetSink:
         self._buffer = io.BytesIO()
         self._writer = pq.ParquetWriter(self._buffer, self.schema, compression="zstd")
 
-    def write(self, rows: Sequence[Sequence[str | None]]) -> None:
-        """Append rows of text values as one row group (nothing for no rows)."""
+    def write(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Append rows as one row group of text columns (nothing for no rows); values already text stay
+        as they are, others become text as `text_value` says."""
         if rows:
-            columns = [pa.array(c, pa.string()) for c in zip(*rows, strict=True)]
+            columns = [text_column(c) for c in zip(*rows, strict=True)]
             self._writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=self.schema))
 
     def close(self) -> bytes:
@@ -328,7 +342,7 @@ class SqlConnector:
         order = list(table.primary_key.columns) or list(table.columns)
         sink = ParquetSink(list(table.columns.keys()))
         for rows in self._chunks(conn, sa.select(table).order_by(*order)):
-            sink.write([tuple(text_value(v) for v in row) for row in rows])
+            sink.write(rows)
         return Payload(name=f"{table.name}.parquet", data=sink.close(), media_type=PARQUET)
 
     def _increment(self, conn: sa.Connection, table: sa.Table, state: Mapping[str, Any]) -> Payload | None:

@@ -1,0 +1,98 @@
+"""The demo's push round: community work stations and civil affairs send workbooks through the gateway.
+
+A real gateway (uvicorn on loopback) with the Airflow trigger: every accepted batch is landed, then
+the push feed's ingest DAG and network_sync run through `airflow dags test`, as an asset event
+would start them under a scheduler. Each sender pushes with the real client (`civicnet push`),
+which checks the file locally first. The first community's workbook carries one row of another
+community: the gateway applies the rest and quarantines that row as `outside_jurisdiction`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import requests
+import uvicorn
+
+from civicnet import pipeline
+from civicnet.airflow_runner import DagRunFailedError
+from civicnet.demo_push import write_expenditure_files
+from civicnet.gateway import create_app
+from civicnet.gateway_trigger import AirflowTrigger
+from civicnet.push import push
+from connectors.senders import add_sender, list_senders, revoke_sender
+from schemas.divisions import is_virtual_community
+
+DATASET = "community_expenditures"
+DEPARTMENT = "civil_affairs"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def pick_communities(n: int) -> list[str]:
+    """`n` non-virtual communities spread over the districts (deterministic)."""
+    codes = sorted(d.code for d in pipeline.registry().by_tier("community") if not is_virtual_community(d.code))
+    step = max(1, len(codes) // n)
+    return codes[::step][:n]
+
+
+def _sender(home: Path, sender_id: str, kind: str, department: str | None, division: str | None = None) -> str:
+    """A fresh token for a demo sender (a re-run revokes the old one first)."""
+    if any(s.sender_id == sender_id for s in list_senders(home)):
+        revoke_sender(home, sender_id)
+    return add_sender(home, sender_id, kind, department, division)
+
+
+def push_through_gateway(home: Path, communities: int, timeout: float) -> list[dict[str, Any]]:
+    """Push one workbook per community (the first by civil affairs, the rest by their own work
+    stations), wait for the trigger's Airflow runs, and return each batch's final status."""
+    codes = pick_communities(communities + 1)
+    files = write_expenditure_files(home, pipeline.registry(), codes, seed=2021)
+    tokens = {code: _sender(home, f"station-{code}", "community", None, code) for code in codes[1:]}
+    tokens[codes[0]] = _sender(home, "civil-affairs-demo", "department", DEPARTMENT)
+    trigger = AirflowTrigger(home)
+    server = uvicorn.Server(uvicorn.Config(create_app(home, trigger), host="127.0.0.1", port=_free_port(),
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{server.config.port}"
+    try:
+        receipts = {}
+        for code, path in files.items():
+            out, err = io.StringIO(), io.StringIO()
+            if push(url, tokens[code], DATASET, path, report=False, wait=0, out=out, err=err,
+                    today=dt.datetime.now(SHANGHAI).date()) != 0:
+                raise DagRunFailedError(f"the demo push of {path} failed: {err.getvalue().strip()}")
+            receipts[code] = json.loads(out.getvalue())
+        if not trigger.wait_idle(timeout):
+            raise DagRunFailedError(f"the gateway's Airflow runs did not finish within {timeout:.0f} s")
+        statuses = []
+        for code, receipt in receipts.items():
+            answer = requests.get(url + receipt["status_url"], headers={"Authorization": f"Bearer {tokens[code]}"},
+                                  timeout=30)
+            status = answer.json()
+            if status["status"] != "applied":
+                raise DagRunFailedError(f"pushed batch {receipt['batch_id']} ({receipt['file']}) ended "
+                                        f"{status['status']}: {status.get('error') or status.get('gate')}")
+            statuses.append({"community": code, "file": receipt["file"], "batch_id": receipt["batch_id"]}
+                            | status["counts"])
+        return statuses
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

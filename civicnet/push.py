@@ -1,0 +1,208 @@
+"""`civicnet push`: check a file locally, send it to the push gateway, and wait for the verdict.
+
+The file is read and conformed here first, with the same code the city runs, so that a sender
+learns of unreadable files and wrong columns before anything is sent (exit 2), and sees which
+rows would be quarantined. Those rows are still sent: the gateway decides, and its rejection
+report (`--report`) is the word that counts.
+
+Exit codes: 0 sent, 2 refused by the local check, 3 refused by (or unreachable) gateway,
+4 no verdict within `--wait` seconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import quote
+
+import requests
+from tqdm import tqdm
+
+from schemas.errors import TerminalError
+
+EXIT_SENT, EXIT_LOCAL, EXIT_GATEWAY, EXIT_TIMEOUT = 0, 2, 3, 4
+CHUNK = 1 << 20  # upload in 1 MiB pieces; a progress bar above this size
+SHOWN = 5  # quarantined rows listed by the local check
+FINAL = ("applied", "refused")
+TIMEOUT = (10.0, 300.0)  # seconds to connect, to wait for an answer
+
+
+class LocalCheckError(TerminalError):
+    """The file cannot be sent: unreadable, wrong columns, too big, or no push feed for the dataset."""
+
+
+@dataclass(frozen=True)
+class LocalCheck:
+    """What the local check found: the file's rows and those the city would quarantine."""
+
+    media_type: str
+    rows: int
+    duplicates: int
+    by_reason: Counter[str]
+    examples: list[str]  # the first quarantined rows: "line N: code (field) message; ..."
+
+
+def check_file(path: Path, dataset: str, today: dt.date) -> LocalCheck:
+    """Read and conform a file as the city will; raise LocalCheckError if it cannot be sent."""
+    from civicnet import pipeline
+    from civicnet.gateway import push_feeds, read_upload
+    from connectors.feeds import PushSource
+    from connectors.parse import MEDIA_TYPES
+    from quality.conform import check_columns, conform_batch
+    from schemas.contract import load_contracts
+
+    feeds = push_feeds()
+    if dataset not in feeds:
+        raise LocalCheckError(f"dataset {dataset!r} is not open for push; datasets open for push: {sorted(feeds)}")
+    feed, media_type = feeds[dataset], MEDIA_TYPES.get(path.suffix.lower().lstrip("."))
+    if media_type is None:
+        raise LocalCheckError(f"{path.name}: extension {path.suffix!r} is not one the gateway reads; "
+                              f"save the file as one of {sorted('.' + e for e in MEDIA_TYPES)}")
+    assert isinstance(feed.connector, PushSource)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise LocalCheckError(f"cannot read {path}: {err.strerror}") from None
+    if len(data) > feed.connector.max_bytes:
+        raise LocalCheckError(f"{path.name} has {len(data)} bytes, over the limit of {feed.connector.max_bytes} "
+                              f"for {dataset!r}; split it into smaller files")
+    contract, mapping = load_contracts()[dataset], pipeline.source_mapping(feed)
+    try:
+        table = read_upload(data, media_type, None, path.name)
+        check_columns(table.column_names, mapping, contract)
+    except TerminalError as err:
+        raise LocalCheckError(str(err)) from None
+    conformed = conform_batch(table, contract, mapping, {pipeline.VINTAGE: pipeline.registry()}, today)
+    quarantined = conformed.quarantined.to_pylist()
+    by_reason = Counter(r["code"] for row in quarantined for r in row["reasons"])
+    return LocalCheck(media_type, table.num_rows, conformed.duplicates, by_reason,
+                      [_describe(row) for row in quarantined[:SHOWN]])
+
+
+def _describe(row: dict[str, Any]) -> str:
+    reasons = "; ".join(f"{r['code']} ({r['field']}): {r['message']}" for r in row["reasons"])
+    return f"line {row.get('line', row.get('_line'))}: {reasons}"
+
+
+def render_check(path: Path, check: LocalCheck) -> str:
+    """The local check as sentences for the sender."""
+    lines = [f"{path.name}: {check.rows} rows read"]
+    if check.duplicates:
+        lines.append(f"  {check.duplicates} rows repeat an earlier row exactly (counted as duplicates)")
+    if check.by_reason:
+        total = ", ".join(f"{code} {n}" for code, n in sorted(check.by_reason.items()))
+        lines.append(f"  rows the city would quarantine, by reason: {total}; the first of them:")
+        lines += [f"    {example}" for example in check.examples]
+        lines.append("  these rows are sent too: the gateway decides and reports them (use --report)")
+    else:
+        lines.append("  every row passes the local checks")
+    return "\n".join(lines)
+
+
+class _Body:
+    """The file as an upload body: 1 MiB pieces read as they are sent, with a known length (so the
+    gateway can refuse an oversized file before it arrives) and a progress bar on stderr."""
+
+    def __init__(self, path: Path, bar: tqdm[Any]) -> None:
+        self.path, self.bar = path, bar
+
+    def __len__(self) -> int:
+        return self.path.stat().st_size
+
+    def __iter__(self) -> Iterator[bytes]:
+        with self.path.open("rb") as f:
+            while chunk := f.read(CHUNK):
+                self.bar.update(len(chunk))
+                yield chunk
+
+
+def send_file(gateway: str, token: str, dataset: str, path: Path, media_type: str) -> requests.Response:
+    """POST the file to the gateway, streaming it."""
+    size = path.stat().st_size
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": media_type,
+               "X-Filename": quote(path.name, safe="")}
+    with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=path.name,
+              disable=size <= CHUNK, leave=False) as bar:
+        return requests.post(f"{gateway.rstrip('/')}/v1/datasets/{quote(dataset, safe='')}/batches",
+                             data=_Body(path, bar), headers=headers, timeout=TIMEOUT)
+
+
+def wait_for_verdict(gateway: str, token: str, status_url: str, wait: float) -> dict[str, Any]:
+    """Poll a batch's status until it is applied or refused, or `wait` seconds pass (the last status)."""
+    deadline, pause = time.monotonic() + wait, 0.5
+    with requests.Session() as session:
+        session.headers["Authorization"] = f"Bearer {token}"
+        while True:
+            answer = session.get(gateway.rstrip("/") + status_url, timeout=TIMEOUT)
+            answer.raise_for_status()
+            status: dict[str, Any] = answer.json()
+            if status["status"] in FINAL or time.monotonic() >= deadline:
+                return status
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 1.5, 5.0)
+
+
+def render_report(status: dict[str, Any]) -> str:
+    """The rejection report: the verdict, the counts, and each quarantined row with its reasons."""
+    c = status["counts"]
+    lines = [f"batch {status['batch_id']} ({status['file']}): {status['status']}",
+             "  " + ", ".join(f"{k} {c[k]}" for k in ("received", "applied", "quarantined", "duplicates", "held")
+                              if c.get(k) is not None)]
+    if status.get("error"):
+        lines.append(f"  error: {status['error']}")
+    if status["quarantined_rows"]:
+        lines.append("  quarantined rows (fix them and send them again):")
+        lines += [f"    {_describe(row)}" for row in status["quarantined_rows"]]
+    if c.get("quarantined") and c["quarantined"] > len(status["quarantined_rows"]):
+        lines.append(f"    ... and {c['quarantined'] - len(status['quarantined_rows'])} more")
+    return "\n".join(lines)
+
+
+def _gateway_error(answer: requests.Response) -> str:
+    try:
+        return str(answer.json()["error"])
+    except (ValueError, KeyError, TypeError):
+        return answer.text[:500]
+
+
+def push(gateway: str, token: str | None, dataset: str, path: Path, report: bool, wait: float,
+         out: TextIO, err: TextIO, today: dt.date) -> int:
+    """The whole of `civicnet push`; returns the exit code."""
+    if not token:
+        print("civicnet push: no token; set CIVICNET_TOKEN (preferred) or pass --token", file=err)
+        return EXIT_LOCAL
+    try:
+        check = check_file(path, dataset, today)
+    except LocalCheckError as error:
+        print(f"civicnet push: not sent: {error}", file=err)
+        return EXIT_LOCAL
+    print(render_check(path, check), file=err)
+    try:
+        answer = send_file(gateway, token, dataset, path, check.media_type)
+    except requests.RequestException as error:
+        print(f"civicnet push: could not reach the gateway at {gateway}: {error}", file=err)
+        return EXIT_GATEWAY
+    if answer.status_code not in (200, 202):
+        print(f"civicnet push: the gateway refused the file (HTTP {answer.status_code}): {_gateway_error(answer)}",
+              file=err)
+        return EXIT_GATEWAY
+    receipt = answer.json()
+    print(json.dumps(receipt, ensure_ascii=False, indent=1), file=out)
+    if not report:
+        return EXIT_SENT
+    try:
+        status = wait_for_verdict(gateway, token, receipt["status_url"], wait)
+    except requests.RequestException as error:
+        print(f"civicnet push: sent, but the status could not be read: {error}", file=err)
+        return EXIT_GATEWAY
+    print(render_report(status), file=out)
+    if status["status"] not in FINAL:
+        print(f"civicnet push: no verdict within {wait:g} s; ask again at {receipt['status_url']}", file=err)
+        return EXIT_TIMEOUT
+    return EXIT_SENT

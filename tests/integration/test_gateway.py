@@ -1,0 +1,333 @@
+"""The push gateway over real HTTP on loopback, on a tiny built home, with the inline trigger.
+
+Two pushes are made once for the module (a civil-affairs department file, and a community's
+file with one row of a community in another district) and processed in one ingest + sync run;
+the tests then read the answers, the node files and the landing folder. Every refusal is also
+checked to land nothing."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+import requests
+import uvicorn
+from conftest import AS_OF, build_home
+
+from civicnet.demo_push import expenditure_id, expenditure_rows
+from civicnet.gateway import create_app
+from civicnet.gateway_trigger import InlineTrigger
+from connectors.parse import CSV
+from connectors.senders import add_sender
+from schemas.divisions import load_registry
+from warehouse.node import node_path
+
+pytestmark = pytest.mark.slow  # builds a home and syncs the whole network
+
+DATASET = "community_expenditures"
+REGISTRY = load_registry(2020)
+_DISTRICTS = REGISTRY.by_tier("district")
+_COMMUNITIES = [d.code for d in REGISTRY.by_tier("community")]
+SENDER_COMMUNITY = next(c for c in _COMMUNITIES if c.startswith(_DISTRICTS[0].code[:6]))  # a station that pushes
+FOREIGN = next(c for c in _COMMUNITIES if c.startswith(_DISTRICTS[1].code[:6]))  # another district's community
+DEPARTMENT_COMMUNITY = next(c for c in _COMMUNITIES if c.startswith(_DISTRICTS[2].code[:6]))  # civil affairs' rows
+HEADER = ["支出编号", "社区代码", "年度", "季度", "支出类别", "金额", "说明"]
+
+
+def csv_bytes(rows: list[tuple[object, ...]], header: list[str] = HEADER) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue().encode("utf-8")
+
+
+def expenditures(code: str, seed: int) -> list[tuple[object, ...]]:
+    return list(expenditure_rows(code, random.Random(seed)))
+
+
+@dataclass
+class Gateway:
+    """A running gateway and what the module pushed to it."""
+
+    url: str
+    home: Path
+    trigger: InlineTrigger
+    tokens: dict[str, str]
+    receipts: dict[str, dict[str, Any]]
+    status_while_busy: dict[str, Any]
+
+    def post(self, token: str | None, body: bytes, name: str = "expenditures.csv", dataset: str = DATASET,
+             media_type: str = CSV, extra: dict[str, str] | None = None) -> requests.Response:
+        headers = {"Content-Type": media_type, "X-Filename": name, **(extra or {})}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return requests.post(f"{self.url}/v1/datasets/{dataset}/batches", data=body, headers=headers, timeout=60)
+
+    def status(self, token: str, batch_id: str) -> requests.Response:
+        return requests.get(f"{self.url}/v1/batches/{batch_id}", headers={"Authorization": f"Bearer {token}"},
+                            timeout=60)
+
+    def landed(self) -> list[str]:
+        folder = self.home / "landing" / DATASET
+        return sorted(p.name for p in folder.iterdir() if not p.name.startswith(("_", "."))) if folder.exists() else []
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    home = build_home(tmp_path_factory.mktemp("gateway"))
+    tokens = {"ca": add_sender(home, "ca", "department", "civil_affairs"),
+              "ca2": add_sender(home, "ca2", "department", "civil_affairs"),
+              "ps": add_sender(home, "ps", "department", "public_security"),
+              "station": add_sender(home, "station", "community", None, SENDER_COMMUNITY)}
+    trigger = InlineTrigger(home, AS_OF)
+    server = uvicorn.Server(uvicorn.Config(create_app(home, trigger), host="127.0.0.1", port=free_port(),
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    gw = Gateway(f"http://127.0.0.1:{server.config.port}", home, trigger, tokens, {}, {})
+    station_rows = [*expenditures(SENDER_COMMUNITY, 1),
+                    (expenditure_id(FOREIGN, 999), FOREIGN, 2021, 2, "活动", 5000, "其他社区的行")]
+    # hold the node as a running merge would: both pushes join the one run that starts after
+    with trigger.node_lock:
+        for who, rows in (("ca", expenditures(DEPARTMENT_COMMUNITY, 2)), ("station", station_rows)):
+            answer = gw.post(tokens[who], csv_bytes(rows))
+            assert answer.status_code == 202, answer.text
+            gw.receipts[who] = answer.json()
+        gw.status_while_busy.update(gw.status(tokens["ca"], gw.receipts["ca"]["batch_id"]).json())
+    assert trigger.wait_idle(600)
+    yield gw
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def rows_holding(home: Path, expenditure: str) -> dict[str, int]:
+    """Every node file (and the city's history) that holds this expenditure id: file stem → rows."""
+    con = duckdb.connect()
+    found = {}
+    try:
+        for path in sorted((home / "nodes").glob("*/*.duckdb")):
+            if path.name.startswith("."):
+                continue
+            con.execute(f"ATTACH '{path}' AS n (READ_ONLY)")
+            tables = ["community_expenditures"] + (["community_expenditures_history"] if "city" in path.parts else [])
+            n = sum(con.execute(f"SELECT count(*) FROM n.{t} WHERE expenditure_id = ?", [expenditure]).fetchall()[0][0]
+                    for t in tables)
+            con.execute("DETACH n")
+            if n:
+                found[path.stem] = n
+    finally:
+        con.close()
+    return found
+
+
+def node_ids(home: Path, code: str) -> set[str]:
+    with duckdb.connect(str(node_path(home, code)), read_only=True) as con:
+        return {r[0] for r in con.execute("SELECT expenditure_id FROM community_expenditures").fetchall()}
+
+
+def test_health_needs_no_token(gateway: Gateway) -> None:
+    answer = requests.get(f"{gateway.url}/v1/health", timeout=10)
+    assert (answer.status_code, answer.json()) == (200, {"ok": True})
+
+
+@pytest.mark.parametrize("token", [None, "not-a-token", ""], ids=["missing", "wrong", "empty"])
+def test_without_a_valid_token_401(gateway: Gateway, token: str | None) -> None:
+    before = gateway.landed()
+    answer = gateway.post(token, csv_bytes(expenditures(DEPARTMENT_COMMUNITY, 50)))
+
+    assert answer.status_code == 401
+    assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "token" in answer.json()["error"]
+    assert gateway.landed() == before
+
+
+def test_status_needs_a_valid_token(gateway: Gateway) -> None:
+    answer = gateway.status("not-a-token", gateway.receipts["ca"]["batch_id"])
+    assert answer.status_code == 401
+
+
+def test_department_cannot_write_another_departments_dataset(gateway: Gateway) -> None:
+    before = gateway.landed()
+    answer = gateway.post(gateway.tokens["ps"], csv_bytes(expenditures(DEPARTMENT_COMMUNITY, 51)))
+
+    assert answer.status_code == 403
+    assert "civil_affairs" in answer.json()["error"]
+    assert gateway.landed() == before
+
+
+def test_happy_path_reaches_city_and_community(gateway: Gateway) -> None:
+    receipt = gateway.receipts["ca"]
+    status = gateway.status(gateway.tokens["ca"], receipt["batch_id"]).json()
+    sent = {str(r[0]) for r in expenditures(DEPARTMENT_COMMUNITY, 2)}
+
+    assert status["status"] == "applied"
+    c = status["counts"]
+    assert c["received"] == receipt["rows"] == len(sent)
+    assert c["received"] == c["applied"] + c["quarantined"] + c["duplicates"]
+    assert (c["applied"], c["quarantined"], status["quarantined_rows"]) == (len(sent), 0, [])
+    assert node_ids(gateway.home, REGISTRY.root().code) >= sent
+    assert node_ids(gateway.home, DEPARTMENT_COMMUNITY) == sent
+
+
+def test_status_while_a_run_holds_the_node_is_processing(gateway: Gateway) -> None:
+    assert gateway.status_while_busy["status"] == "processing"
+    assert gateway.status_while_busy["counts"]["received"] == gateway.receipts["ca"]["rows"]
+
+
+def test_community_rows_of_another_community_are_quarantined(gateway: Gateway) -> None:
+    receipt = gateway.receipts["station"]
+    status = gateway.status(gateway.tokens["station"], receipt["batch_id"]).json()
+    foreign = expenditure_id(FOREIGN, 999)
+
+    assert status["status"] == "applied"
+    (row,) = status["quarantined_rows"]
+    assert [r["code"] for r in row["reasons"]] == ["outside_jurisdiction"]
+    assert (row["line"], row["raw"]["支出编号"]) == (receipt["rows"], foreign)
+    c = status["counts"]
+    assert (c["received"], c["applied"], c["quarantined"]) == (receipt["rows"], receipt["rows"] - 1, 1)
+    assert rows_holding(gateway.home, foreign) == {}
+    assert node_ids(gateway.home, SENDER_COMMUNITY) == {str(r[0]) for r in expenditures(SENDER_COMMUNITY, 1)}
+
+
+def test_quarantine_at_the_city_names_the_reason(gateway: Gateway) -> None:
+    path = node_path(gateway.home, REGISTRY.root().code)
+    with duckdb.connect(str(path), read_only=True) as con:
+        rows = con.execute("""SELECT department, list_transform(reasons, lambda r: r.code), raw->>'$.支出编号'
+                              FROM _civicnet.quarantine WHERE batch_id = ?""",
+                           [gateway.receipts["station"]["batch_id"]]).fetchall()
+    assert rows == [(f"community:{SENDER_COMMUNITY}", ["outside_jurisdiction"], expenditure_id(FOREIGN, 999))]
+
+
+@pytest.mark.parametrize("declare_length", [True, False], ids=["content-length", "chunked"])
+def test_oversized_body_413(gateway: Gateway, declare_length: bool) -> None:
+    """16 MiB + 1 byte: refused by the declared length before reading, or while counting a chunked body."""
+    before = gateway.landed()
+    size = (16 << 20) + 1
+    with socket.create_connection(("127.0.0.1", int(gateway.url.rsplit(":", 1)[1])), timeout=60) as sock:
+        framing = f"Content-Length: {size}" if declare_length else "Transfer-Encoding: chunked"
+        sock.sendall((f"POST /v1/datasets/{DATASET}/batches HTTP/1.1\r\nHost: gw\r\nContent-Type: text/csv\r\n"
+                      f"Authorization: Bearer {gateway.tokens['ca']}\r\nX-Filename: big.csv\r\n{framing}\r\n\r\n")
+                     .encode())
+        if not declare_length:  # send it all (the gateway may stop reading once past the limit)
+            try:
+                for _ in range(16):
+                    sock.sendall(b"100000\r\n" + b"a" * (1 << 20) + b"\r\n")
+                sock.sendall(b"1\r\na\r\n0\r\n\r\n")
+            except OSError:
+                pass
+        head = sock.recv(65536).decode("utf-8", "replace")
+    assert head.startswith("HTTP/1.1 413"), head[:200]
+    assert "16777216 bytes" in head
+    assert gateway.landed() == before
+
+
+@pytest.mark.parametrize("name", ["../x.csv", "a/b.csv", "..\\x.csv", "%2e%2e%2fx.csv", "x%01.csv", "x" * 201],
+                         ids=["dotdot", "slash", "backslash", "percent-encoded", "control", "too-long"])
+def test_file_name_must_be_plain(gateway: Gateway, name: str) -> None:
+    before = gateway.landed()
+    answer = gateway.post(gateway.tokens["ca"], csv_bytes(expenditures(DEPARTMENT_COMMUNITY, 52)), name=name)
+
+    assert answer.status_code == 422
+    assert "must be a plain name" in answer.json()["error"]
+    assert gateway.landed() == before
+
+
+def test_replay_returns_the_first_receipt_and_lands_nothing(gateway: Gateway) -> None:
+    before, runs = gateway.landed(), gateway.trigger.runs
+    answer = gateway.post(gateway.tokens["ca"], csv_bytes(expenditures(DEPARTMENT_COMMUNITY, 2)), name="again.csv")
+
+    assert answer.status_code == 200
+    assert answer.json() == gateway.receipts["ca"] | {"replayed": True}
+    assert gateway.trigger.wait_idle(60)
+    assert (gateway.landed(), gateway.trigger.runs) == (before, runs)
+
+
+def test_replay_by_a_sender_who_may_not_see_the_batch_reveals_nothing(gateway: Gateway) -> None:
+    station_body = csv_bytes(expenditures(DEPARTMENT_COMMUNITY, 2))  # civil affairs' file, sent by a station
+    answer = gateway.post(gateway.tokens["station"], station_body)
+
+    assert answer.status_code == 409
+    assert answer.json().keys() == {"error"}
+    assert gateway.receipts["ca"]["batch_id"] not in answer.text
+
+
+def test_unknown_dataset_422(gateway: Gateway) -> None:
+    answer = gateway.post(gateway.tokens["ca"], csv_bytes(expenditures(DEPARTMENT_COMMUNITY, 53)), dataset="budgets")
+
+    assert answer.status_code == 422
+    assert "budgets" in answer.json()["error"] and DATASET in answer.json()["error"]
+
+
+@pytest.mark.parametrize(("body", "media_type", "expected"), [
+    (bytes(range(256)) * 4, CSV, "neither UTF-8 nor GB18030"),
+    (b"PK\x03\x04 not really a workbook", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+     "not a readable XLSX"),
+    (b"a,b\n1,2\n", "application/pdf", "Content-Type 'application/pdf'"),
+    (csv_bytes([(1, 2)], header=["编号", "金额"]), CSV, "missing"),
+    (csv_bytes([]), CSV, "no data rows"),
+], ids=["garbage-csv", "garbage-xlsx", "unknown-media-type", "wrong-columns", "header-only"])
+def test_malformed_payload_422(gateway: Gateway, body: bytes, media_type: str, expected: str) -> None:
+    before = gateway.landed()
+    answer = gateway.post(gateway.tokens["ca"], body, media_type=media_type)
+
+    assert answer.status_code == 422
+    assert expected in answer.json()["error"]
+    assert gateway.landed() == before
+
+
+def test_batch_is_visible_to_its_department_only(gateway: Gateway) -> None:
+    batch_id = gateway.receipts["ca"]["batch_id"]
+
+    assert gateway.status(gateway.tokens["ca2"], batch_id).status_code == 200
+    for other in ("ps", "station"):
+        answer = gateway.status(gateway.tokens[other], batch_id)
+        assert answer.status_code == 404
+        assert answer.json().keys() == {"error"}
+    assert gateway.status(gateway.tokens["ca"], "0" * 64).status_code == 404
+
+
+def test_a_failed_run_is_reported_in_the_status_not_raised(tmp_path: Path) -> None:
+    """A batch landed past the gateway's checks (wrong columns) fails its ingest: the worker survives
+    and the batch's status carries the error."""
+    from civicnet.gateway import batch_status
+    from connectors.parse import read_payload
+    from warehouse import landing
+
+    body = csv_bytes([(1, 2)], header=["编号", "金额"])
+    batch_id = hashlib.sha256(body).hexdigest()
+    manifest = landing.Manifest(batch_id, DATASET, "civil_affairs", DATASET, "bad.csv", CSV, "utf-8", len(body), 1,
+                                landing.utc_now(), {}, sender="ca")
+    landing.land(tmp_path, manifest, body, read_payload(body, CSV, "utf-8", "bad.csv"))
+    trigger = InlineTrigger(tmp_path, AS_OF, sync=False)
+
+    trigger(DATASET, batch_id)
+    assert trigger.wait_idle(120)
+
+    assert trigger.runs == 1
+    assert "missing" in (trigger.last_error(batch_id) or "")
+    receipt = {"batch_id": batch_id, "dataset": DATASET, "rows": 1}
+    status = batch_status(tmp_path, receipt, trigger)
+    assert status["status"] == "checked"
+    assert "missing" in status["error"] and "支出编号" in status["error"]
+    assert status["gate"] == "fail"
