@@ -58,12 +58,13 @@ def _sender(home: Path, sender_id: str, kind: str, department: str | None, divis
 
 
 def push_through_gateway(home: Path, communities: int, timeout: float) -> list[dict[str, Any]]:
-    """Push one workbook per community (the first by civil affairs, the rest by their own work
-    stations), wait for the trigger's Airflow runs, and return each batch's final status."""
+    """Push one workbook per community (each by its own work station, and one more by civil affairs),
+    wait for the trigger's Airflow runs, and return each batch's final status."""
     codes = pick_communities(communities + 1)
     files = write_expenditure_files(home, pipeline.registry(), codes, seed=2021)
-    tokens = {code: _sender(home, f"station-{code}", "community", None, code) for code in codes[1:]}
-    tokens[codes[0]] = _sender(home, "civil-affairs-demo", "department", DEPARTMENT)
+    # the first file (with the planted foreign row) is its work station's; civil affairs sends the last
+    tokens = {code: _sender(home, f"station-{code}", "community", None, code) for code in codes[:-1]}
+    tokens[codes[-1]] = _sender(home, "civil-affairs-demo", "department", DEPARTMENT)
     trigger = AirflowTrigger(home)
     server = uvicorn.Server(uvicorn.Config(create_app(home, trigger), host="127.0.0.1", port=_free_port(),
                                            log_level="warning"))

@@ -1,8 +1,10 @@
 """End to end through real Airflow: the ingest DAGs and network_sync on a tiny Shenzhen.
 
 One home is built for the module (each `airflow dags test` costs tens of seconds): feeds at
-scale 0.0005, the three ingest DAGs, then network_sync, all through
-`civicnet.airflow_runner.run_dag` on SQLite metadata. What round one left behind is captured
+scale 0.0005, the five pull ingest DAGs (file drops, the SQL register, the health API on loopback,
+the justice Singer tap), then network_sync, all through `civicnet.airflow_runner.run_dag` on SQLite
+metadata; at the end, workbooks pushed through the real gateway run the push feed's DAG and
+network_sync through its Airflow trigger. What round one left behind is captured
 in the fixture, so the refusal test, which drops a bad file into the same home, cannot
 change what the round-one tests see.
 """
@@ -23,7 +25,10 @@ import pytest
 
 from civicnet import pipeline, status
 from civicnet.airflow_runner import DagRunFailedError, run_dag
+from civicnet.demo import department_services
 from civicnet.demo_data import generate_feeds
+from civicnet.demo_health import generate_health
+from civicnet.demo_justice import generate_justice
 from schemas.citizen_id import check_char
 from warehouse import landing
 
@@ -31,7 +36,7 @@ pytestmark = pytest.mark.slow
 
 SCALE = 0.0005
 INGEST = ("ingest_statistics_divisions", "ingest_public_security_residents",
-          "ingest_civil_affairs_facilities")
+          "ingest_civil_affairs_facilities", "ingest_health_stations", "ingest_justice_mediation_committees")
 RESIDENTS_FEED = "public_security_residents"
 RESIDENTS_DIR = Path("feeds/public_security/residents")
 BAD_DROP = "residents_0002_bad_check_digits.csv"
@@ -92,8 +97,12 @@ def write_bad_drop(home: Path, rows: int = 20, bad: int = 10) -> Path:
 def round_one(tmp_path_factory: pytest.TempPathFactory) -> RoundOne:
     home = tmp_path_factory.mktemp("e2e")
     generate_feeds(home, SCALE)
-    for dag_id in (*INGEST, "network_sync"):
-        run_dag(home, dag_id)
+    generate_health(home, pipeline.registry(), SCALE)
+    generate_justice(home, pipeline.registry())
+    # the health API on loopback and the connections (REST token, tap token) in AIRFLOW_CONN_*
+    with department_services(home):
+        for dag_id in (*INGEST, "network_sync"):
+            run_dag(home, dag_id)
     return RoundOne(
         home=home,
         index=json.loads((home / "extracts" / "network.json").read_text("utf-8")),
@@ -112,13 +121,13 @@ def test_network_index_lists_every_node_with_its_extract(round_one: RoundOne) ->
     assert [n["code"] for n in nodes if not Path(n["extract"]).is_file()] == []
 
 
-def test_every_tier_holds_every_resident_and_facility(round_one: RoundOne) -> None:
+def test_every_tier_holds_every_row_of_every_pulled_kind(round_one: RoundOne) -> None:
     by_tier = status.rows_by_tier(round_one.status["nodes"])
     city = by_tier["city"]
-    assert city["residents"] > 0 and city["facilities"] > 0
+    kinds = ("residents", "facilities", "health_stations", "mediation_committees")  # files, SQL, REST, Singer
+    assert all(city[d] > 0 for d in kinds)
     for tier in ("district", "street", "community"):
-        assert (by_tier[tier]["residents"], by_tier[tier]["facilities"]) == (
-            city["residents"], city["facilities"]), tier
+        assert [by_tier[tier][d] for d in kinds] == [city[d] for d in kinds], tier
 
 
 def test_every_batch_applied_and_balanced(round_one: RoundOne) -> None:
@@ -179,3 +188,21 @@ def test_cli_status_prints_json(round_one: RoundOne) -> None:
     printed = json.loads(done.stdout)
     assert {"vintage", "nodes", "quarantine", "batches"} <= set(printed)
     assert (printed["vintage"], len(printed["nodes"])) == (pipeline.VINTAGE, NODES)
+
+
+def test_pushed_workbooks_reach_every_tier_through_the_gateways_airflow_trigger(round_one: RoundOne) -> None:
+    from civicnet.demo_gateway import push_through_gateway
+
+    home = round_one.home
+    statuses = push_through_gateway(home, communities=1, timeout=600)
+    assert [s["received"] == s["applied"] + s["quarantined"] + s["duplicates"] for s in statuses] == [True, True]
+    station, department = statuses
+    assert station["quarantined"] == 1 and department["quarantined"] == 0  # the planted row of another community
+    collected = status.collect(home)
+    by_tier = status.rows_by_tier(collected["nodes"])
+    pushed = station["applied"] + department["applied"]
+    assert [by_tier[t]["community_expenditures"] for t in ("city", "district", "street", "community")] == [pushed] * 4
+    reasons = collected["quarantine"]["community_expenditures"]
+    assert "outside_jurisdiction" in json.dumps(reasons)
+    runs = {d for d, _ in airflow_rows(home, "SELECT dag_id, state FROM dag_run WHERE state = 'success'")}
+    assert "ingest_community_expenditures" in runs
