@@ -150,10 +150,10 @@ async def _read_body(request: Request, limit: int) -> bytes:
 class _Gateway:
     """The routes' state: the home, the push feeds and contracts (read once), the trigger."""
 
-    def __init__(self, home: Path, trigger: Trigger) -> None:
+    def __init__(self, home: Path, trigger: Trigger, feeds: dict[str, Feed] | None = None) -> None:
         self.home = home
         self.trigger = trigger
-        self.feeds = push_feeds()
+        self.feeds = push_feeds(feeds)
         self.contracts: dict[str, Contract] = load_contracts()
         self.landing_lock = threading.Lock()  # one landing of a given body at a time (replays race)
 
@@ -317,9 +317,10 @@ def _error_response(status: int, message: str, headers: dict[str, str] | None = 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def create_app(home: Path, trigger: Trigger) -> FastAPI:
-    """The gateway as an ASGI app (run it with uvicorn) over a civicnet home."""
-    gateway = _Gateway(home, trigger)
+def create_app(home: Path, trigger: Trigger, feeds: dict[str, Feed] | None = None) -> FastAPI:
+    """The gateway as an ASGI app (run it with uvicorn) over a civicnet home; `feeds` (by slug) are
+    the shipped feed configs unless given."""
+    gateway = _Gateway(home, trigger, feeds)
     app = FastAPI(title="civicnet push gateway", docs_url=None, redoc_url=None, openapi_url=None)
 
     async def refused(_: Request, exc: Exception) -> JSONResponse:

@@ -17,6 +17,7 @@ import socket
 import sqlite3
 import sys
 import threading
+import time
 import uuid
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -28,6 +29,7 @@ import sqlalchemy as sa
 from civicnet import pipeline
 from connectors.feeds import Feed, FilesSource, SingerSource, SqlSource, load_feeds
 from connectors.secrets import env_name
+from warehouse import landing
 
 COMMUNITY = "440304001018"  # 福田 南园街道 滨江社区
 FEED = load_feeds()["health_stations"]
@@ -51,8 +53,8 @@ class Harness(ABC):
     # are inclusive and opaque to us): such a re-pull lands them again, and the merge counts them unchanged
     dedupes_boundary = True
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    def __init__(self, folder: Path, home: Path) -> None:
+        self.folder, self.home = folder, home
         folder.mkdir(parents=True, exist_ok=True)
         self.feed: Feed = FEED.model_copy(update={"connector": self.source()})
 
@@ -67,6 +69,13 @@ class Harness(ABC):
     def pull(self, home: Path) -> list[str]:
         """One pull through the real landing code."""
         return pipeline.land_feed(home, self.feed)
+
+    def crash_after_landing(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Make the next pull die after its data has landed and before its cursor is committed."""
+        def crash(*args: object) -> None:
+            raise KeyboardInterrupt("killed after landing, before the cursor was saved")
+
+        monkeypatch.setattr(landing, "save_feed_state", crash)
 
     def break_credentials(self) -> str:
         """Make the next pull use a wrong secret; returns that secret."""
@@ -164,7 +173,7 @@ class SqlHarness(Harness):
     scheme: ClassVar[str]
     user: ClassVar[str]
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, home: Path) -> None:
         self.table = f"stations_{uuid.uuid4().hex[:8]}"
         self.conn_id = f"conformance_{self.table}"
         self.relay = Relay(self.server)
@@ -178,7 +187,7 @@ class SqlHarness(Harness):
             sa.Column("opened", sa.Date), sa.Column("updated_at", sa.DateTime(timezone=True)),
             sa.Column("deleted", sa.Boolean))
         self.meta.create_all(self.engine)
-        super().__init__(folder)
+        super().__init__(folder, home)
 
     url_scheme: ClassVar[str]
 
@@ -243,7 +252,7 @@ class MariaDbHarness(SqlHarness):
 class SqliteHarness(Harness):
     """The table in an SQLite file; a server error is the file locked by another writer."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, home: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / "dept.sqlite"
         with sqlite3.connect(self.path) as db:
@@ -251,7 +260,7 @@ class SqliteHarness(Harness):
                           kind TEXT, doctors INTEGER, nurses INTEGER, opened TEXT, updated_at TEXT, deleted TEXT)""")
         db.close()
         self.lock: sqlite3.Connection | None = None
-        super().__init__(folder)
+        super().__init__(folder, home)
 
     def source(self) -> SqlSource:
         return SqlSource(kind="sql", url=f"sqlite:///{self.path}", table="stations", cursor="updated_at",
@@ -283,10 +292,10 @@ class SingerHarness(Harness):
     TOKEN = "tap-token-" + uuid.uuid4().hex[:8]
     dedupes_boundary = False
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, home: Path) -> None:
         self.conn_id = f"conformance_tap_{uuid.uuid4().hex[:8]}"
         self.records: dict[str, dict[str, Any]] = {}
-        super().__init__(folder)
+        super().__init__(folder, home)
         self._token(self.TOKEN)
 
     def _token(self, token: str) -> None:
@@ -325,7 +334,7 @@ class SingerHarness(Harness):
 class RestHarness(Harness):
     """The department's REST API on loopback (civicnet.demo_api), over real HTTP with a bearer token."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, home: Path) -> None:
         from civicnet.demo_api import DemoApi
 
         folder.mkdir(parents=True, exist_ok=True)
@@ -336,7 +345,7 @@ class RestHarness(Harness):
         self.conn_id = f"conformance_api_{uuid.uuid4().hex[:8]}"
         self.api = DemoApi(self.path, self.token, 0).start()
         self._token(self.token)
-        super().__init__(folder)
+        super().__init__(folder, home)
 
     def _token(self, token: str) -> None:
         port = int(self.api.url.rsplit(":", 1)[1])
@@ -368,7 +377,97 @@ class RestHarness(Harness):
         os.environ.pop(env_name(self.conn_id), None)
 
 
+class PushHarness(Harness):
+    """The push gateway (uvicorn on loopback): the health department pushes its changed records as
+    a CSV file; a pull is one upload of what changed since the last one, read as the client would
+    (401/403/413/422 terminal, 5xx or no answer transient)."""
+
+    def __init__(self, folder: Path, home: Path) -> None:
+        from connectors.senders import add_sender
+
+        self.pending: dict[str, dict[str, Any]] = {}  # changed since the last receipt, latest version per key
+        self.server: Any = None
+        self.port = 0
+        super().__init__(folder, home)
+        self.token = add_sender(home, "health-dept", "department", "health")
+        self._start()
+
+    def source(self) -> Any:
+        from connectors.feeds import PushSource
+
+        return PushSource(kind="push")
+
+    def put(self, records: list[dict[str, Any]]) -> None:
+        self.pending |= {r["station_no"]: r for r in records}
+
+    def _start(self) -> None:
+        import uvicorn
+
+        from civicnet.gateway import create_app
+        from civicnet.gateway_trigger import NoTrigger
+
+        app = create_app(self.home, NoTrigger(), {self.feed.slug: self.feed})
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+
+    def pull(self, home: Path) -> list[str]:
+        import requests
+
+        from schemas.errors import TerminalError, TransientError
+
+        assert home == self.home, "the gateway serves the home it was started on"
+        if not self.pending:
+            return []
+        lines = [",".join(COLUMNS)] + [",".join(str(r[c]) for c in COLUMNS) for r in self.pending.values()]
+        try:
+            answer = requests.post(f"http://127.0.0.1:{self.port}/v1/datasets/health_stations/batches",
+                                   data="\n".join(lines).encode(), timeout=30,
+                                   headers={"Authorization": f"Bearer {self.token}", "Content-Type": "text/csv",
+                                            "X-Filename": "stations.csv"})
+        except requests.ConnectionError as err:
+            raise TransientError(f"the gateway did not answer: {err}") from None
+        if answer.status_code >= 500:
+            raise TransientError(f"the gateway failed ({answer.status_code}): {answer.json()['error']}")
+        if answer.status_code >= 400:
+            raise TerminalError(f"the gateway refused the file ({answer.status_code}): {answer.json()['error']}")
+        self.pending = {}
+        return [] if answer.json().get("replayed") else [answer.json()["batch_id"]]
+
+    def crash_after_landing(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The gateway dies after landing, before the receipt is written (the sender saw no receipt)."""
+        from civicnet import gateway
+
+        original = gateway.landing.land
+
+        def land_then_crash(*args: Any) -> bool:
+            original(*args)
+            raise RuntimeError("killed after landing, before the receipt was written")
+
+        monkeypatch.setattr(gateway.landing, "land", land_then_crash)
+
+    def break_credentials(self) -> str:
+        secret = "wrong-" + uuid.uuid4().hex[:8]
+        self.token = secret
+        return secret
+
+    def break_server(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def heal(self) -> None:
+        self._start()
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
 HARNESSES: dict[str, type[Harness]] = {
     "files": FilesHarness, "sql-sqlite": SqliteHarness, "sql-postgresql": PostgresHarness,
     "sql-mariadb": MariaDbHarness, "singer": SingerHarness, "rest": RestHarness,
+    "push": PushHarness,
 }

@@ -45,7 +45,7 @@ CITY = "440300000000"
 @pytest.fixture(params=sorted(HARNESSES))
 def source(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
     """A fresh source of one kind, torn down after the test."""
-    harness = HARNESSES[request.param](tmp_path / "source")
+    harness = HARNESSES[request.param](tmp_path / "source", tmp_path / "home")
     try:
         yield harness
     finally:
@@ -115,13 +115,11 @@ def test_incremental_resume_after_a_crash_between_extract_and_commit(
     first = [record(1), record(2), record(3)]
     source.put(first)
 
-    def crash(*args: object) -> None:
-        raise KeyboardInterrupt("killed after landing, before the cursor was saved")
-
-    monkeypatch.setattr(landing, "save_feed_state", crash)
-    with pytest.raises(KeyboardInterrupt):
+    source.crash_after_landing(monkeypatch)
+    with pytest.raises((KeyboardInterrupt, TransientError)):
         pull(source, home)
     monkeypatch.undo()
+    assert [m.row_count for m in landing.landed_batches(home, "health_stations")] == [3]  # it did land
     assert landing.feed_state(home, "health_stations", source.feed.slug) == {}
     later = [record(2, doctors=9, updated_at="2021-06-02T08:00:00+08:00"),
              record(4, updated_at="2021-06-02T09:00:00+08:00")]

@@ -307,9 +307,9 @@ def test_batch_is_visible_to_its_department_only(gateway: Gateway) -> None:
     assert gateway.status(gateway.tokens["ca"], "0" * 64).status_code == 404
 
 
-def test_a_failed_run_is_reported_in_the_status_not_raised(tmp_path: Path) -> None:
-    """A batch landed past the gateway's checks (wrong columns) fails its ingest: the worker survives
-    and the batch's status carries the error."""
+def test_a_batch_that_cannot_be_conformed_is_refused_and_its_status_says_why(tmp_path: Path) -> None:
+    """A batch landed past the gateway's checks (wrong columns) is refused by its ingest run: the
+    worker survives, the batch stays in landing, and its status carries the reason."""
     from civicnet.gateway import batch_status
     from connectors.parse import read_payload
     from warehouse import landing
@@ -325,9 +325,9 @@ def test_a_failed_run_is_reported_in_the_status_not_raised(tmp_path: Path) -> No
     assert trigger.wait_idle(120)
 
     assert trigger.runs == 1
-    assert "missing" in (trigger.last_error(batch_id) or "")
+    assert trigger.last_error(batch_id) is None  # the run itself succeeded: it recorded a refusal
     receipt = {"batch_id": batch_id, "dataset": DATASET, "rows": 1}
     status = batch_status(tmp_path, receipt, trigger)
-    assert status["status"] == "checked"
+    assert status["status"] == "refused"
     assert "missing" in status["error"] and "支出编号" in status["error"]
     assert status["gate"] == "fail"
