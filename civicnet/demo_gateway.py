@@ -12,20 +12,16 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-import socket
-import threading
-import time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import requests
-import uvicorn
 
 from civicnet import pipeline
 from civicnet.airflow_runner import DagRunFailedError
 from civicnet.demo_push import write_expenditure_files
-from civicnet.gateway import create_app
+from civicnet.gateway import GatewayServer
 from civicnet.gateway_trigger import AirflowTrigger
 from civicnet.push import push
 from connectors.senders import add_sender, list_senders, revoke_sender
@@ -34,13 +30,6 @@ from schemas.divisions import is_virtual_community
 DATASET = "community_expenditures"
 DEPARTMENT = "civil_affairs"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def pick_communities(n: int) -> list[str]:
@@ -66,14 +55,8 @@ def push_through_gateway(home: Path, communities: int, timeout: float) -> list[d
     tokens = {code: _sender(home, f"station-{code}", "community", None, code) for code in codes[:-1]}
     tokens[codes[-1]] = _sender(home, "civil-affairs-demo", "department", DEPARTMENT)
     trigger = AirflowTrigger(home)
-    server = uvicorn.Server(uvicorn.Config(create_app(home, trigger), host="127.0.0.1", port=_free_port(),
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{server.config.port}"
-    try:
+    with GatewayServer(home, trigger) as server:
+        url = server.url
         receipts = {}
         for code, path in files.items():
             out, err = io.StringIO(), io.StringIO()
@@ -94,6 +77,3 @@ def push_through_gateway(home: Path, communities: int, timeout: float) -> list[d
             statuses.append({"community": code, "file": receipt["file"], "batch_id": receipt["batch_id"]}
                             | status["counts"])
         return statuses
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import threading
+import time
 import zipfile
 from pathlib import Path
 from typing import Any, Protocol
@@ -353,3 +354,47 @@ def create_app(home: Path, trigger: Trigger, feeds: dict[str, Feed] | None = Non
 def health() -> dict[str, bool]:
     """GET /v1/health: the gateway answers (no auth)."""
     return {"ok": True}
+
+
+class GatewayServer:
+    """The gateway served by uvicorn on loopback in a background thread (the demo and the tests).
+
+    `stop` and `start` again keep the port, so a client sees the gateway go down and come back."""
+
+    def __init__(self, home: Path, trigger: Trigger, feeds: dict[str, Feed] | None = None, port: int = 0) -> None:
+        self.app = create_app(home, trigger, feeds)
+        self.port = port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL clients use."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> GatewayServer:
+        """Serve until `stop`; returns once the socket accepts connections."""
+        import uvicorn  # the server only where one runs
+
+        self._server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
+                                                     log_level="warning"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError(f"the gateway could not start on 127.0.0.1:{self.port}")
+            time.sleep(0.02)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        """Stop serving (open requests finish first)."""
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> GatewayServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

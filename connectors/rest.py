@@ -159,16 +159,22 @@ def last_by_key(records: Iterable[Record], key: tuple[str, ...]) -> dict[str, Re
     return by_key
 
 
-def cursor_value(record: Mapping[str, Any], name: str) -> dt.datetime:
-    """A record's cursor field as an aware datetime; a missing, malformed or naive value is refused."""
-    text = record.get(name)
+def _aware(text: Any) -> dt.datetime | None:
+    """An ISO 8601 timestamp with a UTC offset, or None if the text is missing, malformed or naive."""
     try:
         moment = dt.datetime.fromisoformat(str(text)) if text is not None else None
     except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise RestSourceError(f"a record's cursor field {name!r} is {text!r}, not an ISO 8601 timestamp with a UTC "
-                              "offset; fix 'cursor.field' in the feed config or ask the department to send offsets")
+        return None
+    return moment if moment is not None and moment.tzinfo is not None else None
+
+
+def cursor_value(record: Mapping[str, Any], name: str) -> dt.datetime:
+    """A record's cursor field as an aware datetime; a missing, malformed or naive value is refused."""
+    moment = _aware(record.get(name))
+    if moment is None:
+        raise RestSourceError(f"a record's cursor field {name!r} is {record.get(name)!r}, not an ISO 8601 timestamp "
+                              "with a UTC offset; fix 'cursor.field' in the feed config or ask the department to "
+                              "send offsets")
     return moment
 
 
@@ -177,11 +183,8 @@ def load_watermark(state: Mapping[str, Any]) -> dt.datetime | None:
     text = state.get("watermark")
     if text is None:
         return None
-    try:
-        moment = dt.datetime.fromisoformat(str(text))
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
+    moment = _aware(text)
+    if moment is None:
         raise RestSourceError(f"the feed state holds watermark {text!r}, not an ISO timestamp with offset; reset "
                               "the feed's state")
     return moment

@@ -17,7 +17,6 @@ import socket
 import sqlite3
 import sys
 import threading
-import time
 import uuid
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -383,14 +382,14 @@ class PushHarness(Harness):
     (401/403/413/422 terminal, 5xx or no answer transient)."""
 
     def __init__(self, folder: Path, home: Path) -> None:
+        from civicnet.gateway import GatewayServer
+        from civicnet.gateway_trigger import NoTrigger
         from connectors.senders import add_sender
 
         self.pending: dict[str, dict[str, Any]] = {}  # changed since the last receipt, latest version per key
-        self.server: Any = None
-        self.port = 0
         super().__init__(folder, home)
         self.token = add_sender(home, "health-dept", "department", "health")
-        self._start()
+        self.server = GatewayServer(home, NoTrigger(), {self.feed.slug: self.feed}).start()
 
     def source(self) -> Any:
         from connectors.feeds import PushSource
@@ -399,20 +398,6 @@ class PushHarness(Harness):
 
     def put(self, records: list[dict[str, Any]]) -> None:
         self.pending |= {r["station_no"]: r for r in records}
-
-    def _start(self) -> None:
-        import uvicorn
-
-        from civicnet.gateway import create_app
-        from civicnet.gateway_trigger import NoTrigger
-
-        app = create_app(self.home, NoTrigger(), {self.feed.slug: self.feed})
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.02)
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
 
     def pull(self, home: Path) -> list[str]:
         import requests
@@ -424,7 +409,7 @@ class PushHarness(Harness):
             return []
         lines = [",".join(COLUMNS)] + [",".join(str(r[c]) for c in COLUMNS) for r in self.pending.values()]
         try:
-            answer = requests.post(f"http://127.0.0.1:{self.port}/v1/datasets/health_stations/batches",
+            answer = requests.post(f"{self.server.url}/v1/datasets/health_stations/batches",
                                    data="\n".join(lines).encode(), timeout=30,
                                    headers={"Authorization": f"Bearer {self.token}", "Content-Type": "text/csv",
                                             "X-Filename": "stations.csv"})
@@ -455,15 +440,13 @@ class PushHarness(Harness):
         return secret
 
     def break_server(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.server.stop()
 
     def heal(self) -> None:
-        self._start()
+        self.server.start()
 
     def close(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.server.stop()
 
 
 HARNESSES: dict[str, type[Harness]] = {

@@ -12,8 +12,6 @@ import hashlib
 import io
 import random
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +20,10 @@ from typing import Any
 import duckdb
 import pytest
 import requests
-import uvicorn
 from conftest import AS_OF, build_home
 
 from civicnet.demo_push import expenditure_id, expenditure_rows
-from civicnet.gateway import create_app
+from civicnet.gateway import GatewayServer
 from civicnet.gateway_trigger import InlineTrigger
 from connectors.parse import CSV
 from connectors.senders import add_sender
@@ -84,13 +81,6 @@ class Gateway:
         return sorted(p.name for p in folder.iterdir() if not p.name.startswith(("_", "."))) if folder.exists() else []
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     home = build_home(tmp_path_factory.mktemp("gateway"))
@@ -99,13 +89,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
               "ps": add_sender(home, "ps", "department", "public_security"),
               "station": add_sender(home, "station", "community", None, SENDER_COMMUNITY)}
     trigger = InlineTrigger(home, AS_OF)
-    server = uvicorn.Server(uvicorn.Config(create_app(home, trigger), host="127.0.0.1", port=free_port(),
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    gw = Gateway(f"http://127.0.0.1:{server.config.port}", home, trigger, tokens, {}, {})
+    server = GatewayServer(home, trigger).start()
+    gw = Gateway(server.url, home, trigger, tokens, {}, {})
     station_rows = [*expenditures(SENDER_COMMUNITY, 1),
                     (expenditure_id(FOREIGN, 999), FOREIGN, 2021, 2, "活动", 5000, "其他社区的行")]
     # hold the node as a running merge would: both pushes join the one run that starts after
@@ -117,8 +102,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         gw.status_while_busy.update(gw.status(tokens["ca"], gw.receipts["ca"]["batch_id"]).json())
     assert trigger.wait_idle(600)
     yield gw
-    server.should_exit = True
-    thread.join(timeout=10)
+    server.stop()
 
 
 def rows_holding(home: Path, expenditure: str) -> dict[str, int]:

@@ -8,21 +8,17 @@ import datetime as dt
 import io
 import json
 import random
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from tqdm import tqdm
 
 from civicnet.cli import main, parser
 from civicnet.demo_push import expenditure_rows, write_expenditure_files
-from civicnet.gateway import create_app
+from civicnet.gateway import GatewayServer
 from civicnet.gateway_trigger import InlineTrigger
 from civicnet.pipeline import registry
 from civicnet.push import CHUNK, _Body, push
@@ -52,18 +48,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     tokens = {"ca": add_sender(home, "ca", "department", "civil_affairs"),
               "station": add_sender(home, "station", "community", None, COMMUNITY)}
     trigger = InlineTrigger(home, AS_OF, sync=False)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(home, trigger), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield Gateway(f"http://127.0.0.1:{port}", home, trigger, tokens)
-    server.should_exit = True
-    thread.join(timeout=10)
+    with GatewayServer(home, trigger) as server:
+        yield Gateway(server.url, home, trigger, tokens)
 
 
 def run_push(gateway: Gateway, path: Path, token: str | None, report: bool = False,
