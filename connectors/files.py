@@ -93,24 +93,30 @@ class FilesConnector:
         fs, root = url_to_fs(self.source.path)
         root = root.rstrip("/")
         taken = taken_files(state)
-        for name, path in self._settled(fs, root):
+        # size and mtime of each taken file: an unchanged file is skipped without reading it again
+        stats: dict[str, list[Any]] = {k: list(v) for k, v in (state.get("stats") or {}).items()}
+        for name, path, stat in self._settled(fs, root):
             if taken.get(name, "") is None:
                 continue  # taken under an old state that kept no hash
+            if name in taken and stat is not None and stats.get(name) == stat:
+                continue
             media_type = self._media_type(name)
             data = self._read(fs, path, name)
             if data is None:
                 continue
             digest = hashlib.sha256(data).hexdigest()
             if taken.get(name) == digest:
-                continue
+                continue  # touched, not changed (the next payload's cursor records its new stat)
             if not is_complete(data, media_type):
                 log.info("%s: still being written (its end is missing), taken next pull", name)
                 continue
             if name in taken:
                 log.warning("%s was dropped again with different content: taking the corrected file", name)
             taken[name] = digest
+            if stat is not None:
+                stats[name] = stat
             yield Payload(name=name, data=data, media_type=media_type, encoding=self._encoding(data, media_type, name),
-                          cursor={**state, "files": dict(taken)})
+                          cursor={**state, "files": dict(taken), "stats": dict(stats)})
 
     def _read(self, fs: AbstractFileSystem, path: str, name: str) -> bytes | None:
         """A file's bytes; None if it was moved away since the listing."""
@@ -133,8 +139,8 @@ class FilesConnector:
                 files[name] = (path, info)
         return dict(sorted(files.items()))
 
-    def _settled(self, fs: AbstractFileSystem, root: str) -> list[tuple[str, str]]:
-        """(name, path) of the listed files not modified within `settle_seconds`."""
+    def _settled(self, fs: AbstractFileSystem, root: str) -> list[tuple[str, str, list[Any] | None]]:
+        """(name, path, [size, mtime] or None) of the listed files not modified within `settle_seconds`."""
         listing = self._listing(fs, root)
         settle = self.source.settle_seconds
         now = time.time()
@@ -158,7 +164,12 @@ class FilesConnector:
                     log.info("%s: still growing, taken next pull", name)
         else:
             settled += untimed
-        return [(name, listing[name][0]) for name in sorted(settled)]
+        out = []
+        for name in sorted(settled):
+            path, info = listing[name]
+            mtime = modified_at(info)
+            out.append((name, path, None if mtime is None else [info.get("size"), mtime]))
+        return out
 
     def _media_type(self, name: str) -> str:
         """The media type of a file: the feed's format, or by extension for `auto`."""

@@ -29,8 +29,8 @@ def test_a_resent_file_lands_once_and_is_not_read_again(tmp_path: Path, monkeypa
 
     assert len(first) == 1 and second == first  # one batch: content-addressed
     digest = hashlib.sha256(REFERENCE.read_bytes()).hexdigest()
-    assert landing.feed_state(tmp_path, "divisions", "statistics_divisions") == \
-        {"files": {"a.csv": digest, "b.csv": digest}}
+    assert landing.feed_state(tmp_path, "divisions", "statistics_divisions")["files"] == \
+        {"a.csv": digest, "b.csv": digest}
     reads: list[str] = []
     monkeypatch.setattr(pipeline, "read_payload", lambda *a: reads.append(a[-1]))
     pipeline.pull(tmp_path, "statistics_divisions")

@@ -99,7 +99,7 @@ def test_yields_each_file_once_in_name_order(drop: Drop) -> None:
 def test_each_cursor_covers_this_file_and_every_one_before(drop: Drop) -> None:
     drop.put("a.csv", b"id\n1\n")
     drop.put("b.csv", b"id\n2\n")
-    cursors = [p.cursor for p in connector(drop.url).fetch({"files": {"0.csv": "f" * 64}})]
+    cursors = [{"files": p.cursor["files"]} for p in connector(drop.url).fetch({"files": {"0.csv": "f" * 64}})]
     assert cursors == [
         {"files": {"0.csv": "f" * 64, "a.csv": sha(b"id\n1\n")}},
         {"files": {"0.csv": "f" * 64, "a.csv": sha(b"id\n1\n"), "b.csv": sha(b"id\n2\n")}},
@@ -122,7 +122,7 @@ def test_names_in_an_old_list_state_count_as_taken(drop: Drop) -> None:
     drop.put("b.csv", b"id\n2\n")
     (payload,) = connector(drop.url).fetch({"files": ["a.csv"]})
     assert payload.name == "b.csv"
-    assert payload.cursor == {"files": {"a.csv": None, "b.csv": sha(b"id\n2\n")}}
+    assert payload.cursor["files"] == {"a.csv": None, "b.csv": sha(b"id\n2\n")}
 
 
 def test_a_corrected_redrop_under_the_same_name_is_taken_again(
@@ -137,7 +137,7 @@ def test_a_corrected_redrop_under_the_same_name_is_taken_again(
     with caplog.at_level(logging.WARNING, logger="connectors.files"):
         (second,) = source.fetch(first.cursor)
     assert second.data == b"id\n1 corrected\n"
-    assert second.cursor == {"files": {"a.csv": sha(b"id\n1 corrected\n")}}
+    assert second.cursor["files"] == {"a.csv": sha(b"id\n1 corrected\n")}
     assert "a.csv" in caplog.text and "different content" in caplog.text
     assert list(source.fetch(second.cursor)) == []
 
@@ -307,3 +307,14 @@ def test_content_hash_is_the_sha256_of_the_bytes(drop: Drop) -> None:
     drop.put("b.csv", b"same")
     a, b = connector(drop.url).fetch({})
     assert a.content_hash == b.content_hash == sha(b"same")
+
+
+def test_an_unchanged_taken_file_is_not_read_again(drop: Drop, monkeypatch: pytest.MonkeyPatch) -> None:
+    drop.put("a.csv", b"id\n1\n")
+    source = connector(drop.url)
+    (first,) = source.fetch({})
+    assert list(first.cursor["stats"]) == ["a.csv"]
+    reads: list[str] = []
+    monkeypatch.setattr(FilesConnector, "_read", lambda self, fs, path, name: reads.append(name))
+    assert list(source.fetch(first.cursor)) == []
+    assert reads == []  # same size and modification time: skipped on the listing alone
