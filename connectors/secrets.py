@@ -1,17 +1,17 @@
 """Credentials for connectors come from Airflow connections, never from feed config files.
 
-A feed names a `conn_id`. Inside an Airflow task the connection is read through Airflow's own
-secrets chain; elsewhere (the CLI, tests, the benchmark) from the environment variable
-`AIRFLOW_CONN_<CONN_ID>` in either of Airflow's two formats (a URI, or JSON), which is also
-the first place Airflow itself looks. A `Connection` never shows its password or token in
-`repr` or in error messages.
+A feed names a `conn_id`. The connection is read from the environment variable
+`AIRFLOW_CONN_<CONN_ID>` in either of Airflow's two formats (a URI, or JSON), the first place
+Airflow itself looks; inside an Airflow task, then through Airflow's own secrets chain (its
+metadata database, secrets backends), which the DAG layer registers with `register_lookup`.
+A `Connection` never shows its password or token in `repr` or in error messages.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -70,19 +70,15 @@ def _from_json(conn_id: str, text: str) -> Connection:
                       schema=raw.get("schema") or "", extra=extra)
 
 
-def _from_airflow(conn_id: str) -> Connection | None:
-    """Airflow's secrets chain, when running inside an Airflow task; None elsewhere."""
-    if "AIRFLOW_CTX_DAG_ID" not in os.environ:
-        return None
-    try:
-        from airflow.sdk import BaseHook  # only inside a task: importing Airflow costs seconds
+# Where connections come from besides the environment: the DAG layer registers Airflow's own lookup
+# when a task starts (dags/task_policy.py), so nothing in connectors/ imports Airflow.
+_lookups: list[Callable[[str], Connection | None]] = []
 
-        conn = BaseHook.get_connection(conn_id)
-    except Exception:
-        return None
-    return Connection(conn_id=conn_id, conn_type=conn.conn_type or "", host=conn.host or "", port=conn.port,
-                      login=conn.login, password=conn.password, schema=conn.schema or "",
-                      extra=conn.extra_dejson)
+
+def register_lookup(lookup: Callable[[str], Connection | None]) -> None:
+    """Add a source of connections (once); it returns None for a connection it does not know."""
+    if lookup not in _lookups:
+        _lookups.append(lookup)
 
 
 def get_connection(conn_id: str) -> Connection:
@@ -90,7 +86,7 @@ def get_connection(conn_id: str) -> Connection:
     text = os.environ.get(env_name(conn_id))
     if text:
         return _from_json(conn_id, text) if text.lstrip().startswith("{") else _from_uri(conn_id, text)
-    conn = _from_airflow(conn_id)
+    conn = next((found for lookup in _lookups if (found := lookup(conn_id)) is not None), None)
     if conn is None:
         raise MissingConnectionError(
             f"Airflow connection {conn_id!r} is not defined: create it with "

@@ -22,15 +22,33 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
+def airflow_connection(conn_id: str) -> Any:
+    """A connection from Airflow's secrets chain as a civicnet `Connection`, or None if undefined."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from connectors.secrets import Connection
+
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:  # the caller says where to define it
+        return None
+    return Connection(conn_id=conn_id, conn_type=conn.conn_type or "", host=conn.host or "", port=conn.port,
+                      login=conn.login, password=conn.password, schema=conn.schema or "", extra=conn.extra_dejson)
+
+
 def translate_errors(fn: F) -> F:
-    """Wrap a task body so terminal civicnet errors skip Airflow's retries."""
+    """Wrap a task body so terminal civicnet errors skip Airflow's retries; connectors may read
+    Airflow connections while it runs."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from airflow.sdk.exceptions import AirflowFailException
 
+        from connectors.secrets import register_lookup
         from schemas.errors import TerminalError
 
+        register_lookup(airflow_connection)
         try:
             return fn(*args, **kwargs)
         except TerminalError as err:

@@ -95,3 +95,46 @@ def test_wrapper_keeps_the_name_airflow_uses_as_task_id(policy: ModuleType) -> N
 
     wrapped = policy.translate_errors(merge)
     assert (wrapped.__name__, wrapped.__doc__) == ("merge", "Apply checked batches.")
+
+
+PROBE = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from task_policy import translate_errors
+from connectors.secrets import MissingConnectionError, get_connection
+
+try:
+    get_connection("dept_api")
+except MissingConnectionError:
+    print("outside a task: not found")
+
+@translate_errors
+def task() -> None:
+    conn = get_connection("dept_api")
+    print(json.dumps([conn.host, conn.port, conn.secret("token")]))
+
+task()
+"""
+
+
+def test_inside_a_task_connections_come_from_airflows_secrets_chain(tmp_path: Path) -> None:
+    """A connection only Airflow knows (here in a secrets-backend file, not in AIRFLOW_CONN_*) reaches
+    a connector once a task runs; connectors/ itself never imports Airflow."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    conns = tmp_path / "connections.json"
+    conns.write_text(json.dumps({"dept_api": {"conn_type": "http", "host": "10.0.0.7", "port": 8443,
+                                              "extra": {"token": "from-the-backend"}}}), "utf-8")
+    env = os.environ | {
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__SECRETS__BACKEND": "airflow.secrets.local_filesystem.LocalFilesystemBackend",
+        "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps({"connections_file_path": str(conns)})}
+    done = subprocess.run([sys.executable, "-c", PROBE, str(Path(__file__).parents[2] / "dags")], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == "outside a task: not found"
+    assert json.loads(lines[-1]) == ["10.0.0.7", 8443, "from-the-backend"]
