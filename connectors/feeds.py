@@ -42,7 +42,6 @@ class FilesSource(BaseModel):
     encoding: str = "auto"
     # a file modified less than this many seconds ago may still be being written: taken next pull
     settle_seconds: float = Field(default=5.0, ge=0)
-    sheet: str | None = None
 
     _encoding = field_validator("encoding")(_check_encoding)
 

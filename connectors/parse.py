@@ -113,7 +113,8 @@ def read_jsonl(data: bytes, name: str) -> pa.Table:
 
 
 def read_xlsx(data: bytes, name: str, sheet: str | None = None) -> pa.Table:
-    """An Excel workbook's first (or named) sheet: first row the header, values as text."""
+    """An Excel workbook's first (or named) sheet: first row the header, values as text. File drops and
+    pushes read the first sheet; a department keeps one table per workbook."""
     import openpyxl  # only when a workbook arrives
     from openpyxl.utils.exceptions import InvalidFileException
 
