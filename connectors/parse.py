@@ -47,7 +47,8 @@ def detect_encoding(data: bytes) -> str:
             continue
         return encoding
     raise UnreadablePayloadError(
-        "the file is neither UTF-8 nor GB18030/GBK text; resend it in UTF-8, or set 'encoding' in the feed config")
+        "the file is neither UTF-8 nor GB18030/GBK text; resend it in UTF-8, or declare its encoding ('encoding' "
+        "in the feed config for a file drop, the X-Encoding header for a push)")
 
 
 def _table_with_lines(columns: dict[str, list[str | None]]) -> pa.Table:
