@@ -75,6 +75,10 @@ def _gateway(args: argparse.Namespace, settings: Settings) -> int:
         print(f"sender {args.id!r} added. Its token is shown this once and civicnet does not store it "
               f"(only its hash): hand it over securely, the sender sets it as CIVICNET_TOKEN.\n{token}")
         return 0
+    if args.gateway_command == "revoke-sender":
+        senders.revoke_sender(settings.home, args.id)
+        print(f"sender {args.id!r} revoked: its token is refused from the next request on")
+        return 0
     if args.gateway_command == "senders":
         for s in senders.list_senders(settings.home):
             print(f"{s.sender_id}\t{s.kind}\t{s.department}\t{s.division or '-'}")
@@ -115,8 +119,10 @@ def _add_gateway_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser
     add.add_argument("--department", help="department slug (a department sender); a community's is "
                                           "community:<division>")
     add.add_argument("--division", help="the community's 12-digit code (a community sender)")
+    revoke = gsub.add_parser("revoke-sender", help="remove a sender: its token stops working")
+    revoke.add_argument("--id", required=True, help="sender id, as `civicnet gateway senders` lists it")
     listed = gsub.add_parser("senders", help="list the senders (ids, kinds, departments, divisions)")
-    return [serve, add, listed]  # push talks to a gateway: it needs no home
+    return [serve, add, revoke, listed]  # push talks to a gateway: it needs no home
 
 
 def parser() -> argparse.ArgumentParser:

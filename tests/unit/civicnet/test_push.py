@@ -22,7 +22,7 @@ from civicnet.gateway import GatewayServer
 from civicnet.gateway_trigger import InlineTrigger
 from civicnet.pipeline import registry
 from civicnet.push import CHUNK, _Body, push
-from connectors.senders import add_sender
+from connectors.senders import add_sender, authenticate
 
 AS_OF = dt.date(2021, 6, 30)
 DATASET = "community_expenditures"
@@ -192,6 +192,12 @@ def test_cli_add_sender_prints_the_token_once(tmp_path: Path, capsys: pytest.Cap
     listed = capsys.readouterr().out
     assert listed == f"station\tcommunity\tcommunity:{COMMUNITY}\t{COMMUNITY}\n"
     assert token not in (tmp_path / "gateway" / "senders.json").read_text("utf-8")
+
+    assert main(["gateway", "revoke-sender", "--home", str(tmp_path), "--id", "station"]) == 0
+    assert "revoked" in capsys.readouterr().out
+    assert authenticate(tmp_path, token) is None
+    assert main(["gateway", "senders", "--home", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == ""
 
 
 def test_cli_add_sender_refuses_a_street_as_community(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
