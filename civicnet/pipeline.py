@@ -110,8 +110,8 @@ def land_feed(home: Path, f: Feed) -> list[str]:
             source_name=payload.name, media_type=payload.media_type, encoding=payload.encoding,
             byte_size=len(payload.data), row_count=table.num_rows, received_at=landing.utc_now(),
             cursor=dict(payload.cursor))
-        landing.land(home, manifest, payload.data, table)
-        landed.append(manifest.batch_id)
+        if landing.land(home, manifest, payload.data, table):  # False: this content was landed before
+            landed.append(manifest.batch_id)
         if payload.cursor:
             landing.save_feed_state(home, f.dataset, f.slug, payload.cursor)
     return landed
