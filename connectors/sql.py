@@ -359,7 +359,9 @@ class SqlConnector:
             query = query.where(cursor >= low)
         sink = ParquetSink(names)
         for rows in self._chunks(conn, query):
-            texts = [tuple(text_value(v) for v in row) for row in rows]
+            # text conversion column by column (in Arrow where it can), rows only for the window's hashes
+            texts = list(zip(*(text_column(c).to_pylist() for c in zip(*rows, strict=True)), strict=True)) \
+                if rows else []
             sink.write([t for t, row in zip(texts, rows, strict=True)
                         if window.take(row[at], [t[i] for i in key_at], t)])
             window.prune()

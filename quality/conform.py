@@ -19,14 +19,13 @@ import pyarrow.parquet as pq
 
 from quality.reasons import MESSAGES, Reason
 from quality.sql import anchor_checks, field_checks, quote_ident, sql_literal, text_expr, typed_expr
+from schemas.contract import DELETED_COLUMN as DELETED
 from schemas.contract import Contract
 from schemas.derive import arrow_schema
 from schemas.divisions import Registry
 from schemas.errors import TerminalError
 
 LINE = "_line"
-# True on a row the source marks deleted (the feed's `deleted` column): a tombstone for its key
-DELETED = "_deleted"
 _FALSE_TEXT = "('', '0', 'false', 'f', 'no', 'n', '否')"
 # DuckDB spills beyond this; a 1.7-million-row batch conforms within it.
 MEMORY_LIMIT = "1GB"

@@ -26,6 +26,8 @@ CADENCES: tuple[str, ...] = get_args(Cadence)
 KNOWN_CONSTRAINTS = {"required", "unique", "pattern", "enum", "minimum", "maximum", "minLength", "maxLength"}
 KNOWN_CHECKS = {"gb11643"}
 ANCHOR_FIELD = "division_code"
+# the column an accepted batch carries beside the contract fields: true on a tombstone (a source delete)
+DELETED_COLUMN = "_deleted"
 _REQUIRED_KEYS = ("name", "version", "owner", "anchor", "anchor_tier", "history", "cadence",
                   "reaches", "primaryKey", "fields")
 

@@ -15,13 +15,13 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from schemas.contract import DELETED_COLUMN as DELETED
 from schemas.contract import Contract
 from schemas.divisions import subtree_prefix
 from schemas.errors import TerminalError
 from warehouse.node import key_sql, set_high_water_mark, transaction
 
 STAGE_ALIAS = "s"
-DELETED = "_deleted"  # quality.conform.DELETED: true on a tombstone row
 
 
 class UnsupportedHistoryModeError(TerminalError):
@@ -87,7 +87,7 @@ def _stage_delta(con: duckdb.DuckDBPyConnection, node: str, contract: Contract) 
     con.execute(f"""CREATE OR REPLACE TEMP TABLE delta AS
         SELECT {STAGE_ALIAS}.*, c.division_code AS _old_anchor, {key_sql(contract, STAGE_ALIAS)} AS _key
         FROM (SELECT {fields}, md5(to_json(struct_pack({fields}))) AS _row_hash FROM accepted
-              WHERE NOT _deleted) {STAGE_ALIAS}
+              WHERE NOT {DELETED}) {STAGE_ALIAS}
         LEFT JOIN {node}."{contract.name}" c ON {on}
         WHERE c._row_hash IS DISTINCT FROM {STAGE_ALIAS}._row_hash""")
 
@@ -99,7 +99,7 @@ def _stage_deletes(con: duckdb.DuckDBPyConnection, node: str, contract: Contract
     confine = "" if scope is None else f"AND starts_with(c.{contract.anchor}, '{subtree_prefix(scope)}')"
     con.execute(f"""CREATE OR REPLACE TEMP TABLE gone AS
         SELECT {key_sql(contract, 'c')} AS _key, c.{contract.anchor} AS _old_anchor FROM {node}."{contract.name}" c
-        SEMI JOIN (SELECT {pk} FROM accepted WHERE _deleted) USING ({pk}) WHERE true {confine}""")
+        SEMI JOIN (SELECT {pk} FROM accepted WHERE {DELETED}) USING ({pk}) WHERE true {confine}""")
     (count,), = con.execute("SELECT count(*) FROM gone").fetchall()
     return int(count)
 
