@@ -1,0 +1,359 @@
+"""Rejection reports: what became of a batch's rows, returned to the department or community that sent it.
+
+A report is built from the city node's ledger (`_civicnet.batches`) and quarantine
+(`_civicnet.quarantine`) once the batch is decided: its counts (checked: received = applied +
+quarantined + duplicates + held), why it was refused, the gate's warnings, and every
+quarantined row with its line, key, reasons and the values as sent. It is rendered as JSON, as
+CSV (one line per row and reason, for Excel) and as text, and written to the sender's outbox
+folder, `<home>/outbox/<sender or department>/<dataset>/<batch_id>.{json,csv,txt}`.
+
+A report goes to the outbox for every decided batch that has quarantined rows, gate warnings
+or was refused; a clean batch gets none (`RejectionReport.needs_return` is False and
+`write_outbox` writes nothing).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import duckdb
+
+from quality.conform import SourceMapping
+from quality.sql import quote_ident
+from schemas.contract import load_contracts
+from schemas.errors import TerminalError
+
+COUNTS = ("received", "applied", "quarantined", "duplicates", "held")
+MAX_LISTED = 100_000  # quarantined rows listed in one report; `by_reason` always covers all of them
+TEXT_ROWS = 200  # rows in the text form (the CSV and JSON have every listed row)
+KEY_SEPARATOR = chr(31)  # between the parts of a compound key, as warehouse.node.key_sql joins them
+# A folder name: letters, digits, _ - : and (not first, so never '.' or '..') dots, as sender ids have.
+_SLUG = re.compile(r"^[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,127}$")
+_HEX = re.compile(r"^[0-9a-f]{1,128}$")
+_FORMULA = re.compile(r"^[=+@\t\r]|^-[^0-9.]")  # cells Excel would run as a formula
+
+
+class UndecidedBatchError(TerminalError):
+    """The node has no ledger row for the batch yet: there is nothing to report."""
+
+
+class OutboxPathError(TerminalError):
+    """A sender, department or dataset name would not make a plain folder inside the outbox."""
+
+
+class BatchOrigin(Protocol):
+    """What the landing manifest adds to the ledger: who pushed the batch (None if pulled)."""
+
+    @property
+    def sender(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class RowReason:
+    """One reason a row was quarantined, with the raw value of its field as sent (None if not sent)."""
+
+    code: str
+    field: str
+    message: str
+    value: str | None
+
+
+@dataclass(frozen=True)
+class QuarantinedRow:
+    """A quarantined row: its line in the file, its key if it has one, its reasons and raw values."""
+
+    line: int
+    key: str | None
+    reasons: tuple[RowReason, ...]
+    raw: dict[str, Any] | None
+    released_by: str | None = None
+    released_at: str | None = None
+
+
+@dataclass(frozen=True)
+class RejectionReport:
+    """Everything a sender needs to fix and resend what a batch could not deliver."""
+
+    batch_id: str
+    dataset: str
+    feed: str
+    department: str
+    sender: str | None
+    source_name: str
+    received_at: str
+    decided_at: str
+    status: str  # 'applied' | 'refused'
+    verdict: str  # the gate's: 'pass' | 'warn' | 'fail'
+    counts: dict[str, int]
+    balanced: bool  # received = applied + quarantined + duplicates + held
+    refusal: tuple[str, ...]
+    warnings: tuple[str, ...]
+    by_reason: tuple[tuple[str, str, int], ...]  # (code, field, rows), over every quarantined row
+    rows: tuple[QuarantinedRow, ...]  # the first MAX_LISTED, by line
+    what_to_do: str
+
+    @property
+    def needs_return(self) -> bool:
+        """Whether the sender must hear of this batch (a clean applied batch needs no report)."""
+        return self.status == "refused" or self.counts["quarantined"] > 0 or bool(self.warnings)
+
+    @property
+    def recipient(self) -> str:
+        """Whose outbox the report goes to: the pushing sender, else the department."""
+        return self.sender or self.department
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self) | {"needs_return": self.needs_return}
+
+
+def build_report(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, origin: BatchOrigin,
+                 mapping: SourceMapping | None = None) -> RejectionReport:
+    """The report on a decided batch from the ledger and quarantine of node `node` (attached on `con`).
+
+    `origin` is the batch's landing manifest (for the sender); `mapping` is the feed's source
+    mapping, which names the raw column behind each reason's field and gives keys to rows whose
+    quarantine entry has none. Raises UndecidedBatchError if the ledger has no row for the batch."""
+    alias = quote_ident(node)
+    found = con.execute(f"""SELECT dataset, feed, department, source_name,
+            strftime(timezone('UTC', received_at), '%Y-%m-%dT%H:%M:%S.%fZ'),
+            strftime(timezone('UTC', decided_at), '%Y-%m-%dT%H:%M:%S.%fZ'), status, gate,
+            {", ".join(COUNTS)} FROM {alias}._civicnet.batches WHERE batch_id = ?""", [batch_id]).fetchall()
+    if not found:
+        raise UndecidedBatchError(f"batch {batch_id} has no decision in node {node!r} yet (it is not in "
+                                  "_civicnet.batches); ask again once it has been applied or refused")
+    dataset, feed, department, source_name, received_at, decided_at, status, gate_json, *numbers = found[0]
+    counts = dict(zip(COUNTS, (int(n or 0) for n in numbers), strict=True))
+    gate = json.loads(gate_json) if gate_json else {}
+    results = gate.get("results") or []
+    refusal = ([gate["error"]] if gate.get("error") else []) + [
+        gate_sentence(r, counts) for r in results if not r["success"] and r["severity"] == "error"]
+    if status == "refused" and not refusal:
+        refusal = ["the quality gate refused the batch; the city's operators have the details"]
+    warnings = [gate_sentence(r, counts) for r in results if not r["success"] and r["severity"] != "error"]
+    balanced = counts["received"] == sum(counts[k] for k in COUNTS[1:])
+    sources = {field: source for source, field in mapping.fields.items()} if mapping else {}
+    contract = load_contracts().get(dataset) if mapping else None
+    rows = _quarantined(con, alias, batch_id, sources, tuple(contract.primary_key) if contract else ())
+    by_reason = con.execute(f"""SELECT r.code, r.field, count(*) FROM (SELECT unnest(reasons) AS r
+            FROM {alias}._civicnet.quarantine WHERE batch_id = ?) GROUP BY ALL ORDER BY 3 DESC, 1, 2""",
+                            [batch_id]).fetchall()
+    return RejectionReport(
+        batch_id, dataset, feed, department, origin.sender, source_name, received_at, decided_at, status,
+        str(gate.get("verdict") or ("fail" if status == "refused" else "pass")), counts, balanced,
+        tuple(refusal), tuple(warnings), tuple((c, f, int(n)) for c, f, n in by_reason), rows,
+        what_to_do(status, counts, bool(warnings)))
+
+
+def _quarantine_columns(con: duckdb.DuckDBPyConnection, alias: str) -> set[str]:
+    rows = con.execute("""SELECT column_name FROM duckdb_columns() WHERE database_name = ?
+                          AND schema_name = '_civicnet' AND table_name = 'quarantine'""",
+                       [alias.strip('"')]).fetchall()
+    return {r[0] for r in rows}
+
+
+def _quarantined(con: duckdb.DuckDBPyConnection, alias: str, batch_id: str, sources: dict[str, str],
+                 key_fields: tuple[str, ...]) -> tuple[QuarantinedRow, ...]:
+    """The batch's quarantined rows by line; `key`, `released_by`, `released_at` where the table has them."""
+    have = _quarantine_columns(con, alias)
+    extra = [f"{c}::VARCHAR" if c in have else "NULL" for c in ("key", "released_by", "released_at")]
+    found = con.execute(f"""SELECT line, reasons, raw, {", ".join(extra)} FROM {alias}._civicnet.quarantine
+                            WHERE batch_id = ? ORDER BY line LIMIT {MAX_LISTED}""", [batch_id]).fetchall()
+    out = []
+    for line, reasons, raw_json, key, released_by, released_at in found:
+        raw = json.loads(raw_json) if raw_json else None
+        listed = tuple(RowReason(r["code"], r["field"], r["message"],
+                                 _raw_value(raw, sources.get(r["field"], r["field"]))) for r in reasons)
+        out.append(QuarantinedRow(int(line), key if key is not None else _key_of(raw, sources, key_fields), listed,
+                                  raw, released_by, released_at))
+    return tuple(out)
+
+
+def _raw_value(raw: dict[str, Any] | None, column: str) -> str | None:
+    value = (raw or {}).get(column)
+    return None if value is None else str(value)
+
+
+def _key_of(raw: dict[str, Any] | None, sources: dict[str, str], key_fields: tuple[str, ...]) -> str | None:
+    """The key from the raw values when the quarantine has none: every key field sent, trimmed."""
+    parts = [_raw_value(raw, sources[f]) if f in sources else None for f in key_fields]
+    if not parts or any(p is None or not p.strip() for p in parts):
+        return None
+    return KEY_SEPARATOR.join(p.strip() for p in parts if p is not None)
+
+
+_GATE_SENTENCES = {
+    "expect_table_columns_to_match_set": "the rows that passed the checks do not have the contract's columns "
+                                         "(observed {observed})",
+    "expect_table_row_count_to_be_between": "no row of the batch passed the checks (a batch must deliver "
+                                            "at least one row)",
+    "expect_column_values_to_be_unique": "{n} rows repeat a value of the key {column}; each record must "
+                                         "appear once",
+    "expect_compound_columns_to_be_unique": "{n} rows repeat a key ({column}); each record must appear once",
+    "expect_column_values_to_not_be_null": "{n} rows have no {column}, which is required",
+    "expect_column_values_to_be_in_set": "{n} rows have a {column} outside its code list",
+    "expect_column_values_to_match_regex": "{n} rows have a {column} that is not in the required form",
+    "expect_column_values_to_be_between": "{n} rows have a {column} outside the allowed range",
+    "expect_column_value_lengths_to_be_between": "{n} rows have a {column} that is too short or too long",
+    "expect_column_values_to_be_in_type_list": "{n} rows have a {column} of the wrong type",
+    "expect_column_values_to_be_valid_citizen_id": "{n} rows have a {column} that fails the GB 11643 check",
+    "expect_column_pair_values_to_be_division_of_vintage": "{n} rows have a {column} that is not a division of "
+                                                           "the right tier in the row's vintage",
+    "unexpected_rows_expectation": "{n} rows break the {description}",
+}
+# Checks over the batch's one-row summary (quality/suite.py): sentences from the ledger's counts.
+_SUMMARY_SENTENCES = {
+    ("quarantined_share", "error"): "{quarantined} of {received} rows ({share:.1%}) failed the row checks, more "
+                                    "than the gate accepts in one batch: the file as a whole looks wrong",
+    ("broken_key_share", "error"): "too many rows repeat a key with different content: the key column looks "
+                                   "broken (check how the file's key column was exported)",
+    ("volume_ratio", "error"): "the batch has far fewer rows ({received}) than this dataset's recent "
+                               "deliveries: it looks truncated, and applying it would delete the missing rows",
+    ("volume_ratio", "warn"): "the batch's row count ({received}) differs markedly from this dataset's recent "
+                              "deliveries; check that the file is complete",
+}
+
+
+def gate_sentence(result: dict[str, Any], counts: dict[str, int]) -> str:
+    """One failed gate expectation as a sentence for the sender."""
+    name, column = str(result.get("expectation")), result.get("column")
+    if result.get("exception"):
+        return f"the check {name} on {column or 'the batch'} could not run: {result['exception']}"
+    summary = _SUMMARY_SENTENCES.get((str(column), str(result.get("severity"))))
+    if summary is not None:
+        share = counts["quarantined"] / counts["received"] if counts["received"] else 0.0
+        return summary.format(share=share, **counts)
+    template = _GATE_SENTENCES.get(name)
+    n, observed = result.get("unexpected_count"), result.get("observed_value")
+    if template is None:
+        sentence = f"the check {name} on {column or 'the batch'} failed (observed {observed}, {n} unexpected values)"
+    else:
+        sentence = template.format(n=n if n is not None else "some", column=column, observed=observed,
+                                   description=result.get("description") or "dataset's rules")
+    examples = result.get("partial_unexpected") or []
+    return sentence + (f" (for example: {', '.join(map(str, examples))})" if examples else "")
+
+
+def what_to_do(status: str, counts: dict[str, int], warned: bool) -> str:
+    """The paragraph that tells the sender what to do next."""
+    resend = ("A resubmission of the same keys releases the rows from quarantine; "
+              "rows sent again unchanged are quarantined again.")
+    if status == "refused":
+        return ("Nothing of this batch was applied: the city's data is unchanged and the batch's "
+                f"{counts['held']} clean rows are held, not applied. Correct the problems listed under "
+                f"'refused' and the quarantined rows listed below, then send the corrected file again. {resend}")
+    if counts["quarantined"]:
+        return (f"{counts['applied']} rows were applied; the {counts['quarantined']} quarantined rows listed "
+                "below were not. Fix those rows (each line number is the row's line in your file) and send "
+                f"the corrected rows again, in a file of the same form. {resend}")
+    if warned:
+        return "The batch was applied. Nothing needs to be resent; check the warnings before your next delivery."
+    return "The batch was applied whole. Nothing needs to be done."
+
+
+def _display_key(key: str | None) -> str:
+    return "" if key is None else key.replace(KEY_SEPARATOR, " | ")
+
+
+def to_json(report: RejectionReport) -> str:
+    """The report as JSON text (UTF-8 characters kept)."""
+    return json.dumps(report.to_dict(), ensure_ascii=False, indent=1)
+
+
+def _cell(value: str | None) -> str:
+    if value is None:
+        return ""
+    return "'" + value if _FORMULA.match(value) else value
+
+
+def to_csv(report: RejectionReport) -> str:
+    """One line per quarantined row and reason: line, key, field, code, message, the field's raw value.
+
+    The text starts with a byte-order mark, so that Excel opens the UTF-8 (and its Chinese) correctly
+    once written as UTF-8; a value Excel would take for a formula is prefixed with an apostrophe."""
+    out = io.StringIO()
+    out.write("\ufeff")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["line", "key", "field", "code", "message", "value", "released_by"])
+    for row in report.rows:
+        for r in row.reasons:
+            writer.writerow([row.line, _cell(_display_key(row.key)), r.field, r.code, _cell(r.message),
+                             _cell(r.value), row.released_by or ""])
+    return out.getvalue()
+
+
+def to_text(report: RejectionReport) -> str:
+    """The report as plain text for people."""
+    c = report.counts
+    by = f"sender {report.sender} ({report.department})" if report.sender else f"department {report.department}"
+    lines = [f"batch {report.batch_id} ({report.source_name}): {report.status}",
+             f"  dataset {report.dataset}, feed {report.feed}, from {by}, received {report.received_at}, "
+             f"decided {report.decided_at}, gate {report.verdict}",
+             "  " + ", ".join(f"{k} {c[k]}" for k in COUNTS)
+             + ("" if report.balanced else "  UNBALANCED: received is not applied + quarantined + duplicates "
+                                           "+ held; tell the city's operators")]
+    lines += [f"  refused: {s}" for s in report.refusal] + [f"  warning: {s}" for s in report.warnings]
+    if report.by_reason:
+        lines.append("  quarantined by reason: " + ", ".join(f"{code} ({f}) {n}" for code, f, n in report.by_reason))
+    if report.rows:
+        lines.append("  quarantined rows (fix them and send them again):")
+    for row in report.rows[:TEXT_ROWS]:
+        reasons = "; ".join(f"{r.code} ({r.field}): {r.message}" for r in row.reasons)
+        key = f" [key {_display_key(row.key)}]" if row.key else ""
+        released = f" [released by batch {row.released_by}]" if row.released_by else ""
+        lines.append(f"    line {row.line}: {reasons}{key}{released}")
+    if c["quarantined"] > min(len(report.rows), TEXT_ROWS):
+        lines.append(f"    ... and {c['quarantined'] - min(len(report.rows), TEXT_ROWS)} more rows: "
+                     "see the CSV report")
+    lines.append(f"  what to do: {report.what_to_do}")
+    return "\n".join(lines) + "\n"
+
+
+def outbox_dir(home: Path, who: str, dataset: str) -> Path:
+    """`<home>/outbox/<who>/<dataset>`, after checking both are plain folder names."""
+    for what, name in (("sender or department", who), ("dataset", dataset)):
+        if not _SLUG.match(name):
+            raise OutboxPathError(f"{what} {name!r} is not a plain name (letters, digits, _ - : and inner dots); "
+                                  "the report would land outside the outbox: fix the sender id or dataset slug")
+    root = (home / "outbox").resolve()
+    folder = (root / who / dataset).resolve()
+    if not folder.is_relative_to(root):  # resolve() follows links: a linked folder must stay inside too
+        raise OutboxPathError(f"outbox folder {folder} lies outside {root}; remove the link that leads there")
+    return folder
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write unless the file already holds exactly this text (reports are reproducible), via tmp + replace."""
+    data = text.encode("utf-8")
+    if path.exists() and path.read_bytes() == data:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_outbox(home: Path, report: RejectionReport) -> list[Path]:
+    """Write the report's JSON, CSV and text into the recipient's outbox; the paths written.
+
+    Nothing is written for a clean batch (no quarantined rows, no warnings, not refused). Writing
+    the same report again changes nothing (idempotent)."""
+    if not report.needs_return:
+        return []
+    if not _HEX.match(report.batch_id):
+        raise OutboxPathError(f"batch id {report.batch_id!r} is not hex; a report is written only for landed batches")
+    folder = outbox_dir(home, report.recipient, report.dataset)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for suffix, render in (("json", to_json), ("csv", to_csv), ("txt", to_text)):
+        path = folder / f"{report.batch_id}.{suffix}"
+        _write_atomic(path, render(report))
+        paths.append(path)
+    return paths
