@@ -37,6 +37,7 @@ demo: $(STAMP) ## generate Shenzhen feeds and run every DAG through Airflow (HOM
 	$(VENV)/bin/civicnet demo --home $(HOME_DIR) --scale $(SCALE)
 
 test: $(STAMP) $(COMPAT_STAMP) ## run the whole test suite (starts PostgreSQL/MariaDB if they are down)
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	bash infra/services.sh
 	$(PY) -m pytest -q
 

@@ -1,19 +1,94 @@
-"""`civicnet status`: the network index plus the city node's ledger and quarantine."""
+"""`civicnet status`: the network index, the city node's ledger and quarantine, freshness per
+department and community, and the last reconciliation across tiers."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
 
 from civicnet import pipeline
+from connectors.feeds import PushSource, load_feeds
+from connectors.senders import list_senders
+from quality.freshness import BatchSeen, FreshnessRow, Subject, scoreboard
+from quality.page import write_quality_page
+from schemas.contract import load_contracts
 from schemas.divisions import TIERS
+from warehouse import landing
 from warehouse.node import node_path
 from warehouse.status import batch_ledger, gate_results, quarantine_summary
 
+COMMUNITY_PREFIX = "community:"  # a community sender's department (connectors.senders)
 
-def collect(home: Path) -> dict[str, Any]:
-    """Everything `status --json` prints."""
+
+def reconciliation_path(home: Path) -> Path:
+    """Where `civicnet verify` leaves its last result."""
+    return home / "quality" / "reconciliation.json"
+
+
+def freshness_subjects(home: Path) -> list[Subject]:
+    """Every feed's department, plus each registered community on push feeds communities may send to."""
+    contracts = load_contracts()
+    communities: dict[str, list[str]] = {}
+    for s in list_senders(home):
+        if s.kind == "community" and s.division is not None:
+            communities.setdefault(s.division, []).append(s.sender_id)
+    subjects = []
+    for f in sorted(load_feeds().values(), key=lambda f: (f.department, f.dataset, f.slug)):
+        cadence = contracts[f.dataset].cadence
+        subjects.append(Subject(f.department, f.dataset, f.slug, cadence))
+        if isinstance(f.connector, PushSource) and "community" in f.connector.senders:
+            subjects += [Subject(f"{COMMUNITY_PREFIX}{code}", f.dataset, f.slug, cadence, code, tuple(ids))
+                         for code, ids in sorted(communities.items())]
+    return subjects
+
+
+def _time(value: str) -> dt.datetime:
+    t = dt.datetime.fromisoformat(value)
+    return t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
+
+
+def batches_seen(home: Path, datasets: set[str]) -> list[BatchSeen]:
+    """Every batch received for these datasets: the city ledger's decision, or pending if only landed."""
+    seen: dict[str, BatchSeen] = {}
+    if node_path(home, pipeline.city_code()).exists():
+        con = pipeline.open_city(home, read_only=True)
+        try:
+            rows = con.execute("""SELECT batch_id, dataset, feed, department, epoch_us(received_at), status
+                                  FROM city._civicnet.batches""").fetchall()
+        finally:
+            con.close()
+        for batch_id, dataset, feed, department, micros, status in rows:
+            if dataset in datasets:
+                community = department[len(COMMUNITY_PREFIX):] if department.startswith(COMMUNITY_PREFIX) else None
+                received = dt.datetime.fromtimestamp(micros / 1e6, dt.UTC)
+                seen[batch_id] = BatchSeen(batch_id, feed, received, status, community)
+    for dataset in sorted(datasets):
+        for m in landing.landed_batches(home, dataset):
+            if m.batch_id not in seen:
+                seen[m.batch_id] = BatchSeen(m.batch_id, m.feed, _time(m.received_at), "pending", m.scope)
+    return list(seen.values())
+
+
+def freshness(home: Path, now: dt.datetime | None = None) -> list[FreshnessRow]:
+    """The art. 25 scoreboard: per department and dataset (and per community for community
+    submissions), when it was last updated and whether it is late."""
+    subjects = freshness_subjects(home)
+    return scoreboard(subjects, batches_seen(home, {s.dataset for s in subjects}), now)
+
+
+def reconciliation(home: Path) -> dict[str, Any] | None:
+    """The last reconciliation result `civicnet verify` wrote, or None if it never ran."""
+    path = reconciliation_path(home)
+    if not path.exists():
+        return None
+    result: dict[str, Any] = json.loads(path.read_text("utf-8"))
+    return result
+
+
+def collect(home: Path, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Everything `status --json` prints (`now`: the time freshness is judged at; default UTC now)."""
     index_path = home / "extracts" / "network.json"
     index: dict[str, Any] = {"vintage": pipeline.VINTAGE, "nodes": []}
     if index_path.exists():
@@ -29,6 +104,8 @@ def collect(home: Path) -> dict[str, Any]:
             out["gate"] = gate_results(con, "city")
         finally:
             con.close()
+    out["freshness"] = [row.to_dict() for row in freshness(home, now)]
+    out["reconciliation"] = reconciliation(home)
     return out
 
 
@@ -61,11 +138,44 @@ def render(status: dict[str, Any]) -> str:
     for dataset, by_dept in status["quarantine"].items():
         for dept, q in by_dept.items():
             reasons = ", ".join(f"{k} {v}" for k, v in sorted(q["by_reason"].items()))
-            lines.append(f"  {dataset} from {dept}: {q['rows']} rows — {reasons}")
+            state = ""
+            if q.get("open") is not None or q.get("released") is not None:
+                state = f" (open {q.get('open', 0):,}, released {q.get('released', 0):,})"
+            lines.append(f"  {dataset} from {dept}: {q['rows']:,} rows{state} — {reasons}")
     failing = [g for g in status["gate"] if g["failed"]]
     lines += ["", f"quality gate: {len(status['gate'])} batches checked, {len(failing)} with failed expectations"]
     for g in failing:
         lines.append(f"  {g['dataset']} {g['batch_id'][:12]} {g['verdict']}: "
                      + ", ".join(f"{r['expectation']}({r.get('column') or ''})" for r in g["failed"]))
+    lines += ["", *render_freshness(status.get("freshness", [])), "",
+              render_reconciliation(status.get("reconciliation"))]
     lines += ["", f"extracts: {Path(status['home']) / 'extracts'}/<tier>/<code>.duckdb (DuckDB 1.4+)"]
     return "\n".join(lines)
+
+
+def render_freshness(rows: list[dict[str, Any]]) -> list[str]:
+    """The scoreboard as text lines, late subjects first."""
+    late = [r for r in rows if r["late"]]
+    lines = [f"freshness (art. 25): {len(rows)} department/community feeds, {len(late)} late"]
+    for r in sorted(rows, key=lambda r: (not r["late"], r["department"], r["dataset"], r["community"] or "")):
+        lines.append(f"  {'LATE   ' if r['late'] else 'on time'} {r['sentence']}")
+    return lines
+
+
+def render_reconciliation(result: dict[str, Any] | None) -> str:
+    """One line: when reconciliation last ran and what it found."""
+    if result is None:
+        return "reconciliation: never run (`civicnet verify` checks every node against its parent)"
+    mismatches, repaired = result.get("mismatches", []), result.get("repaired", [])
+    line = (f"reconciliation: checked {result.get('checked_at', '?')}, {result.get('nodes', 0):,} nodes, "
+            f"{len(mismatches)} mismatches, {len(repaired)} repaired")
+    if mismatches:
+        nodes = sorted({str(m.get("node")) for m in mismatches})
+        line += " — differing nodes: " + ", ".join(nodes[:5]) + (" ..." if len(nodes) > 5 else "")
+    return line
+
+
+def quality_page(home: Path, run_id: str | None = None, now: dt.datetime | None = None) -> Path:
+    """Collect the status and write this run's quality page (<home>/reports/quality/<run_id>.html,
+    copied to index.html); `now` is when freshness is judged (default: now)."""
+    return write_quality_page(home, collect(home, now), run_id)

@@ -1,0 +1,163 @@
+"""The quality page from a status dict: sections, escaping of sent text, highlights, numbers, files."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from quality.page import DATA_DOCS, PageError, render_page, write_quality_page
+
+EVIL = '<script>alert("x")</script>'
+SECTIONS = ("batches", "gate", "quarantine", "freshness", "reconciliation")
+
+
+def make_status(home: Path, **overrides: Any) -> dict[str, Any]:
+    """A status dict shaped like civicnet.status.collect's, with department-sent text in it."""
+    status: dict[str, Any] = {
+        "home": str(home), "vintage": 2020, "nodes": [{"tier": "city", "code": "440300000000"}],
+        "batches": [
+            {"batch_id": "a" * 64, "feed": "public_security_residents", "source_name": f"residents{EVIL}.csv",
+             "status": "applied", "gate": "pass", "received_at": "2026-11-27 10:00:00+00", "received": 1234567,
+             "applied": 1234000, "quarantined": 500, "duplicates": 67, "held": 0},
+            {"batch_id": "b" * 64, "feed": "health_stations", "source_name": "stations.json", "status": "refused",
+             "gate": "fail", "received_at": "2026-11-27 11:00:00+00", "received": 40, "applied": 0,
+             "quarantined": 0, "duplicates": 0, "held": 40},
+        ],
+        "gate": [
+            {"batch_id": "a" * 64, "dataset": "residents", "verdict": "warn", "expectations": 9, "error": None,
+             "failed": [{"expectation": "expect_column_values_to_be_between", "column": "birth_date",
+                         "severity": "warn", "success": False, "unexpected_count": 3,
+                         "partial_unexpected": [EVIL], "description": None}]},
+            {"batch_id": "b" * 64, "dataset": "health_stations", "verdict": "fail", "expectations": 0,
+             "failed": [], "error": f"primary key station_id is not unique {EVIL}"},
+        ],
+        "quarantine": {"residents": {"public_security": {"rows": 2500, "by_reason": {"invalid_date": 1500},
+                                                         "open": 2000, "released": 500}}},
+        "freshness": [
+            {"department": "health", "dataset": "health_stations", "feed": "health_stations", "community": None,
+             "senders": [], "cadence": "weekly", "last_updated": None, "last_received": None,
+             "last_status": None, "due_by": None, "late": True, "late_by_seconds": None,
+             "sentence": f"health_stations from health: never updated {EVIL}"},
+            {"department": "statistics", "dataset": "divisions", "feed": "statistics_divisions",
+             "community": None, "senders": [], "cadence": "yearly", "last_updated": "2026-11-27T10:00:00+00:00",
+             "last_received": "2026-11-27T10:00:00+00:00", "last_status": "applied",
+             "due_by": "2027-12-12T10:00:00+00:00", "late": False, "late_by_seconds": None,
+             "sentence": "divisions from statistics: on time"},
+        ],
+        "reconciliation": {"checked_at": "2026-11-27T12:00:00+00:00", "nodes": 899, "repaired": [],
+                           "mismatches": [{"node": "440304001001", "tier": "community", "parent": "440304001000",
+                                           "dataset": "residents", "division": "440304001001",
+                                           "detail": f"row count 10 vs 11 {EVIL}"}]},
+    }
+    return status | overrides
+
+
+class _Rows(HTMLParser):
+    """Collects element ids, script tags and the class of each table row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.scripts = 0
+        self.row_classes: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if found.get("id"):
+            self.ids.add(str(found["id"]))
+        if tag == "script":
+            self.scripts += 1
+        if tag == "tr":
+            self.row_classes.append(found.get("class") or "")
+
+
+def parse(page: str) -> _Rows:
+    parser = _Rows()
+    parser.feed(page)
+    return parser
+
+
+def test_sent_text_is_escaped_everywhere(tmp_path: Path) -> None:
+    page = render_page(make_status(tmp_path), {"run_id": EVIL})
+    assert "<script" not in page
+    # source name, run id (title and header), gate sample, gate error (batches and gate), sentence, detail
+    assert page.count("&lt;script&gt;") == 8
+    assert parse(page).scripts == 0
+
+
+def test_every_section_and_document_basics(tmp_path: Path) -> None:
+    page = render_page(make_status(tmp_path), None)
+    assert set(SECTIONS) <= parse(page).ids
+    assert '<html lang="zh-CN">' in page and '<meta charset="utf-8">' in page
+    assert 'name="viewport"' in page
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing fetched from the network
+
+
+def test_refused_batch_highlighted_with_gate_error(tmp_path: Path) -> None:
+    page = render_page(make_status(tmp_path), None)
+    row = re.search(r'<tr class="bad"><td>health_stations</td>.*?</tr>', page)
+    assert row is not None
+    assert "primary key station_id is not unique" in row.group(0)
+    assert "held" in page and ">40<" in row.group(0)
+
+
+def test_numbers_have_thousands_separators(tmp_path: Path) -> None:
+    page = render_page(make_status(tmp_path), None)
+    for number in ("1,234,567", "1,234,000", "2,500", "1,500", "2,000", "899"):
+        assert f">{number}<" in page or f"{number} nodes" in page, number
+
+
+def test_late_rows_first_and_highlighted(tmp_path: Path) -> None:
+    status = make_status(tmp_path)
+    status["freshness"].reverse()  # the on-time row first: the page still lists the late one first
+    page = render_page(status, None)
+    freshness = page[page.index('id="freshness"'):page.index('id="reconciliation"')]
+    classes = parse(freshness).row_classes
+    assert classes[1:] == ["late", ""]  # after the header row
+    assert "1 late" in freshness
+
+
+def test_warned_expectation_and_mismatch_are_listed(tmp_path: Path) -> None:
+    page = render_page(make_status(tmp_path), None)
+    gate = page[page.index('id="gate"'):page.index('id="quarantine"')]
+    assert '<tr class="warn"><td>residents</td>' in gate and "3 unexpected" in gate
+    reconciliation = page[page.index('id="reconciliation"'):]
+    assert "440304001001" in reconciliation and "1 mismatches" in reconciliation
+
+
+def test_reconciliation_never_run(tmp_path: Path) -> None:
+    page = render_page(make_status(tmp_path, reconciliation=None), None)
+    assert "Not run yet" in page[page.index('id="reconciliation"'):]
+
+
+def test_data_docs_link_only_when_built(tmp_path: Path) -> None:
+    assert "Data Docs" not in render_page(make_status(tmp_path), None)
+    docs = tmp_path / DATA_DOCS
+    docs.parent.mkdir(parents=True)
+    docs.write_text("<html></html>", "utf-8")
+    assert 'href="../../quality/gx/data_docs/index.html"' in render_page(make_status(tmp_path), None)
+
+
+def test_write_quality_page_writes_run_and_index(tmp_path: Path) -> None:
+    first = write_quality_page(tmp_path, make_status(tmp_path), "run-1")
+    second = write_quality_page(tmp_path, make_status(tmp_path, batches=[]), "run-2")
+    assert first == tmp_path / "reports" / "quality" / "run-1.html"
+    assert "public_security_residents" in first.read_text("utf-8")
+    index = (second.parent / "index.html").read_text("utf-8")
+    assert index == second.read_text("utf-8") and "public_security_residents" not in index
+    assert sorted(p.name for p in second.parent.iterdir()) == ["index.html", "run-1.html", "run-2.html"]
+
+
+def test_default_run_id_is_a_utc_timestamp(tmp_path: Path) -> None:
+    path = write_quality_page(tmp_path, make_status(tmp_path))
+    assert re.fullmatch(r"\d{8}T\d{6}Z\.html", path.name)
+
+
+@pytest.mark.parametrize("run_id", ["../escape", "manual__2026-11-27T10:00:00+00:00", "a/b"], ids=repr)
+def test_unsafe_run_id_is_refused(tmp_path: Path, run_id: str) -> None:
+    with pytest.raises(PageError, match="run id"):
+        write_quality_page(tmp_path, make_status(tmp_path), run_id)
