@@ -4,7 +4,9 @@
 write that dataset and the file fits the dataset's push feed, lands it immutably (its sha256 is
 the batch id, so a resent file is recognised and lands nothing) and hands it to a `Trigger`
 that runs the ingest. `GET /v1/batches/{batch_id}` answers what became of a batch, with every
-quarantined row and its reasons: the rejection report a sender fixes its data from.
+quarantined row and its reasons; once the batch is decided, `GET /v1/batches/{batch_id}/report`
+returns its rejection report (quality/rejection.py: JSON, `?format=csv` or `?format=text`), the
+report a sender fixes its data from.
 
 Checks run cheapest first and before the body is read where they can (auth, dataset, rights,
 declared size), so a refused upload costs the gateway little. Tokens and the Authorization
@@ -22,15 +24,17 @@ import re
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -40,6 +44,7 @@ from connectors.feeds import Feed, PushSource, load_feeds
 from connectors.parse import CSV, MEDIA_TYPES, UnreadablePayloadError, detect_encoding, read_payload
 from connectors.senders import Sender, authenticate
 from quality.conform import check_columns
+from quality.rejection import RejectionReport, build_report, to_csv, to_text
 from schemas.contract import Contract, load_contracts
 from schemas.errors import TerminalError
 from warehouse import landing
@@ -51,6 +56,8 @@ MAX_NAME = 200
 REPORT_ROWS = 1000  # quarantined rows listed in a status answer; the counts always cover all
 _BATCH_ID = re.compile(r"^[0-9a-f]{64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+REPORT_FORMATS = ("json", "csv", "text")
+T = TypeVar("T")
 
 
 class GatewayError(Exception):
@@ -265,9 +272,40 @@ class _Gateway:
                                     "your receipt")
         return batch_status(self.home, receipt, self.trigger)
 
+    def report(self, batch_id: str, request: Request, fmt: str = Query("json", alias="format")) -> Response:
+        """GET /v1/batches/{batch_id}/report: the rejection report of a decided batch (JSON, CSV or text)."""
+        sender = self.sender(request)
+        if fmt not in REPORT_FORMATS:
+            raise GatewayError(422, f"format {fmt!r} is not one the gateway writes; ask for one of "
+                                    f"{list(REPORT_FORMATS)} (json if left out)")
+        receipt = self.receipt(batch_id) if _BATCH_ID.match(batch_id) else None
+        if receipt is None or not self.visible(sender, receipt):
+            raise GatewayError(404, f"no batch {batch_id!r} sent by you or your department; check the id in "
+                                    "your receipt")
+        report, busy = _city_read(self.home, self.trigger, lambda con: self.build(con, receipt))
+        if report is None:
+            state = "being processed" if busy else "not decided yet"
+            raise GatewayError(404, f"batch {batch_id} is {state}: its report exists once it is applied or refused; "
+                                    f"ask again when GET /v1/batches/{batch_id} says so")
+        if fmt == "csv":
+            return Response(to_csv(report), media_type="text/csv; charset=utf-8",
+                            headers={"Content-Disposition": f'attachment; filename="{batch_id}.csv"'})
+        if fmt == "text":
+            return PlainTextResponse(to_text(report))
+        return JSONResponse(report.to_dict())
 
-def _city_ledger(home: Path, batch_id: str, trigger: Trigger) -> tuple[BatchOutcome | None, bool]:
-    """(the city ledger row of a batch, whether the city node was busy and could not be read)."""
+    def build(self, con: duckdb.DuckDBPyConnection, receipt: dict[str, Any]) -> RejectionReport | None:
+        """The report of a batch from the open city node, or None if the node has not decided it."""
+        if ledger_entry(con, "city", receipt["batch_id"]) is None:
+            return None
+        manifest = landing.read_manifest(self.home, receipt["dataset"], receipt["batch_id"])
+        feed = self.feeds.get(manifest.dataset)
+        mapping = pipeline.source_mapping(feed) if feed is not None and feed.slug == manifest.feed else None
+        return build_report(con, "city", manifest.batch_id, manifest, mapping)
+
+
+def _city_read(home: Path, trigger: Trigger, read: Callable[[duckdb.DuckDBPyConnection], T]) -> tuple[T | None, bool]:
+    """(what `read` finds in the city node, whether the node was busy and could not be read)."""
     if not trigger.node_lock.acquire(blocking=False):
         return None, True
     try:
@@ -278,11 +316,16 @@ def _city_ledger(home: Path, batch_id: str, trigger: Trigger) -> tuple[BatchOutc
         except NodeLockedError:  # a merge in another process holds the file: DuckDB allows one writer
             return None, True
         try:
-            return ledger_entry(con, "city", batch_id), False
+            return read(con), False
         finally:
             con.close()
     finally:
         trigger.node_lock.release()
+
+
+def _city_ledger(home: Path, batch_id: str, trigger: Trigger) -> tuple[BatchOutcome | None, bool]:
+    """(the city ledger row of a batch, whether the city node was busy and could not be read)."""
+    return _city_read(home, trigger, lambda con: ledger_entry(con, "city", batch_id))
 
 
 def _quarantined_rows(stage: Path) -> list[dict[str, Any]]:
@@ -310,8 +353,9 @@ def batch_status(home: Path, receipt: dict[str, Any], trigger: Trigger) -> dict[
                   "duplicates": check["duplicates"] if check else None}
     gate = check["gate"] if check else {}
     error = gate.get("error") or (None if entry else trigger.last_error(batch_id))
+    report = {"report": f"/v1/batches/{batch_id}/report"} if entry is not None else {}
     return receipt | {"status": state, "counts": counts, "gate": gate.get("verdict"), "error": error,
-                      "quarantined_rows": _quarantined_rows(stage)}
+                      "quarantined_rows": _quarantined_rows(stage)} | report
 
 
 def _error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -336,7 +380,8 @@ def create_app(home: Path, trigger: Trigger, feeds: dict[str, Feed] | None = Non
     async def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         return _error_response(exc.status_code, f"{exc.detail}: the gateway serves POST "
-                                                "/v1/datasets/<dataset>/batches and GET /v1/batches/<batch_id>")
+                                                "/v1/datasets/<dataset>/batches, GET /v1/batches/<batch_id> "
+                                                "and GET /v1/batches/<batch_id>/report")
 
     async def invalid(_: Request, exc: Exception) -> JSONResponse:
         return _error_response(422, f"the request is malformed: {exc}")
@@ -348,6 +393,7 @@ def create_app(home: Path, trigger: Trigger, feeds: dict[str, Feed] | None = Non
     app.add_api_route("/v1/health", health, methods=["GET"])
     app.add_api_route("/v1/datasets/{dataset}/batches", gateway.receive, methods=["POST"], status_code=202)
     app.add_api_route("/v1/batches/{batch_id}", gateway.status, methods=["GET"])
+    app.add_api_route("/v1/batches/{batch_id}/report", gateway.report, methods=["GET"])
     return app
 
 

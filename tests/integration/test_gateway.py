@@ -315,3 +315,77 @@ def test_a_batch_that_cannot_be_conformed_is_refused_and_its_status_says_why(tmp
     assert status["status"] == "refused"
     assert "missing" in status["error"] and "支出编号" in status["error"]
     assert status["gate"] == "fail"
+
+
+def get_report(gateway: Gateway, token: str, batch_id: str, fmt: str | None = None) -> requests.Response:
+    params = {"format": fmt} if fmt else None
+    return requests.get(f"{gateway.url}/v1/batches/{batch_id}/report", params=params,
+                        headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+
+def test_report_names_the_quarantined_row_for_its_sender(gateway: Gateway) -> None:
+    receipt = gateway.receipts["station"]
+    status = gateway.status(gateway.tokens["station"], receipt["batch_id"]).json()
+
+    answer = get_report(gateway, gateway.tokens["station"], receipt["batch_id"])
+
+    assert status["report"] == f"/v1/batches/{receipt['batch_id']}/report"
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+    report = answer.json()
+    assert (report["status"], report["sender"], report["source_name"], report["needs_return"]) == \
+        ("applied", "station", "expenditures.csv", True)
+    assert report["counts"] == {"received": receipt["rows"], "applied": receipt["rows"] - 1, "quarantined": 1,
+                                "duplicates": 0, "held": 0}
+    assert report["balanced"] and report["refusal"] == []
+    (row,) = report["rows"]
+    foreign = expenditure_id(FOREIGN, 999)
+    assert (row["line"], row["key"], row["raw"]["支出编号"]) == (receipt["rows"], foreign, foreign)
+    assert [(r["code"], r["field"], r["value"]) for r in row["reasons"]] == \
+        [("outside_jurisdiction", "division_code", FOREIGN)]
+
+
+def test_report_as_csv_opens_in_excel_and_as_text(gateway: Gateway) -> None:
+    receipt = gateway.receipts["station"]
+
+    as_csv = get_report(gateway, gateway.tokens["station"], receipt["batch_id"], "csv")
+    as_text = get_report(gateway, gateway.tokens["station"], receipt["batch_id"], "text")
+
+    assert as_csv.status_code == 200 and as_csv.headers["content-type"].startswith("text/csv")
+    assert as_csv.content.startswith(b"\xef\xbb\xbf")
+    lines = list(csv.reader(io.StringIO(as_csv.content.decode("utf-8-sig"))))
+    assert lines[0][:6] == ["line", "key", "field", "code", "message", "value"]
+    assert [[*line[:4], line[5]] for line in lines[1:]] == \
+        [[str(receipt["rows"]), expenditure_id(FOREIGN, 999), "division_code", "outside_jurisdiction", FOREIGN]]
+    assert as_text.status_code == 200
+    assert f"line {receipt['rows']}: outside_jurisdiction (division_code)" in as_text.text
+    assert "what to do:" in as_text.text
+
+
+def test_report_needs_a_valid_token_and_is_hidden_from_other_senders(gateway: Gateway) -> None:
+    batch_id = gateway.receipts["station"]["batch_id"]
+
+    assert get_report(gateway, "not-a-token", batch_id).status_code == 401
+    for other in ("ca", "ps"):
+        answer = get_report(gateway, gateway.tokens[other], batch_id)
+        assert answer.status_code == 404
+        assert answer.json().keys() == {"error"} and "no batch" in answer.json()["error"]
+    assert get_report(gateway, gateway.tokens["station"], "0" * 64).status_code == 404
+    assert get_report(gateway, gateway.tokens["station"], batch_id, "pdf").status_code == 422
+
+
+def test_report_exists_only_once_the_batch_is_decided(gateway: Gateway) -> None:
+    # rows of a community no other test reads, so the node checks above are unaffected
+    community = next(c for c in _COMMUNITIES if c.startswith(_DISTRICTS[3].code[:6]))
+    with gateway.trigger.node_lock:  # a run holds the city node: the batch cannot be decided yet
+        answer = gateway.post(gateway.tokens["ca"], csv_bytes(expenditures(community, 60)))
+        batch_id = answer.json()["batch_id"]
+        early = get_report(gateway, gateway.tokens["ca"], batch_id)
+        status = gateway.status(gateway.tokens["ca"], batch_id).json()
+    assert gateway.trigger.wait_idle(600)
+
+    assert early.status_code == 404 and "applied or refused" in early.json()["error"]
+    assert "report" not in status
+    late = get_report(gateway, gateway.tokens["ca2"], batch_id)  # the same department may read it
+    assert late.status_code == 200
+    assert (late.json()["status"], late.json()["needs_return"], late.json()["rows"]) == ("applied", False, [])
+    assert gateway.status(gateway.tokens["ca"], batch_id).json()["report"] == f"/v1/batches/{batch_id}/report"
