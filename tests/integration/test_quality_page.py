@@ -1,0 +1,137 @@
+"""The quality page of a real home renders in headless Chromium (Debian's chromium package).
+
+Needs chromium on PATH (never skips): `make test` installs it when it is missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import struct
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import build_home
+
+from civicnet import pipeline
+from civicnet.status import collect, quality_page
+from connectors.senders import add_sender
+
+SECTIONS = ("batches", "gate", "quarantine", "freshness", "reconciliation")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-dev-shm-usage", "--enable-logging=stderr", "--v=0"]
+# judged two days after the build: the daily residents feed is late, the monthly facilities are not
+LATER = dt.timedelta(days=2)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """The chromium binary (asked for first, so a missing browser fails before the home is built)."""
+    found = shutil.which("chromium")
+    if found is None:
+        pytest.fail("chromium is not installed: run `make test` (it installs Debian's chromium package) or "
+                    "`apt-get install chromium`")
+    return found
+
+
+def run_chromium(chromium: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """One headless Chromium run with its own throwaway profile."""
+    return subprocess.run([chromium, *FLAGS, f"--user-data-dir={profile}", *args],
+                          capture_output=True, text=True, timeout=60, check=True)
+
+
+@pytest.fixture(scope="module")
+def page(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """A real home (plus a community sender and a reconciliation result) and its quality page."""
+    home = build_home(tmp_path_factory.mktemp("quality_page"))
+    community = min(d.code for d in pipeline.registry().by_tier("community"))
+    add_sender(home, "ws-page-test", "community", None, community)
+    (home / "quality").mkdir(parents=True, exist_ok=True)
+    (home / "quality" / "reconciliation.json").write_text(json.dumps({
+        "checked_at": "2026-11-27T12:00:00+00:00", "nodes": 899, "repaired": [],
+        "mismatches": [{"node": community, "tier": "community", "parent": community[:9] + "000",
+                        "dataset": "residents", "division": community, "detail": "row count 11, parent has 12"}],
+    }), "utf-8")
+    now = dt.datetime.now(dt.UTC) + LATER
+    return quality_page(home, "it-run", now), collect(home, now)
+
+
+class _Dom(HTMLParser):
+    """Element ids, script tags, and the text of each table row with its class."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.scripts = 0
+        self.rows: list[tuple[str, str]] = []
+        self._row: list[str] | None = None
+        self._class = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if found.get("id"):
+            self.ids.add(str(found["id"]))
+        self.scripts += tag == "script"
+        if tag == "tr":
+            self._row, self._class = [], found.get("class") or ""
+
+    def handle_data(self, data: str) -> None:
+        if self._row is not None:
+            self._row.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "tr" and self._row is not None:
+            self.rows.append((self._class, " ".join(self._row)))
+            self._row = None
+
+
+def test_dom_has_every_section_counts_and_late_rows(chromium: str, page: tuple[Path, dict[str, Any]],
+                                                    tmp_path: Path) -> None:
+    path, status = page
+    assert (path.parent / "index.html").read_text("utf-8") == path.read_text("utf-8")
+    done = run_chromium(chromium, tmp_path / "profile", "--dump-dom", path.as_uri())
+    assert "Uncaught" not in done.stderr and ":CONSOLE" not in done.stderr
+    dom = _Dom()
+    dom.feed(done.stdout)
+    assert set(SECTIONS) <= dom.ids
+    assert dom.scripts == 0
+    batch_rows = [text for _, text in dom.rows if text.split(" ")[0] in {b["feed"] for b in status["batches"]}]
+    assert len(status["batches"]) == 3 and len(batch_rows) == 3
+    for b, text in zip(status["batches"], batch_rows, strict=True):
+        assert text.startswith(b["feed"])
+        for key in ("received", "applied", "quarantined"):
+            assert f"{b[key]:,}" in text.split(), (key, text)
+    late = [text for cls, text in dom.rows if cls == "late"]
+    assert any(text.startswith("public_security residents") and "late by" in text for text in late), late
+    assert any("health_stations" in text and "never" in text for text in late)
+    assert any("community:" in text and "community_expenditures" in text for text in late)
+    on_time = [text for cls, text in dom.rows if cls == "" and text.startswith("civil_affairs facilities")]
+    assert on_time and "on time" in on_time[0]
+    mismatch = [text for cls, text in dom.rows if cls == "bad" and "row count 11" in text]
+    assert mismatch and mismatch[0].startswith(status["reconciliation"]["mismatches"][0]["node"])
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def test_screenshot_is_not_blank(chromium: str, page: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    path, _ = page
+    blank = tmp_path / "blank.html"
+    blank.write_text('<!DOCTYPE html><html lang="zh-CN"><body></body></html>', "utf-8")
+    shots = {}
+    for name, target in (("page", path), ("blank", blank)):
+        shot = tmp_path / f"{name}.png"
+        run_chromium(chromium, tmp_path / f"profile-{name}", f"--screenshot={shot}", "--window-size=1280,2000",
+                     target.as_uri())
+        shots[name] = shot.read_bytes()
+        assert _png_size(shots[name]) == (1280, 2000)
+    # an empty white page compresses to a few KB; tables of text do not
+    assert len(shots["page"]) > 50_000
+    assert len(shots["page"]) > 5 * len(shots["blank"])
