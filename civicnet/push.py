@@ -3,7 +3,8 @@
 The file is read and conformed here first, with the same code the city runs, so that a sender
 learns of unreadable files and wrong columns before anything is sent (exit 2), and sees which
 rows would be quarantined. Those rows are still sent: the gateway decides, and its rejection
-report (`--report`) is the word that counts.
+report (`--report`: waits for the verdict, then prints the text report from
+`GET /v1/batches/<id>/report`) is the word that counts.
 
 Exit codes: 0 sent, 2 refused by the local check, 3 refused by (or unreachable) gateway,
 4 no verdict within `--wait` seconds.
@@ -164,6 +165,25 @@ def render_report(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def fetch_report(gateway: str, token: str, report_url: str) -> str:
+    """The text form of a decided batch's rejection report, from the gateway."""
+    answer = requests.get(gateway.rstrip("/") + report_url, params={"format": "text"},
+                          headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT)
+    answer.raise_for_status()
+    return answer.text.rstrip("\n")
+
+
+def _verdict_text(gateway: str, token: str, status: dict[str, Any], err: TextIO) -> str:
+    """The gateway's report once the batch is decided, else (or if it cannot be read) the status."""
+    if status["status"] not in FINAL or not status.get("report"):
+        return render_report(status)
+    try:
+        return fetch_report(gateway, token, status["report"])
+    except requests.RequestException as error:
+        print(f"civicnet push: the report could not be read ({error}); the batch status follows", file=err)
+        return render_report(status)
+
+
 def _gateway_error(answer: requests.Response) -> str:
     try:
         return str(answer.json()["error"])
@@ -201,7 +221,7 @@ def push(gateway: str, token: str | None, dataset: str, path: Path, report: bool
     except requests.RequestException as error:
         print(f"civicnet push: sent, but the status could not be read: {error}", file=err)
         return EXIT_GATEWAY
-    print(render_report(status), file=out)
+    print(_verdict_text(gateway, token, status, err), file=out)
     if status["status"] not in FINAL:
         print(f"civicnet push: no verdict within {wait:g} s; ask again at {receipt['status_url']}", file=err)
         return EXIT_TIMEOUT

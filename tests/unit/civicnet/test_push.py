@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from tqdm import tqdm
 
+from civicnet import push as push_module
 from civicnet.cli import main, parser
 from civicnet.demo_push import expenditure_rows, write_expenditure_files
 from civicnet.gateway import GatewayServer
@@ -132,6 +134,8 @@ def test_community_upload_with_report(gateway: Gateway, tmp_path: Path) -> None:
     rows = receipt["rows"]
     assert f"received {rows}, applied {rows - 1}, quarantined 1, duplicates 0, held 0" in report
     assert f"line {rows}: outside_jurisdiction (division_code)" in report
+    assert "quarantined by reason: outside_jurisdiction (division_code) 1" in report  # the gateway's report
+    assert "what to do:" in report and "releases the rows from quarantine" in report
 
 
 def test_local_check_previews_quarantine_and_still_sends(gateway: Gateway, tmp_path: Path) -> None:
@@ -211,3 +215,18 @@ def test_cli_parses_gateway_serve() -> None:
     args = parser().parse_args(["gateway", "serve", "--trigger", "inline", "--port", "9000"])
     assert (args.command, args.gateway_command, args.trigger, args.host, args.port) == \
         ("gateway", "serve", "inline", "127.0.0.1", 9000)
+
+
+def test_report_falls_back_to_the_status_when_it_cannot_be_read(gateway: Gateway, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreachable(*_: object) -> str:
+        raise requests.ConnectionError("connection reset")
+
+    monkeypatch.setattr(push_module, "fetch_report", unreachable)
+    path = write_csv(tmp_path / "fallback.csv", list(expenditure_rows(COMMUNITY, random.Random(9))))
+
+    code, out, err = run_push(gateway, path, gateway.tokens["ca"], report=True)
+
+    assert code == 0, err
+    assert "report could not be read (connection reset)" in err
+    assert ": applied" in out and "what to do:" not in out
