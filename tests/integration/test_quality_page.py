@@ -6,6 +6,7 @@ Needs chromium on PATH (never skips): `make test` installs it when it is missing
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import shutil
 import struct
@@ -15,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import build_home
+from conftest import AS_OF, build_home
 
 from civicnet import pipeline
-from civicnet.status import collect, quality_page
+from civicnet.status import collect, freshness, quality_page
+from connectors.parse import CSV, read_payload
 from connectors.senders import add_sender
+from warehouse import landing
 
 SECTIONS = ("batches", "gate", "quarantine", "freshness", "reconciliation")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -135,3 +138,39 @@ def test_screenshot_is_not_blank(chromium: str, page: tuple[Path, dict[str, Any]
     # an empty white page compresses to a few KB; tables of text do not
     assert len(shots["page"]) > 50_000
     assert len(shots["page"]) > 5 * len(shots["blank"])
+
+
+def _push_as_community(home: Path, community: str) -> str:
+    """Land one expenditure report as the gateway does for a community sender; returns its batch id."""
+    data = ("支出编号,社区代码,年度,季度,支出类别,金额,说明\n"
+            f"E{community}-2021Q2-001,{community},2021,2,office,1234.5,printer paper\n").encode()
+    table = read_payload(data, CSV, "utf-8", "report.csv")
+    manifest = landing.Manifest(
+        batch_id=hashlib.sha256(data).hexdigest(), feed="community_expenditures", department=f"community:{community}",
+        dataset="community_expenditures", source_name="report.csv", media_type=CSV, encoding="utf-8",
+        byte_size=len(data), row_count=table.num_rows, received_at=landing.utc_now(), cursor={},
+        sender="ws-page-test", scope=community)
+    assert landing.land(home, manifest, data, table)
+    return manifest.batch_id
+
+
+def test_community_row_follows_its_pushed_batch(page: tuple[Path, dict[str, Any]]) -> None:
+    home = page[0].parent.parent.parent
+    community = min(d.code for d in pipeline.registry().by_tier("community"))
+
+    def row() -> dict[str, Any]:
+        rows = [r.to_dict() for r in freshness(home) if r.community == community]
+        assert len(rows) == 1 and rows[0]["senders"] == ["ws-page-test"]
+        return rows[0]
+
+    assert row()["last_received"] is None and row()["late"]
+    _push_as_community(home, community)
+    pending = row()
+    assert pending["last_status"] == "pending" and pending["last_updated"] is None and pending["late"]
+    assert "waiting to be checked" in pending["sentence"]
+    pipeline.ingest_feed(home, "community_expenditures", AS_OF)
+    applied = row()
+    assert applied["last_status"] == "applied" and not applied["late"]
+    assert applied["last_updated"] == pending["last_received"]
+    department = next(r for r in freshness(home) if r.feed == "community_expenditures" and r.community is None)
+    assert department.last_received is None  # the community's batch is not the department's update
