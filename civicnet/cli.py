@@ -1,4 +1,4 @@
-"""The civicnet command line: demo, status, sync, ingest, push, gateway."""
+"""The civicnet command line: demo, status, sync, verify, ingest, push, gateway."""
 
 from __future__ import annotations
 
@@ -40,6 +40,15 @@ def _sync(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(pipeline.sync_network(settings.home, on_node=report_node, workers=args.workers))
     return 0
+
+
+def _verify(args: argparse.Namespace, settings: Settings) -> int:
+    """Check every node against its parent by control totals; exit 1 while any still differs."""
+    from civicnet.verify import render, verify_and_record
+
+    report = verify_and_record(settings.home, repair=args.repair)
+    print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1) if args.json else render(report))
+    return 0 if report.agrees else 1
 
 
 def report_node(code: str, results: list[object]) -> None:
@@ -139,7 +148,11 @@ def parser() -> argparse.ArgumentParser:
     sync.add_argument("--workers", type=int, default=1, help="districts synced in parallel processes")
     ingest = sub.add_parser("ingest", help="run one feed's ingest DAG through Airflow")
     ingest.add_argument("feed", help="feed slug, e.g. public_security_residents")
-    for sp in (demo, status, sync, ingest, *_add_gateway_parsers(sub)):
+    verify = sub.add_parser("verify", help="check every node against its parent by control totals "
+                                           "(exit 1 while any differs)")
+    verify.add_argument("--repair", action="store_true", help="re-copy the differing slices from the parents")
+    verify.add_argument("--json", action="store_true")
+    for sp in (demo, status, sync, verify, ingest, *_add_gateway_parsers(sub)):
         sp.add_argument("--home", default=argparse.SUPPRESS, help="civicnet home")
     return p
 
@@ -148,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `civicnet`."""
     args = parser().parse_args(argv)
     settings = Settings.from_env(getattr(args, "home", None))
-    handlers = {"demo": _demo, "status": _status, "sync": _sync, "ingest": _ingest, "push": _push,
+    handlers = {"demo": _demo, "status": _status, "sync": _sync, "verify": _verify, "ingest": _ingest, "push": _push,
                 "gateway": _gateway}
     try:
         return handlers[args.command](args, settings)

@@ -4,8 +4,10 @@
 Runs whenever an ingest DAG has changed the city node. One task per district (9, not 900
 nodes) syncs its whole subtree — district, streets, communities — from the city, each node in
 its own transaction with its high-water mark, and publishes each node as a DuckDB file
-analysts can open. The last task writes `extracts/network.json`, the index `civicnet status`
-reads.
+analysts can open. Then `write_index` writes `extracts/network.json`, the index `civicnet status`
+reads, and `reconcile` checks every node against its parent by control totals (rows, measure
+sums, a hash of the values per dataset and division), writes `quality/reconciliation.json` and
+fails, naming the nodes, if any differs (`civicnet verify --repair` re-copies those slices).
 """
 
 from __future__ import annotations
@@ -47,8 +49,15 @@ def network_sync() -> None:
 
         return pipeline.write_network_index(civicnet_home(), list(subtrees), city)
 
+    @task
+    @translate_errors
+    def reconcile() -> dict[str, object]:
+        from civicnet import verify
+
+        return verify.reconcile(civicnet_home())
+
     city = publish_city()
-    write_index(sync_district.expand(code=districts()), city)
+    write_index(sync_district.expand(code=districts()), city) >> reconcile()
 
 
 network_sync()

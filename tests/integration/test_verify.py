@@ -1,0 +1,150 @@
+"""`civicnet verify [--repair]` on a tiny Shenzhen built for this module: a clean network agrees;
+a tampered community (a row deleted, a value changed in another dataset) is named alone and
+repaired without touching any other node file; a tampered street is named as the street, not
+its communities. The tests run in order on one home (each leaves the network clean again)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from conftest import build_home
+
+from civicnet import cli, pipeline
+from civicnet.verify import render, verify_network
+from schemas.contract import Contract
+from schemas.divisions import parent_of, subtree_prefix, tier_of
+from warehouse.extract import extract_path
+from warehouse.node import attach, connect, detach, node_path
+
+pytestmark = pytest.mark.slow  # builds its own home and opens every node file several times
+
+CONTRACTS: dict[str, Contract] = {c.name: c for c in pipeline.contracts()}
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home of its own (the tests tamper with it), synced once."""
+    return build_home(tmp_path_factory.mktemp("verify"))
+
+
+def digests(home: Path) -> dict[str, str]:
+    """sha256 of every node file, by path."""
+    return {str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((home / "nodes").glob("*/*.duckdb"))}
+
+
+def run(home: Path, *args: str) -> int:
+    return cli.main(["verify", "--home", str(home), *args])
+
+
+def tamper(home: Path, code: str, *statements: tuple[str, list[object]]) -> None:
+    """Edit a node file by hand, as someone with write access to the disk could."""
+    con = connect()
+    try:
+        attach(con, node_path(home, code), "n")
+        for sql, params in statements:
+            con.execute(sql, params)
+        detach(con, "n")
+    finally:
+        con.close()
+
+
+def a_community_with_residents_and_facilities(home: Path) -> str:
+    con = pipeline.open_city(home, read_only=True)
+    try:
+        rows = con.execute("""SELECT division_code FROM city.residents INTERSECT
+                              SELECT division_code FROM city.facilities ORDER BY 1 LIMIT 1""").fetchall()
+    finally:
+        con.close()
+    return str(rows[0][0])
+
+
+def slice_differences(home: Path, code: str) -> dict[str, int]:
+    """Per dataset: rows in the node but not in its parent's slice, plus the other way round."""
+    con = connect()
+    out = {}
+    try:
+        attach(con, node_path(home, code), "c", read_only=True)
+        attach(con, node_path(home, parent_of(code)), "p", read_only=True)
+        for name, contract in CONTRACTS.items():
+            cols = ", ".join(f'"{f.name}"' for f in contract.fields_for_tier(tier_of(code))) + ", _seq, _row_hash"
+            mine = f'SELECT {cols} FROM c."{name}"'
+            theirs = f'SELECT {cols} FROM p."{name}" WHERE starts_with(division_code, ?)'
+            rows = con.execute(f"SELECT count(*) FROM (({mine} EXCEPT ALL {theirs}) UNION ALL "
+                               f"({theirs} EXCEPT ALL {mine}))", [subtree_prefix(code)] * 2).fetchall()
+            out[name] = int(rows[0][0])
+    finally:
+        con.close()
+    return out
+
+
+def test_a_synced_network_agrees_and_the_sync_recorded_it(home: Path) -> None:
+    recorded = json.loads((home / "quality" / "reconciliation.json").read_text("utf-8"))
+    assert (recorded["agrees"], recorded["mismatches"], recorded["nodes_checked"]) == (True, [], 898)
+    report = verify_network(home)
+    assert report.agrees and report.mismatches == [] and report.nodes_checked == 898  # every node but the city
+
+
+def test_a_tampered_community_is_named_alone(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    community = a_community_with_residents_and_facilities(home)
+    tamper(home, community,
+           ("DELETE FROM n.residents WHERE citizen_id = (SELECT min(citizen_id) FROM n.residents)", []),
+           ("UPDATE n.facilities SET name = name || '（改）' WHERE facility_id = "
+            "(SELECT min(facility_id) FROM n.facilities)", []))
+    before = digests(home)
+    capsys.readouterr()
+    assert run(home) == 1
+    out = capsys.readouterr().out
+    assert community in out and "mismatches in 1 nodes" in out
+    assert digests(home) == before  # checking opens nothing for writing
+    recorded = json.loads((home / "quality" / "reconciliation.json").read_text("utf-8"))
+    assert recorded["agrees"] is False
+    assert {(m["node"], m["tier"], m["parent"]) for m in recorded["mismatches"]} == {
+        (community, "community", parent_of(community))}
+    assert {(m["dataset"], m["what"]) for m in recorded["mismatches"]} == {
+        ("residents", "rows"), ("residents", "hash"), ("facilities", "hash")}
+
+
+def test_repair_restores_the_community_and_touches_no_other_node(home: Path) -> None:
+    community = a_community_with_residents_and_facilities(home)
+    before = digests(home)
+    assert run(home, "--repair") == 0
+    after = digests(home)
+    changed = {path for path in before if before[path] != after[path]}
+    assert changed == {str(node_path(home, community).relative_to(home))}
+    assert slice_differences(home, community) == dict.fromkeys(CONTRACTS, 0)
+    extract = extract_path(home, community)
+    assert hashlib.sha256(extract.read_bytes()).hexdigest() == after[str(node_path(home, community).relative_to(home))]
+    recorded = json.loads((home / "quality" / "reconciliation.json").read_text("utf-8"))
+    assert recorded["agrees"] is True and recorded["remaining"] == []
+    assert sorted((r["node"], r["dataset"], r["divisions"]) for r in recorded["repaired"]) == [
+        (community, "facilities", [community]), (community, "residents", [community])]
+    assert verify_network(home).agrees
+
+
+def test_a_tampered_street_is_named_as_the_street_not_its_communities(home: Path) -> None:
+    community = a_community_with_residents_and_facilities(home)
+    street = parent_of(community)
+    tamper(home, street, ("UPDATE n.residents SET status = 'tampered' WHERE division_code = ?", [community]))
+    report = verify_network(home)
+    assert {m.node for m in report.mismatches} == {street}
+    assert {(m.dataset, m.division_code, m.what) for m in report.mismatches} == {("residents", community, "hash")}
+    assert f"street {street}" in render(report)
+    before = digests(home)
+    repaired = verify_network(home, repair=True)
+    assert repaired.agrees and [(r.node, r.dataset) for r in repaired.repaired] == [(street, "residents")]
+    after = digests(home)
+    changed = {p for p in before if before[p] != after[p]}
+    assert changed == {str(node_path(home, street).relative_to(home))}
+    assert slice_differences(home, street)["residents"] == 0
+
+
+def test_verify_json_is_what_the_file_holds(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert run(home, "--json") == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((home / "quality" / "reconciliation.json").read_text("utf-8"))
+    assert printed["agrees"] is True and printed["nodes_checked"] == 898
