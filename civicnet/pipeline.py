@@ -266,7 +266,8 @@ def ingest_feed(home: Path, slug: str, as_of: dt.date) -> list[dict[str, Any]]:
 
 
 def sync_network(home: Path, on_node: Any = None, workers: int = 1) -> str:
-    """Sync every district's subtree, publish the city, write the index (the network DAG).
+    """Sync every district's subtree, publish the city, write the index, then reconcile every node
+    with its parent by control totals (the network DAG).
 
     With `workers` > 1 districts sync in that many processes, as the DAG's mapped tasks do
     (`on_node` must then be a picklable module-level function)."""
@@ -278,4 +279,8 @@ def sync_network(home: Path, on_node: Any = None, workers: int = 1) -> str:
     else:
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
             subtrees = list(pool.map(sync_district, [home] * len(codes), codes, [on_node] * len(codes)))
-    return write_network_index(home, subtrees, publish_city(home))
+    index = write_network_index(home, subtrees, publish_city(home))
+    from civicnet.verify import verify_and_record  # civicnet.verify imports this module
+
+    verify_and_record(home)  # check only: the result is in quality/reconciliation.json
+    return index
