@@ -153,14 +153,22 @@ def test_applied_batch_lists_each_quarantined_row_by_line(con: duckdb.DuckDBPyCo
 
 
 def test_key_and_release_come_from_the_quarantine_when_it_has_them(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("ALTER TABLE city._civicnet.quarantine ADD COLUMN key VARCHAR")
-    con.execute("ALTER TABLE city._civicnet.quarantine ADD COLUMN released_by VARCHAR")
-    con.execute("UPDATE city._civicnet.quarantine SET key = 'K' || line, released_by = ? WHERE line = 5",
-                [CLEAN])
+    # the columns a node of the newer layout has (added here if this node's layout predates them)
+    for column, sql_type in (("key", "VARCHAR"), ("released_by", "VARCHAR"), ("released_at", "TIMESTAMPTZ")):
+        con.execute(f"ALTER TABLE city._civicnet.quarantine ADD COLUMN IF NOT EXISTS {column} {sql_type}")
+    con.execute("ALTER TABLE city._civicnet.batches ADD COLUMN IF NOT EXISTS released BIGINT")
+    con.execute("""UPDATE city._civicnet.quarantine SET key = 'K' || line, released_by = ?,
+                   released_at = '2021-07-01 08:00:00+08' WHERE line = 5""", [CLEAN])
+    con.execute("UPDATE city._civicnet.batches SET released = 1 WHERE batch_id = ?", [CLEAN])
 
     rows = build_report(con, "city", APPLIED, Origin("station"), MAPPING).rows
+    resubmission = build_report(con, "city", CLEAN, Origin("station"), MAPPING)
 
-    assert [(r.line, r.key, r.released_by) for r in rows] == [(2, None, None), (5, "K5", CLEAN)]
+    assert [(r.line, r.key, r.released_by, r.released_at) for r in rows] == \
+        [(2, None, None, None), (5, "K5", CLEAN, "2021-07-01T00:00:00.000000Z")]
+    assert f"[released by batch {CLEAN}]" in to_text(build_report(con, "city", APPLIED, Origin(), MAPPING))
+    assert resubmission.released == 1
+    assert "released: 1 quarantined rows of earlier batches" in to_text(resubmission)
 
 
 def test_a_clean_batch_needs_no_report(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
