@@ -74,19 +74,15 @@ def measure_fields(contract: Contract, fields: Iterable[Field]) -> list[Field]:
     return [f for f in contract.fields if f.measure and f.name in names]
 
 
-def _totals_sql(alias: str, contract: Contract, fields: tuple[Field, ...], prefix: bool, divisions: bool) -> str:
+def _totals_sql(alias: str, contract: Contract, fields: tuple[Field, ...], prefix: bool) -> str:
     sums = ", ".join(f"coalesce(sum(CAST({quote_ident(f.name)} AS {MEASURE_TYPE})), 0)"
                      for f in measure_fields(contract, fields))
     measures = f"[{sums}]" if sums else f"[]::{MEASURE_TYPE}[]"
     struct = ", ".join(f"{quote_ident(f.name)} := {quote_ident(f.name)}" for f in fields)
-    where = ["TRUE"]
-    if prefix:
-        where.append("starts_with(division_code, ?)")
-    if divisions:
-        where.append(f"list_contains(?::VARCHAR[], coalesce(division_code, '{NO_DIVISION}'))")
+    where = "starts_with(division_code, ?)" if prefix else "TRUE"
     return f"""SELECT ?, coalesce(division_code, '{NO_DIVISION}'), count(*), {measures},
                       coalesce(sum(CAST(hash(struct_pack({struct})) AS HUGEINT)), 0)
-               FROM {alias}.{quote_ident(contract.name)} WHERE {' AND '.join(where)} GROUP BY ALL"""
+               FROM {alias}.{quote_ident(contract.name)} WHERE {where} GROUP BY ALL"""
 
 
 def _totals(rows: list[tuple[Any, ...]]) -> dict[str, TotalsByDivision]:
@@ -97,15 +93,11 @@ def _totals(rows: list[tuple[Any, ...]]) -> dict[str, TotalsByDivision]:
 
 
 def control_totals(con: duckdb.DuckDBPyConnection, alias: str, contract: Contract, fields: Iterable[Field],
-                   prefix: str | None = None, divisions: Iterable[str] | None = None) -> TotalsByDivision:
+                   prefix: str | None = None) -> TotalsByDivision:
     """Per division code: row count, measure sums and value hash of `fields` in one dataset of an
-    attached node (one GROUP BY), optionally only divisions under `prefix` or in `divisions`."""
-    params: list[object] = [contract.name]
-    if prefix is not None:
-        params.append(prefix)
-    if divisions is not None:
-        params.append(sorted(divisions))
-    sql = _totals_sql(alias, contract, tuple(fields), prefix is not None, divisions is not None)
+    attached node (one GROUP BY), optionally only the divisions under `prefix`."""
+    params = [contract.name] if prefix is None else [contract.name, prefix]
+    sql = _totals_sql(alias, contract, tuple(fields), prefix is not None)
     return _totals(con.execute(sql, params).fetchall()).get(contract.name, {})
 
 
@@ -116,7 +108,7 @@ def node_totals(con: duckdb.DuckDBPyConnection, alias: str, contracts: Iterable[
     parts: list[str] = []
     params: list[object] = []
     for contract in contracts:
-        parts.append(_totals_sql(alias, contract, contract.fields_for_tier(tier), prefix is not None, False))
+        parts.append(_totals_sql(alias, contract, contract.fields_for_tier(tier), prefix is not None))
         params += [contract.name] + ([] if prefix is None else [prefix])
     totals = _totals(con.execute(" UNION ALL ".join(parts), params).fetchall()) if parts else {}
     return {c.name: totals.get(c.name, {}) for c in contracts}
