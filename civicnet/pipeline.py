@@ -22,6 +22,8 @@ from connectors.feeds import Feed, FeedConfigError, load_feeds
 from connectors.parse import read_payload
 from connectors.registry import connector_for
 from quality.conform import QUARANTINE_SCHEMA, SourceMapping, conform_batch
+from quality.volume import record as record_volume
+from quality.volume import volume_ratio
 from schemas.contract import Contract, load_contracts
 from schemas.divisions import Registry, in_subtree, load_registry
 from schemas.errors import TerminalError
@@ -149,25 +151,28 @@ def check(home: Path, slug: str, batch_id: str, as_of: dt.date) -> dict[str, Any
         _write_check(out, base | {"accepted": 0, "quarantined": 0, "duplicates": 0,
                                   "gate": {"verdict": "fail", "error": str(err), "results": []}})
         raise
-    from quality.gate import run_gate  # great_expectations takes seconds to import: only here
+    from quality.gate import BatchSummary, describe, run_gate  # great_expectations takes seconds to import
 
-    gate = run_gate(contract, conformed.accepted, conformed.received, conformed.quarantined.num_rows)
     out.mkdir(parents=True, exist_ok=True)
     pq.write_table(conformed.accepted.drop(["_line"]), out / "accepted.parquet")
     pq.write_table(conformed.quarantined, out / "quarantined.parquet")
-    summary = base | {"accepted": conformed.accepted.num_rows, "quarantined": conformed.quarantined.num_rows,
-                      "duplicates": conformed.duplicates, "gate": gate.to_dict()}
-    _write_check(out, summary)
+    summary = BatchSummary(conformed.received, conformed.quarantined.num_rows, conformed.broken_keys,
+                           volume_ratio(home, slug, conformed.received) if f.delivery == "full" else None)
+    counts = {"accepted": conformed.accepted.num_rows, "quarantined": conformed.quarantined.num_rows,
+              "duplicates": conformed.duplicates}
     del conformed
-    pa.default_memory_pool().release_unused()  # give a big batch's buffers back before the next step
+    pa.default_memory_pool().release_unused()  # give a big batch's buffers back before the gate
+    gate = run_gate(contract, out, summary, as_of.isoformat(), full_delivery=f.delivery == "full")
+    refusal = [describe(r, summary) for r in gate.failed("error")]
+    gate_dict = gate.to_dict() | ({"error": "; ".join(refusal)} if refusal else {}) | \
+        {"warnings": [describe(r, summary) for r in gate.failed("warn")]}
+    _write_check(out, base | counts | {"gate": gate_dict})
     if gate.verdict == "fail":
-        failed = [f"{r['expectation']}({r['column'] or ''})" for r in gate.results
-                  if not r["success"] and r["severity"] == "error"]
         raise QualityGateFailedError(
-            f"batch {batch_id} of feed {slug!r} failed the quality gate: {', '.join(failed)}. "
-            f"It stays in landing and is not applied; see {out / 'check.json'} and the quarantine, "
+            f"batch {batch_id} of feed {slug!r} failed the quality gate: {'; '.join(refusal)}. "
+            f"It stays in landing and is not applied; see {out / 'check.json'} and the rejection report, "
             "then ask the department to resend a corrected file.")
-    return {k: v for k, v in summary.items() if k != "gate"} | {"verdict": gate.verdict}
+    return base | counts | {"verdict": gate.verdict}
 
 
 def summarise_checks(checks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -215,8 +220,10 @@ def _merge_one(con: duckdb.DuckDBPyConnection, home: Path, f: Feed, contract: Co
                                 held=summary["accepted"])
         # refused before any row was checked (columns missing, unreadable): every row is held
         return refuse_batch(con, "city", contract, batch, QUARANTINE_SCHEMA.empty_table(), held=summary["received"])
-    return apply_batch(con, "city", contract, pq.read_table(stage / "accepted.parquet"),
-                       pq.read_table(stage / "quarantined.parquet"), batch)
+    outcome = apply_batch(con, "city", contract, pq.read_table(stage / "accepted.parquet"),
+                          pq.read_table(stage / "quarantined.parquet"), batch)
+    record_volume(home, f.slug, batch_id, outcome.received)
+    return outcome
 
 
 def districts() -> list[str]:

@@ -155,6 +155,9 @@ class Feed(BaseModel):
     # a source column that marks a row deleted (soft delete): a row whose value is set and not
     # false/0/no is a tombstone for its key, never an upsert
     deleted: str | None = None
+    # `full`: every batch is the whole register (the volume gate compares it with the feed's
+    # recent batches and refuses a collapse); `changes`: batches carry only what changed
+    delivery: Literal["full", "changes"] = "changes"
 
     def resolve(self, template: str, home: Path) -> str:
         """Fill `{home}` in a connector parameter."""

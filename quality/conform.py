@@ -17,8 +17,17 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from quality.reasons import MESSAGES, Reason
-from quality.sql import anchor_checks, field_checks, quote_ident, sql_literal, text_expr, typed_expr
+from quality.reasons import template
+from quality.sql import (
+    anchor_checks,
+    field_checks,
+    key_text_sql,
+    quote_ident,
+    rule_checks,
+    sql_literal,
+    text_expr,
+    typed_expr,
+)
 from schemas.contract import DELETED_COLUMN as DELETED
 from schemas.contract import Contract
 from schemas.derive import arrow_schema
@@ -30,7 +39,8 @@ _FALSE_TEXT = "('', '0', 'false', 'f', 'no', 'n', '否')"
 # DuckDB spills beyond this; a 1.7-million-row batch conforms within it.
 MEMORY_LIMIT = "1GB"
 REASON_TYPE = pa.struct([("code", pa.string()), ("field", pa.string()), ("message", pa.string())])
-QUARANTINE_SCHEMA = pa.schema([(LINE, pa.int64()), ("reasons", pa.list_(REASON_TYPE)), ("raw", pa.string())])
+QUARANTINE_SCHEMA = pa.schema([(LINE, pa.int64()), ("key", pa.string()), ("reasons", pa.list_(REASON_TYPE)),
+                               ("raw", pa.string())])
 
 
 class SourceColumnsError(TerminalError):
@@ -63,6 +73,8 @@ class Conformed:
     quarantined: pa.Table
     duplicates: int
     received: int
+    # rows whose key is broken: missing, or repeated with other content (a share of them refuses the batch)
+    broken_keys: int = 0
 
     def check_counts(self) -> None:
         """Raise if any row went missing: received = accepted + quarantined + duplicates."""
@@ -113,6 +125,7 @@ def _select_sql(contract: Contract, mapping: SourceMapping, today: dt.date, scop
         typed.append(f"{typed_expr(f, quote_ident('t_' + f.name), mapping.dates.get(f.name))} AS {quote_ident(f.name)}")
         checks.extend(field_checks(f, quote_ident("t_" + f.name), quote_ident(f.name), today, _message_sql))
     checks.extend(anchor_checks(contract, quote_ident("t_" + contract.anchor), _message_sql, scope))
+    checks.extend(rule_checks(contract, today, _message_sql))
     reasons = "flatten([" + ", ".join(checks) + "])" if checks else "[]"
     fields = ", ".join(quote_ident(f) for f in contract.field_names)
     return f"""
@@ -121,9 +134,9 @@ def _select_sql(contract: Contract, mapping: SourceMapping, today: dt.date, scop
         SELECT {LINE}, {fields}, {DELETED}, {reasons} AS _reasons FROM typed r"""
 
 
-def _message_sql(code: Reason, field_name: str, title: str, value_sql: str) -> str:
-    template = MESSAGES[code].format(field=field_name, title=title, value="{}")
-    return f"format({sql_literal(template)}, coalesce({value_sql}, ''))"
+def _message_sql(code: str, field_name: str, title: str, value_sql: str) -> str:
+    sentence = template(code).format(field=field_name, title=title, value="{}")
+    return f"format({sql_literal(sentence)}, coalesce({value_sql}, ''))"
 
 
 def conform_batch(raw: pa.Table | Path, contract: Contract, mapping: SourceMapping,
@@ -184,15 +197,20 @@ def _split(con: duckdb.DuckDBPyConnection, contract: Contract, mapping: SourceMa
                 f"{_message_sql('duplicate_key', first.name, first.title, value)})]")
     raw_cols = ", ".join(f"raw.{quote_ident(c)}" for c in mapping.source_columns)
     quarantined = con.sql(f"""
-        SELECT q.{LINE}, q.reasons, to_json(struct_pack({raw_cols})) AS raw
-        FROM (SELECT {LINE}, _reasons AS reasons FROM checked WHERE len(_reasons) > 0
+        SELECT q.{LINE}, q.key, q.reasons, to_json(struct_pack({raw_cols})) AS raw
+        FROM (SELECT {LINE}, {key_text_sql(contract, 'checked')} AS key, _reasons AS reasons FROM checked
+              WHERE len(_reasons) > 0
               UNION ALL
-              SELECT c.{LINE}, {conflict} FROM checked c JOIN repeats USING ({LINE}) WHERE NOT _same) q
+              SELECT c.{LINE}, {key_text_sql(contract, 'c')}, {conflict} FROM checked c JOIN repeats USING ({LINE})
+              WHERE NOT _same) q
         JOIN raw USING ({LINE}) ORDER BY q.{LINE}""").to_arrow_table()
     duplicates = con.execute("SELECT count(*) FROM repeats WHERE _same").fetchone()
+    missing_key = " OR ".join(f"{quote_ident(k)} IS NULL" for k in contract.primary_key)
+    (broken,), = con.execute(f"""SELECT (SELECT count(*) FROM repeats WHERE NOT _same)
+                                      + (SELECT count(*) FROM checked WHERE {missing_key})""").fetchall()
     result = Conformed(
         accepted=accepted.cast(pa.schema([pa.field(f.name, f.type) for f in schema])),
         quarantined=quarantined.cast(QUARANTINE_SCHEMA), duplicates=int(duplicates[0]) if duplicates else 0,
-        received=received)
+        received=received, broken_keys=int(broken))
     result.check_counts()
     return result

@@ -1,122 +1,162 @@
-"""The quality gate: a Great Expectations suite generated from the contract, run on each batch.
+"""The quality gate: the contract's Great Expectations suites, run push-down where the batch is.
 
-The suite runs on the batch in memory through GX's pandas engine (Arrow-backed columns). We do
-not use GX's SQL engine on DuckDB: with great-expectations 1.24 and duckdb_engine 0.17 it closes
-the connection before fetching, so every metric comes back empty and every expectation
-"fails" (tests/unit/quality/test_gate.py keeps a reproduction).
+A checked batch sits in staging as Parquet. The gate opens a small DuckDB file beside it
+(`gate.duckdb`) with a view `accepted` over the accepted rows and a one-row table `summary`,
+and validates both with GX's SQL engine inside DuckDB (quality/gx_engine.py): no row is copied
+into pandas, however large the batch. `validate_table` runs any suite on any warehouse URL the
+same way (PostgreSQL included).
 
-Expectations carry a severity in their meta: `error` fails the batch (it is not applied and
-stays in landing), `warn` is reported only.
+Expectations carry a severity: `error` fails the batch (it is not applied and stays in
+landing), `warn` is reported only.
 """
 
 from __future__ import annotations
 
-import logging
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
-import great_expectations as gx
-import pandas as pd
-import pyarrow as pa
-from great_expectations.data_context.types.base import (
-    DataContextConfig,
-    InMemoryStoreBackendDefaults,
-    ProgressBarsConfig,
-)
+import duckdb
 
+from quality.gx_engine import add_datasource, close_datasource, ephemeral_context
+from quality.sql import quote_ident, sql_literal
+from quality.suite import batch_expectations, contract_expectations
 from schemas.contract import Contract
 
-Severity = Literal["error", "warn"]
-MAX_QUARANTINE_SHARE = 0.05
-logging.getLogger("great_expectations").setLevel(logging.WARNING)
+Verdict = Literal["pass", "warn", "fail"]
+GATE_FILE = "gate.duckdb"
+RESULTS_FILE = "gx_results.json"
 
 
-def _skip_batch_fingerprint() -> None:
-    """GX's pandas engine fingerprints every batch under 1 GB with pandas' hash_pandas_object,
-    twice per validation (great_expectations/execution_engine/pandas_execution_engine.py,
-    HASH_THRESHOLD): 10-20 s for 1.7 million rows, while the expectations themselves take
-    under a second. The fingerprint is only a batch marker we never read, so we turn it off
-    here, in this one place, by lowering the threshold to zero."""
-    from great_expectations.execution_engine import pandas_execution_engine
+@dataclass(frozen=True)
+class BatchSummary:
+    """Batch-level facts the batch suite checks."""
 
-    pandas_execution_engine.HASH_THRESHOLD = 0
+    received: int
+    quarantined: int
+    broken_keys: int
+    volume_ratio: float | None  # received over the median of the feed's recent batches (full deliveries)
+
+    def shares(self) -> dict[str, float | None]:
+        """The summary row."""
+        total = self.received or 1
+        return {"quarantined_share": self.quarantined / total, "broken_key_share": self.broken_keys / total,
+                "volume_ratio": self.volume_ratio}
 
 
 @dataclass(frozen=True)
 class GateResult:
     """The verdict on one batch and every expectation behind it."""
 
-    verdict: Literal["pass", "warn", "fail"]
+    verdict: Verdict
     results: list[dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the ledger and reports."""
         return {"verdict": self.verdict, "results": self.results}
 
-
-def _exp(cls: Any, severity: Severity = "error", **kwargs: Any) -> Any:
-    return cls(meta={"severity": severity}, **kwargs)
-
-
-def batch_expectations(contract: Contract) -> list[Any]:
-    """Row-level expectations over the accepted rows, derived from the contract."""
-    e: Any = gx.expectations
-    out = [_exp(e.ExpectTableColumnsToMatchSet, column_set=contract.field_names, exact_match=True),
-           _exp(e.ExpectTableRowCountToBeBetween, min_value=1)]
-    if len(contract.primary_key) == 1:
-        out.append(_exp(e.ExpectColumnValuesToBeUnique, column=contract.primary_key[0]))
-    else:
-        out.append(_exp(e.ExpectCompoundColumnsToBeUnique, column_list=list(contract.primary_key)))
-    for f in contract.fields:
-        c = f.constraints
-        if f.required:
-            out.append(_exp(e.ExpectColumnValuesToNotBeNull, column=f.name))
-        if "enum" in c:
-            out.append(_exp(e.ExpectColumnValuesToBeInSet, column=f.name, value_set=list(c["enum"])))
-        if "minimum" in c or "maximum" in c:
-            out.append(_exp(e.ExpectColumnValuesToBeBetween, column=f.name,
-                            min_value=c.get("minimum"), max_value=c.get("maximum")))
-    out.append(_exp(e.ExpectColumnValuesToMatchRegex, column=contract.anchor, regex=r"^\d{12}$"))
-    return out
+    def failed(self, severity: str) -> list[dict[str, Any]]:
+        """The unsuccessful expectations of one severity."""
+        return [r for r in self.results if not r["success"] and r["severity"] == severity]
 
 
-def summary_expectations() -> list[Any]:
-    """Batch-level expectations over a one-row summary (quarantine share)."""
-    e: Any = gx.expectations
-    return [_exp(e.ExpectColumnValuesToBeBetween, column="quarantined_share",
-                 min_value=0.0, max_value=MAX_QUARANTINE_SHARE)]
-
-
-def _validate(name: str, frame: pd.DataFrame, expectations: list[Any]) -> list[dict[str, Any]]:
-    _skip_batch_fingerprint()
-    config = DataContextConfig(progress_bars=ProgressBarsConfig(globally=False),
-                               store_backend_defaults=InMemoryStoreBackendDefaults())
-    ctx = gx.get_context(mode="ephemeral", project_config=config)
-    batch_def = ctx.data_sources.add_pandas(name).add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
-    suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
-    result = batch_def.get_batch(batch_parameters={"dataframe": frame}).validate(suite, result_format="SUMMARY")
-    out = []
-    for r in result.results:
-        cfg: Any = r.expectation_config
-        out.append({"expectation": cfg.type, "column": cfg.kwargs.get("column"),
-                    "severity": (cfg.meta or {}).get("severity", "error"), "success": bool(r.success),
-                    "unexpected_count": r.result.get("unexpected_count"),
-                    "observed_value": _jsonable(r.result.get("observed_value")),
-                    "exception": (r.exception_info or {}).get("exception_message")})
-    return out
+def _result_row(r: Any) -> dict[str, Any]:
+    cfg: Any = r.expectation_config
+    kwargs = cfg.kwargs
+    column = kwargs.get("column") or kwargs.get("column_A") or (
+        ",".join(kwargs["column_list"]) if kwargs.get("column_list") else None)
+    messages = [i.get("exception_message") for i in (r.exception_info or {}).values() if isinstance(i, dict)]
+    if not messages and isinstance(r.exception_info, dict) and r.exception_info.get("exception_message"):
+        messages = [r.exception_info["exception_message"]]
+    observed = r.result.get("observed_value")
+    return {"expectation": cfg.type, "column": column, "description": cfg.description,
+            "severity": (cfg.meta or {}).get("severity", "error"), "success": bool(r.success),
+            "unexpected_count": r.result.get("unexpected_count"),
+            "partial_unexpected": [_jsonable(v) for v in (r.result.get("partial_unexpected_list") or [])[:5]],
+            "observed_value": _jsonable(observed),
+            "exception": next((m for m in messages if m), None)}
 
 
 def _jsonable(value: Any) -> Any:
     return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
 
 
-def run_gate(contract: Contract, accepted: pa.Table, received: int, quarantined: int) -> GateResult:
-    """Validate a conformed batch; `fail` if any error-severity expectation fails."""
-    frame = accepted.select(contract.field_names).to_pandas(types_mapper=pd.ArrowDtype)
-    share = quarantined / received if received else 0.0
-    summary = pd.DataFrame({"quarantined_share": [share]})
-    results = _validate(f"{contract.name}_batch", frame, batch_expectations(contract))
-    results += _validate(f"{contract.name}_summary", summary, summary_expectations())
-    failed = {r["severity"] for r in results if not r["success"]}
-    verdict: Literal["pass", "warn", "fail"] = "fail" if "error" in failed else "warn" if failed else "pass"
-    return GateResult(verdict, results)
+def validate_table(url: str, table: str, name: str, expectations: list[Any]) -> tuple[list[dict[str, Any]], Any]:
+    """Validate one table of a warehouse (a `duckdb:///` file or a PostgreSQL URL) push-down;
+    returns one result row per expectation and GX's own result (for Data Docs)."""
+    ctx = ephemeral_context()
+    ds = add_datasource(ctx, name, url)
+    try:
+        batch_def = ds.add_table_asset(table, table_name=table).add_batch_definition_whole_table(name)
+        suite = ctx.suites.add(gx_suite(name, expectations))
+        result = batch_def.get_batch().validate(suite, result_format="SUMMARY")
+        return [_result_row(r) for r in result.results], result
+    finally:
+        close_datasource(ds)
+
+
+def gx_suite(name: str, expectations: list[Any]) -> Any:
+    """An expectation suite (GX imported lazily by callers of this module only)."""
+    import great_expectations as gx
+
+    return gx.ExpectationSuite(name=name, expectations=expectations)
+
+
+def _stage(stage: Path, contract: Contract, summary: BatchSummary) -> Path:
+    """gate.duckdb: a view over accepted.parquet and the summary row."""
+    path = stage / GATE_FILE
+    path.unlink(missing_ok=True)
+    fields = ", ".join(quote_ident(f) for f in contract.field_names)
+    parquet = sql_literal(str((stage / "accepted.parquet").resolve()))
+    with duckdb.connect(str(path)) as con:
+        con.execute(f"CREATE VIEW accepted AS SELECT {fields} FROM read_parquet({parquet})")
+        con.execute("CREATE TABLE summary (quarantined_share DOUBLE, broken_key_share DOUBLE, volume_ratio DOUBLE)")
+        con.execute("INSERT INTO summary VALUES ($quarantined_share, $broken_key_share, $volume_ratio)",
+                    summary.shares())
+    return path
+
+
+def run_gate(contract: Contract, stage: Path, summary: BatchSummary, today: str,
+             full_delivery: bool = False) -> GateResult:
+    """Validate a checked batch in `stage` (accepted.parquet); `fail` if any error-severity
+    expectation fails. GX's results are kept in `stage/gx_results.json` for Data Docs."""
+    url = f"duckdb:///{_stage(stage, contract, summary)}"
+    expectations = contract_expectations(contract, today)
+    rows, batch_result = validate_table(url, "accepted", f"{contract.name}.rows", expectations)
+    more, summary_result = validate_table(url, "summary", f"{contract.name}.batch", batch_expectations(full_delivery))
+    rows += more
+    (stage / RESULTS_FILE).write_text(json.dumps(
+        [batch_result.to_json_dict(), summary_result.to_json_dict()], ensure_ascii=False), "utf-8")
+    (stage / GATE_FILE).unlink(missing_ok=True)
+    failed = {r["severity"] for r in rows if not r["success"]}
+    verdict: Verdict = "fail" if "error" in failed else "warn" if failed else "pass"
+    return GateResult(verdict, rows)
+
+
+_SUMMARY_SENTENCES = {
+    "quarantined_share": "{value:.1%} of the rows were quarantined, more than the {limit:.0%} a batch may lose; "
+                         "the file is probably misformatted as a whole",
+    "broken_key_share": "{value:.2%} of the rows have a missing primary key or repeat another row's key with other "
+                        "content (more than {limit:.1%}): the key column is broken",
+    "volume_ratio": "the batch has {value:.0%} of the rows of the feed's recent batches; a whole-register delivery "
+                    "that shrank this much is taken for a truncated export",
+}
+
+
+def describe(r: dict[str, Any], summary: BatchSummary | None = None) -> str:
+    """One sentence for people on an unsuccessful expectation."""
+    column = r.get("column")
+    shares = summary.shares() if summary else {}
+    if column in _SUMMARY_SENTENCES and shares.get(column) is not None:
+        from quality import suite
+
+        limit = {"quarantined_share": suite.MAX_QUARANTINE_SHARE, "broken_key_share": suite.MAX_BROKEN_KEY_SHARE,
+                 "volume_ratio": suite.MIN_VOLUME_RATIO}[column]
+        return _SUMMARY_SENTENCES[column].format(value=shares[column], limit=limit)
+    what = r.get("description") or f"{r['expectation']}({column or ''})"
+    if r.get("exception"):
+        return f"{what} could not be evaluated: {r['exception']}"
+    count = r.get("unexpected_count") if r.get("unexpected_count") is not None else r.get("observed_value")
+    examples = f" (e.g. {', '.join(map(str, r['partial_unexpected']))})" if r.get("partial_unexpected") else ""
+    return f"{what}: {count} rows unexpected{examples}"

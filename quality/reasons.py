@@ -10,6 +10,7 @@ Reason = Literal[
     "unknown_division", "wrong_tier", "duplicate_key", "outside_jurisdiction",
 ]
 
+
 # {field} is the contract field, {title} its Chinese title, {value} the value as sent.
 MESSAGES: dict[Reason, str] = {
     "required_missing": "{title} ({field}) is empty but required; fill it in and resend the row",
@@ -33,3 +34,12 @@ MESSAGES: dict[Reason, str] = {
     "duplicate_key": "{title} ({field}) '{value}' repeats the key of an earlier row in this batch with different "
                      "content; keep one version of the record and resend",
 }
+
+
+def template(code: str) -> str:
+    """The sentence of a reason code: a built-in check's, or a dataset rule's (quality/rules.py)."""
+    if code in MESSAGES:  # a str is checked against the Reason keys at run time
+        return MESSAGES[code]
+    from quality.rules import rule
+
+    return rule(code).message

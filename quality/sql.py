@@ -16,7 +16,7 @@ from schemas.contract import Contract, Field
 from schemas.divisions import subtree_prefix
 from schemas.errors import ContractError
 
-MessageSql = Callable[[Reason, str, str, str], str]
+MessageSql = Callable[[str, str, str, str], str]
 _IDENT = re.compile(r"^[A-Za-z_\u4e00-\u9fff][A-Za-z0-9_\u4e00-\u9fff]*$")
 # Text decoded in the wrong encoding: the replacement character, GBK's famous 锟斤拷 (UTF-8
 # U+FFFD bytes read as GBK), or UTF-8 bytes read as Latin-1/cp1252 (Ã¥, Ã©, â€ ...).
@@ -61,7 +61,7 @@ def typed_expr(f: Field, text: str, date_format: str | None) -> str:
     return f"TRY_CAST({text} AS {sql_type})"
 
 
-def _case(cond: str, code: Reason, f: Field, text: str, message: MessageSql) -> str:
+def _case(cond: str, code: Reason | str, f: Field, text: str, message: MessageSql) -> str:
     msg = message(code, f.name, f.title, text)
     return (f"CASE WHEN {cond} THEN [struct_pack(code := '{code}', field := {sql_literal(f.name)}, "
             f"message := {msg})] ELSE [] END")
@@ -122,3 +122,21 @@ def anchor_checks(contract: Contract, text: str, message: MessageSql, scope: str
         out.append(_case(f"{text} IS NOT NULL AND NOT starts_with({text}, {prefix})", "outside_jurisdiction",
                          f, text, message))
     return out
+
+
+def rule_checks(contract: Contract, today: dt.date, message: MessageSql) -> list[str]:
+    """The dataset's error-severity rules (quality/rules.py) as row checks over the typed columns."""
+    from quality.rules import rules_for
+
+    return [_case(f"coalesce({r.violation_sql(today)}, false)", r.code, contract.field(r.field),
+                  quote_ident("t_" + r.field), message)
+            for r in rules_for(contract.name, "error")]
+
+
+def key_text_sql(contract: Contract, alias: str) -> str:
+    """A row's primary key as one text value, as warehouse.node.key_sql writes it (NULL if a part is)."""
+    parts = [f"CAST({alias}.{quote_ident(k)} AS VARCHAR)" for k in contract.primary_key]
+    if len(parts) == 1:
+        return parts[0]
+    present = " AND ".join(p + " IS NOT NULL" for p in parts)
+    return f"CASE WHEN {present} THEN concat_ws(chr(31), {', '.join(parts)}) END"

@@ -48,6 +48,7 @@ class BatchOutcome:
     moved: int
     held: int = 0
     deleted: int = 0
+    released: int = 0  # quarantined rows of earlier batches this batch's corrected rows released
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ class BatchInput:
 def ledger_entry(con: duckdb.DuckDBPyConnection, node: str, batch_id: str) -> BatchOutcome | None:
     """The ledger row of a batch, if the node has decided it."""
     row = con.execute(f"""SELECT batch_id, dataset, seq, status, received, applied, unchanged, quarantined,
-                                 duplicates, moved, held, deleted FROM {node}._civicnet.batches WHERE batch_id = ?""",
+                                 duplicates, moved, held, deleted, released FROM {node}._civicnet.batches
+                          WHERE batch_id = ?""",
                       [batch_id]).fetchone()
     return BatchOutcome(*row) if row else None
 
@@ -138,18 +140,28 @@ def _write_versions(con: duckdb.DuckDBPyConnection, node: str, contract: Contrac
 
 def _write_quarantine(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, batch: BatchInput) -> None:
     con.execute(f"""INSERT INTO {node}._civicnet.quarantine
-        SELECT ?, ?, ?, ?, _line, reasons, raw FROM quarantined""",
+        SELECT ?, ?, ?, ?, _line, reasons, raw, key, NULL, NULL FROM quarantined""",
                 [batch.batch_id, contract.name, batch.feed, batch.department])
+
+
+def _release_quarantine(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, batch: BatchInput) -> int:
+    """A corrected resubmission: quarantined rows of earlier batches whose key this batch now
+    applies (or deletes) are released, marked with this batch; returns how many."""
+    return int(con.execute(f"""
+        UPDATE {node}._civicnet.quarantine q SET released_by = ?, released_at = ?::TIMESTAMPTZ
+        WHERE q.dataset = ? AND q.released_by IS NULL AND q.batch_id <> ?
+          AND q.key IN (SELECT {key_sql(contract, 'a')} FROM accepted a)""",
+                           [batch.batch_id, batch.received_at, contract.name, batch.batch_id]).fetchall()[0][0])
 
 
 def _write_ledger(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, batch: BatchInput,
                   outcome: BatchOutcome) -> None:
     con.execute(f"""INSERT INTO {node}._civicnet.batches VALUES
-        (?, ?, ?, ?, ?, ?, ?::TIMESTAMPTZ, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (?, ?, ?, ?, ?, ?, ?::TIMESTAMPTZ, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [batch.batch_id, outcome.seq, contract.name, batch.feed, batch.department,
                  batch.source_name, batch.received_at, outcome.status, outcome.received, outcome.applied,
                  outcome.unchanged, outcome.quarantined, outcome.duplicates, outcome.moved, outcome.held,
-                 json.dumps(batch.gate, ensure_ascii=False), outcome.deleted])
+                 json.dumps(batch.gate, ensure_ascii=False), outcome.deleted, outcome.released])
 
 
 def apply_batch(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, accepted: pa.Table,
@@ -171,12 +183,13 @@ def apply_batch(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, a
         deleted = _stage_deletes(con, node, contract, batch.scope)
         moved = _write_versions(con, node, contract, batch, seq)
         _write_deletes(con, node, contract, batch, seq)
+        released = _release_quarantine(con, node, contract, batch)
         _write_quarantine(con, node, contract, batch)
         applied += deleted
         unchanged = accepted.num_rows - applied
         outcome = BatchOutcome(batch.batch_id, contract.name, seq, "applied", batch.received, applied,
                                unchanged, quarantined.num_rows, batch.duplicates + unchanged, moved,
-                               deleted=deleted)
+                               deleted=deleted, released=released)
         _write_ledger(con, node, contract, batch, outcome)
         set_high_water_mark(con, node, contract.name, seq)
     return outcome

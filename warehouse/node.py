@@ -47,7 +47,7 @@ def connect() -> duckdb.DuckDBPyConnection:
 
 
 # Bump when the bookkeeping tables change shape (nodes of another layout are refused).
-LAYOUT_VERSION = 4
+LAYOUT_VERSION = 5
 
 
 class NodeLayoutError(TerminalError):
@@ -191,10 +191,11 @@ def _ensure_origin(con: duckdb.DuckDBPyConnection, alias: str, contracts: list[C
         (batch_id VARCHAR, seq BIGINT, dataset VARCHAR, feed VARCHAR, department VARCHAR,
          source_name VARCHAR, received_at TIMESTAMPTZ, decided_at TIMESTAMPTZ, status VARCHAR,
          received BIGINT, applied BIGINT, unchanged BIGINT, quarantined BIGINT, duplicates BIGINT,
-         moved BIGINT, held BIGINT, gate JSON, deleted BIGINT)""")
+         moved BIGINT, held BIGINT, gate JSON, deleted BIGINT, released BIGINT)""")
     con.execute(f"""CREATE TABLE IF NOT EXISTS {alias}._civicnet.quarantine
         (batch_id VARCHAR, dataset VARCHAR, feed VARCHAR, department VARCHAR, line BIGINT,
-         reasons STRUCT(code VARCHAR, field VARCHAR, message VARCHAR)[], raw JSON)""")
+         reasons STRUCT(code VARCHAR, field VARCHAR, message VARCHAR)[], raw JSON, key VARCHAR,
+         released_by VARCHAR, released_at TIMESTAMPTZ)""")
 
 
 def high_water_mark(con: duckdb.DuckDBPyConnection, alias: str, dataset: str) -> int:

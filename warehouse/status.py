@@ -12,7 +12,7 @@ def batch_ledger(con: duckdb.DuckDBPyConnection, node: str) -> list[dict[str, An
     """Every decided batch, oldest first, with its counts and gate verdict."""
     cur = con.execute(f"""
         SELECT batch_id, seq, dataset, feed, department, source_name, CAST(received_at AS VARCHAR) AS received_at,
-               status, received, applied, quarantined, duplicates, unchanged, moved, held, deleted,
+               status, received, applied, quarantined, duplicates, unchanged, moved, held, deleted, released,
                json_extract_string(gate, '$.verdict') AS gate
         FROM {node}._civicnet.batches ORDER BY received_at, batch_id""")
     names = [d[0] for d in cur.description]
@@ -23,16 +23,19 @@ def batch_ledger(con: duckdb.DuckDBPyConnection, node: str) -> list[dict[str, An
 
 
 def quarantine_summary(con: duckdb.DuckDBPyConnection, node: str) -> dict[str, Any]:
-    """Quarantined rows per dataset, per sending department and per reason code."""
+    """Quarantined rows per dataset and sending department: all ever, still open, released by a
+    corrected resubmission, and the open ones per reason code (a row counts once per reason)."""
     rows = con.execute(f"""
         SELECT dataset, department, r.code, count(*) FROM (
-            SELECT dataset, department, unnest(reasons) AS r FROM {node}._civicnet.quarantine)
+            SELECT dataset, department, unnest(reasons) AS r FROM {node}._civicnet.quarantine
+            WHERE released_by IS NULL)
         GROUP BY ALL ORDER BY ALL""").fetchall()
-    totals = con.execute(f"""SELECT dataset, department, count(*) FROM {node}._civicnet.quarantine
-                             GROUP BY ALL ORDER BY ALL""").fetchall()
+    totals = con.execute(f"""SELECT dataset, department, count(*), count(*) FILTER (released_by IS NULL)
+                             FROM {node}._civicnet.quarantine GROUP BY ALL ORDER BY ALL""").fetchall()
     out: dict[str, Any] = {}
-    for dataset, department, n in totals:
-        out.setdefault(dataset, {})[department] = {"rows": n, "by_reason": {}}
+    for dataset, department, n, still_open in totals:
+        out.setdefault(dataset, {})[department] = {"rows": n, "open": still_open, "released": n - still_open,
+                                                   "by_reason": {}}
     for dataset, department, code, n in rows:
         out[dataset][department]["by_reason"][code] = n
     return out

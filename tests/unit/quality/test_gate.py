@@ -1,7 +1,4 @@
-"""The quality gate: a clean batch passes; each broken rule fails it, naming the expectation.
-
-Also keeps the reproduction of why the gate does not use GX's SQL engine on DuckDB files.
-"""
+"""The quality gate: a clean batch passes; each broken rule fails it, naming the expectation."""
 
 from __future__ import annotations
 
@@ -10,18 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-import duckdb
-import great_expectations as gx
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from great_expectations.data_context.types.base import (
-    DataContextConfig,
-    InMemoryStoreBackendDefaults,
-    ProgressBarsConfig,
-)
 
 from quality.conform import LINE
-from quality.gate import MAX_QUARANTINE_SHARE, GateResult, run_gate
+from quality.gate import RESULTS_FILE, BatchSummary, GateResult, describe, run_gate
+from quality.rules import RULES
+from quality.suite import MAX_QUARANTINE_SHARE
 from schemas.citizen_id import check_char
 from schemas.contract import Contract, load_contracts
 from schemas.derive import arrow_schema
@@ -57,31 +50,46 @@ def make_batch(contract: Contract, rows: list[dict[str, Any]]) -> pa.Table:
 
 
 def failed(result: GateResult) -> set[tuple[str, str | None]]:
-    return {(r["expectation"], r["column"]) for r in result.results if not r["success"]}
+    return {(r["expectation"], r["description"] if r["expectation"] == "unexpected_rows_expectation" else r["column"])
+            for r in result.results if not r["success"]}
 
 
-def test_clean_residents_batch_passes() -> None:
-    batch = make_batch(RESIDENTS, [make_resident(i) for i in range(5)])
-    result = run_gate(RESIDENTS, batch, received=5, quarantined=0)
-    assert result.verdict == "pass"
-    assert failed(result) == set()
+TODAY = "2021-06-30"
+
+
+def gate(tmp_path: Path, contract: Contract, rows: list[dict[str, Any]], summary: BatchSummary | None = None,
+         full: bool = False) -> GateResult:
+    """Run the gate the way pipeline.check does: accepted.parquet in a staging folder."""
+    stage = tmp_path / "stage"
+    stage.mkdir(exist_ok=True)
+    pq.write_table(make_batch(contract, rows).drop([LINE]), stage / "accepted.parquet")
+    summary = summary or BatchSummary(len(rows), 0, 0, None)
+    return run_gate(contract, stage, summary, TODAY, full_delivery=full)
+
+
+def test_clean_residents_batch_passes(tmp_path: Path) -> None:
+    result = gate(tmp_path, RESIDENTS, [make_resident(i) for i in range(5)])
+    assert result.verdict == "pass", [r for r in result.results if not r["success"]]
     checked = {(r["expectation"], r["column"]) for r in result.results}
     assert ("expect_column_values_to_be_unique", "citizen_id") in checked
     assert ("expect_column_values_to_be_in_set", "sex") in checked
     assert ("expect_column_values_to_not_be_null", "household_id") in checked
+    assert ("expect_column_values_to_be_in_type_list", "birth_date") in checked
+    assert ("expect_column_values_to_be_valid_citizen_id", "citizen_id") in checked
+    assert ("expect_column_pair_values_to_be_division_of_vintage", "division_code") in checked
     assert ("expect_column_values_to_be_between", "quarantined_share") in checked
     assert all(r["exception"] is None for r in result.results)
+    assert json.loads((tmp_path / "stage" / RESULTS_FILE).read_text("utf-8"))[0]["success"] is True
 
 
-def test_clean_facilities_batch_passes() -> None:
-    batch = make_batch(FACILITIES, [make_facility(i, floor_area_m2=float(50 + i)) for i in range(4)])
-    result = run_gate(FACILITIES, batch, received=4, quarantined=0)
+def test_clean_facilities_batch_passes(tmp_path: Path) -> None:
+    result = gate(tmp_path, FACILITIES, [make_facility(i, floor_area_m2=float(50 + i)) for i in range(4)])
     assert result.verdict == "pass"
-    assert failed(result) == set()
     assert ("expect_column_values_to_be_between", "floor_area_m2") in {
         (r["expectation"], r["column"]) for r in result.results}
 
 
+BAD_ID = "440304199001010071"  # the check character should be 0
 BROKEN = {
     "duplicate-primary-key": (RESIDENTS, [make_resident(1), make_resident(2), make_resident(1)],
                               ("expect_column_values_to_be_unique", "citizen_id")),
@@ -91,8 +99,24 @@ BROKEN = {
                           ("expect_column_values_to_be_in_set", "sex")),
     "status-outside-code-list": (RESIDENTS, [make_resident(1, status="正常")],
                                  ("expect_column_values_to_be_in_set", "status")),
+    "citizen-id-check-digit": (RESIDENTS, [make_resident(1), make_resident(2, citizen_id=BAD_ID)],
+                               ("expect_column_values_to_be_valid_citizen_id", "citizen_id")),
+    "citizen-id-born-on-30-february": (RESIDENTS, [make_resident(2, citizen_id="44030419900230" + "001" +
+                                                                 check_char("44030419900230001"))],
+                                       ("expect_column_values_to_be_valid_citizen_id", "citizen_id")),
+    "division-not-in-vintage": (RESIDENTS, [make_resident(1, division_code="440304001999")],
+                                ("expect_column_pair_values_to_be_division_of_vintage", "division_code")),
+    "division-of-the-wrong-tier": (RESIDENTS, [make_resident(1, division_code="440304001000")],
+                                   ("expect_column_pair_values_to_be_division_of_vintage", "division_code")),
+    "division-of-another-vintage": (RESIDENTS, [make_resident(1, vintage=2019)],
+                                    ("expect_column_pair_values_to_be_division_of_vintage", "division_code")),
     "anchor-not-12-digits": (RESIDENTS, [make_resident(1, division_code="4403041")],
                              ("expect_column_values_to_match_regex", "division_code")),
+    "name-too-long": (RESIDENTS, [make_resident(1, name="张" * 51)],
+                      ("expect_column_value_lengths_to_be_between", "name")),
+    "birth-date-in-future": (RESIDENTS, [make_resident(1, birth_date=dt.date(2022, 1, 1),
+                                                      moved_in_date=dt.date(2022, 2, 1))],
+                             ("unexpected_rows_expectation", "dataset rule birth_date_in_future")),
     "floor-area-below-minimum": (FACILITIES, [make_facility(1), make_facility(2, floor_area_m2=0.5)],
                                  ("expect_column_values_to_be_between", "floor_area_m2")),
     "floor-area-above-maximum": (FACILITIES, [make_facility(1, floor_area_m2=250000.0)],
@@ -104,85 +128,62 @@ BROKEN = {
 
 
 @pytest.mark.parametrize(("contract", "rows", "expected"), list(BROKEN.values()), ids=list(BROKEN))
-def test_broken_batch_fails_naming_the_expectation(contract: Contract, rows: list[dict[str, Any]],
+def test_broken_batch_fails_naming_the_expectation(tmp_path: Path, contract: Contract, rows: list[dict[str, Any]],
                                                    expected: tuple[str, str | None]) -> None:
-    result = run_gate(contract, make_batch(contract, rows), received=len(rows), quarantined=0)
+    result = gate(tmp_path, contract, rows)
     assert result.verdict == "fail"
-    assert failed(result) == {expected}
-    (failure,) = [r for r in result.results if not r["success"]]
-    assert failure["severity"] == "error"
+    errors = {f for f in failed(result) if f[0] != "expect_column_values_to_be_between" or f[1] == expected[1]}
+    assert expected in errors
+    assert all(r["severity"] == "error" for r in result.failed("error"))
+    assert all(r["exception"] is None for r in result.results), [r["exception"] for r in result.results]
 
 
-def test_quarantine_share_above_the_maximum_fails() -> None:
-    batch = make_batch(RESIDENTS, [make_resident(i) for i in range(94)])
-    result = run_gate(RESIDENTS, batch, received=100, quarantined=6)
+def test_warn_rule_is_reported_and_the_batch_passes_with_a_warning(tmp_path: Path) -> None:
+    result = gate(tmp_path, FACILITIES, [make_facility(1), make_facility(2, floor_area_m2=30000.0)])
+    assert result.verdict == "warn"
+    (warning,) = result.failed("warn")
+    assert warning["description"] == "dataset rule floor_area_implausibly_large"
+    assert "1 rows" in describe(warning)
+
+
+def test_quarantine_share_above_the_maximum_fails(tmp_path: Path) -> None:
+    result = gate(tmp_path, RESIDENTS, [make_resident(i) for i in range(94)], BatchSummary(100, 6, 0, None))
     assert MAX_QUARANTINE_SHARE < 0.06
-    assert result.verdict == "fail"
     assert failed(result) == {("expect_column_values_to_be_between", "quarantined_share")}
+    assert result.verdict == "fail"
 
 
-def test_quarantine_share_at_the_maximum_passes() -> None:
-    received = 100
-    quarantined = round(MAX_QUARANTINE_SHARE * received)
-    batch = make_batch(RESIDENTS, [make_resident(i) for i in range(received - quarantined)])
-    result = run_gate(RESIDENTS, batch, received=received, quarantined=quarantined)
+def test_quarantine_share_at_the_maximum_passes(tmp_path: Path) -> None:
+    quarantined = round(MAX_QUARANTINE_SHARE * 100)
+    result = gate(tmp_path, RESIDENTS, [make_resident(i) for i in range(100 - quarantined)],
+                  BatchSummary(100, quarantined, 0, None))
     assert result.verdict == "pass"
 
 
-def test_result_is_json_ready() -> None:
-    batch = make_batch(RESIDENTS, [make_resident(1), make_resident(1)])
-    result = run_gate(RESIDENTS, batch, received=2, quarantined=0)
+def test_a_broken_key_refuses_the_batch(tmp_path: Path) -> None:
+    summary = BatchSummary(1000, 2, 2, None)  # two rows of a thousand repeat a key: 0.2 %
+    result = gate(tmp_path, RESIDENTS, [make_resident(i) for i in range(5)], summary)
+    assert failed(result) == {("expect_column_values_to_be_between", "broken_key_share")}
+    (failure,) = result.failed("error")
+    assert "key column is broken" in describe(failure, summary)
+
+
+@pytest.mark.parametrize(("ratio", "verdict"), [(0.02, "fail"), (0.3, "warn"), (1.0, "pass"), (None, "pass")])
+def test_volume_against_recent_batches(tmp_path: Path, ratio: float | None, verdict: str) -> None:
+    summary = BatchSummary(5, 0, 0, ratio)
+    assert gate(tmp_path, RESIDENTS, [make_resident(i) for i in range(5)], summary, full=True).verdict == verdict
+    # a feed that sends only changes has no usual volume: the same batch passes
+    assert gate(tmp_path, RESIDENTS, [make_resident(i) for i in range(5)], summary, full=False).verdict == "pass"
+
+
+def test_result_is_json_ready(tmp_path: Path) -> None:
+    result = gate(tmp_path, RESIDENTS, [make_resident(1), make_resident(1)])
     again = json.loads(json.dumps(result.to_dict()))
     assert again["verdict"] == "fail"
     assert len(again["results"]) == len(result.results)
 
 
-# --- why the gate does not use GX's SQL engine on DuckDB -----------------------------------------
-
-def test_gx_sql_datasource_on_duckdb_fails_a_clean_table(tmp_path: Path) -> None:
-    """Known trap (great-expectations 1.24 + duckdb_engine 0.17): GX's SqlAlchemyExecutionEngine
-    runs each metric query inside `with get_connection()` and calls fetchall() after the
-    connection is closed; duckdb_engine's result is then empty, `res[0]` raises IndexError, and
-    every expectation comes back unsuccessful with "list index out of range", on clean data.
-
-    This test asserts that observed behaviour. If it starts failing, upstream has fixed the
-    trap: reconsider validating node files through GX's SQL engine (see quality/gate.py)."""
-    path = tmp_path / "node.duckdb"
-    with duckdb.connect(str(path)) as con:
-        con.execute("CREATE TABLE residents (citizen_id VARCHAR, sex VARCHAR, vintage BIGINT)")
-        con.execute("INSERT INTO residents VALUES ('a', '1', 2020), ('b', '2', 2020), ('c', '1', 2020)")
-    e = gx.expectations
-    expectations = [
-        e.ExpectTableRowCountToBeBetween(min_value=1),
-        e.ExpectColumnValuesToBeUnique(column="citizen_id"),
-        e.ExpectColumnValuesToNotBeNull(column="sex"),
-        e.ExpectColumnValuesToBeInSet(column="sex", value_set=["1", "2"]),
-        e.ExpectColumnValuesToBeBetween(column="vintage", min_value=2000, max_value=2100),
-    ]
-    config = DataContextConfig(progress_bars=ProgressBarsConfig(globally=False),
-                               store_backend_defaults=InMemoryStoreBackendDefaults())
-    ctx = gx.get_context(mode="ephemeral", project_config=config)
-    suite = ctx.suites.add(gx.ExpectationSuite(name="trap", expectations=expectations))
-
-    # Control: the same rows and suite through GX's pandas engine pass, so the data is clean.
-    with duckdb.connect(str(path), read_only=True) as con:
-        frame = con.sql("SELECT * FROM residents").df()
-    pandas_batch = (ctx.data_sources.add_pandas("frame").add_dataframe_asset("residents")
-                    .add_batch_definition_whole_dataframe("all"))
-    control = pandas_batch.get_batch(batch_parameters={"dataframe": frame}).validate(suite)
-    assert control.success
-
-    sql_batch = (ctx.data_sources.add_sql("node", connection_string=f"duckdb:///{path}")
-                 .add_table_asset("residents", table_name="residents")
-                 .add_batch_definition_whole_table("all"))
-    observed = sql_batch.get_batch().validate(suite, result_format="SUMMARY")
-
-    assert not observed.success
-    assert len(observed.results) == len(expectations)
-    for r in observed.results:
-        assert not r.success, r.expectation_config.type
-        assert r.result == {}, r.expectation_config.type
-        messages = [info["exception_message"] for info in (r.exception_info or {}).values()
-                    if isinstance(info, dict)]
-        assert messages, r.expectation_config.type
-        assert all(m == "list index out of range" for m in messages), messages
+def test_every_dataset_rule_names_a_field_of_its_contract() -> None:
+    for rule in RULES:
+        assert rule.dataset in CONTRACTS, rule.code
+        CONTRACTS[rule.dataset].field(rule.field)

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 import warehouse.merge
+from quality.conform import QUARANTINE_SCHEMA
 from schemas.citizen_id import check_char
 from schemas.contract import Contract, load_contracts
 from schemas.derive import arrow_schema
@@ -28,8 +29,6 @@ COMMUNITY_B = "440304002016"  # 福田 园岭街道 红荔社区
 # every table a batch may write, with a stable order for comparing snapshots
 NODE_TABLES = ("residents", "residents_history", "_civicnet.batches", "_civicnet.hwm",
                "_civicnet.tombstones", "_civicnet.quarantine")
-REASON = pa.struct([("code", pa.string()), ("field", pa.string()), ("message", pa.string())])
-QUARANTINE_SCHEMA = pa.schema([("_line", pa.int64()), ("reasons", pa.list_(REASON)), ("raw", pa.string())])
 
 
 def citizen_id(n: int, born: str = "19800101", sex_digit: int = 1) -> str:
@@ -50,9 +49,9 @@ def make_resident(n: int = 1, **overrides: Any) -> dict[str, Any]:
 
 
 def make_quarantined(lines: list[int], code: str = "invalid_citizen_id") -> pa.Table:
-    """Quarantined rows as conform hands them over: line, reasons, raw JSON."""
+    """Quarantined rows as conform hands them over: line, key (resident `line`'s ID), reasons, raw JSON."""
     return pa.Table.from_pylist(
-        [{"_line": line, "reasons": [{"code": code, "field": "citizen_id", "message": "bad"}],
+        [{"_line": line, "key": citizen_id(line), "reasons": [{"code": code, "field": "citizen_id", "message": "bad"}],
           "raw": f'{{"sfzh": "bad{line}"}}'} for line in lines], QUARANTINE_SCHEMA)
 
 
@@ -353,3 +352,18 @@ def test_a_scoped_batch_cannot_delete_rows_of_another_community(con: duckdb.Duck
     assert outcome.deleted == 1
     remaining = con.execute(f"SELECT division_code FROM {NODE}.residents").fetchall()
     assert remaining == [(COMMUNITY_B,)]
+
+
+def test_a_corrected_resubmission_releases_the_quarantined_rows_of_its_keys(con: duckdb.DuckDBPyConnection) -> None:
+    first = apply(con, make_batch(quarantined=[7, 8]))
+    assert first.quarantined == 2
+    open_rows = "SELECT line FROM city._civicnet.quarantine WHERE released_by IS NULL ORDER BY line"
+    assert con.execute(open_rows).fetchall() == [(7,), (8,)]
+    accepted, bad, batch = make_batch([make_resident(7)], batch_id="b-corrected",
+                                      received_at="2021-06-02T02:00:00+00:00")
+    outcome = apply_batch(con, "city", RESIDENTS, accepted, bad, batch)
+    assert outcome.released == 1
+    assert con.execute(open_rows).fetchall() == [(8,)]
+    (released_by,), = con.execute("SELECT released_by FROM city._civicnet.quarantine WHERE line = 7").fetchall()
+    assert released_by == "b-corrected"
+    assert ledger_entry(con, "city", "b-corrected") == outcome

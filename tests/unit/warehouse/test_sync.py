@@ -16,6 +16,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from quality.conform import QUARANTINE_SCHEMA
 from schemas.citizen_id import check_char
 from schemas.contract import Contract, load_contracts
 from schemas.derive import arrow_schema
@@ -67,9 +68,7 @@ def make_resident(n: int, **overrides: Any) -> dict[str, Any]:
 def make_batch(rows: list[dict[str, Any]], **overrides: Any) -> tuple[pa.Table, pa.Table, BatchInput]:
     """(accepted, quarantined, BatchInput) of residents rows, nothing quarantined."""
     accepted = pa.Table.from_pylist(rows, arrow_schema(RESIDENTS))
-    quarantined = pa.table({"_line": pa.array([], pa.int64()), "reasons": pa.array(
-        [], pa.list_(pa.struct([("code", pa.string()), ("field", pa.string()), ("message", pa.string())]))),
-        "raw": pa.array([], pa.string())})
+    quarantined = QUARANTINE_SCHEMA.empty_table()
     fields: dict[str, Any] = {
         "batch_id": "batch-0001", "feed": "public_security_residents", "department": "public_security",
         "source_name": "residents.csv", "received_at": "2021-06-01T02:00:00+00:00",
