@@ -1,4 +1,4 @@
-"""The civicnet command line: demo, status, sync, verify, ingest, push, gateway."""
+"""The civicnet command line: demo, status, sync, verify, report, ingest, push, gateway."""
 
 from __future__ import annotations
 
@@ -39,6 +39,15 @@ def _sync(args: argparse.Namespace, settings: Settings) -> int:
             pipeline.sync_district(settings.home, code, on_node=report_node)
     else:
         print(pipeline.sync_network(settings.home, on_node=report_node, workers=args.workers))
+    return 0
+
+
+def _report(args: argparse.Namespace, settings: Settings) -> int:
+    """Rebuild GX Data Docs and write a quality page now (the network DAG does it after each run)."""
+    from civicnet import pipeline
+
+    paths = pipeline.publish_quality_report(settings.home, args.run_id)
+    print(f"quality page: {paths['quality_page']}\nGX Data Docs: {paths['data_docs']}")
     return 0
 
 
@@ -152,7 +161,9 @@ def parser() -> argparse.ArgumentParser:
                                            "(exit 1 while any differs)")
     verify.add_argument("--repair", action="store_true", help="re-copy the differing slices from the parents")
     verify.add_argument("--json", action="store_true")
-    for sp in (demo, status, sync, verify, ingest, *_add_gateway_parsers(sub)):
+    report = sub.add_parser("report", help="write the quality page and rebuild GX Data Docs")
+    report.add_argument("--run-id", help="name of the page (default: the UTC time)")
+    for sp in (demo, status, sync, verify, report, ingest, *_add_gateway_parsers(sub)):
         sp.add_argument("--home", default=argparse.SUPPRESS, help="civicnet home")
     return p
 
@@ -161,7 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `civicnet`."""
     args = parser().parse_args(argv)
     settings = Settings.from_env(getattr(args, "home", None))
-    handlers = {"demo": _demo, "status": _status, "sync": _sync, "verify": _verify, "ingest": _ingest, "push": _push,
+    handlers = {"demo": _demo, "status": _status, "sync": _sync, "verify": _verify, "report": _report,
+                "ingest": _ingest, "push": _push,
                 "gateway": _gateway}
     try:
         return handlers[args.command](args, settings)

@@ -22,6 +22,7 @@ from connectors.feeds import Feed, FeedConfigError, load_feeds
 from connectors.parse import read_payload
 from connectors.registry import connector_for
 from quality.conform import QUARANTINE_SCHEMA, SourceMapping, conform_batch
+from quality.rejection import build_report, write_outbox
 from quality.volume import record as record_volume
 from quality.volume import volume_ratio
 from schemas.contract import Contract, load_contracts
@@ -196,6 +197,11 @@ def merge(home: Path, slug: str, batch_ids: list[str]) -> list[dict[str, Any]]:
                 outcomes.append(_merge_one(con, home, f, contract, b).__dict__)
             except BatchNotCheckedError as err:
                 unchecked.append(str(err))
+                continue
+            # after the merge, also for a batch decided before: a run killed between the merge's
+            # commit and this write writes the report when it runs again (same content: no-op)
+            manifest = landing.read_manifest(home, f.dataset, b)
+            write_outbox(home, build_report(con, "city", b, manifest, source_mapping(f)))
     finally:
         con.close()
         pa.default_memory_pool().release_unused()
@@ -291,3 +297,18 @@ def sync_network(home: Path, on_node: Any = None, workers: int = 1) -> str:
 
     verify_and_record(home)  # check only: the result is in quality/reconciliation.json
     return index
+
+
+def publish_quality_report(home: Path, run_id: str | None = None) -> dict[str, str]:
+    """Rebuild GX Data Docs and write this run's quality page; returns both paths.
+
+    Every Data Docs rebuild re-reads every batch's results: seconds, so this runs once per network
+    run, not per batch."""
+    from zoneinfo import ZoneInfo
+
+    from civicnet.status import quality_page
+    from quality.docs import build_data_docs
+
+    today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    docs = build_data_docs(home, contracts(), today)
+    return {"data_docs": str(docs), "quality_page": str(quality_page(home, run_id))}

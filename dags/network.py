@@ -8,6 +8,9 @@ analysts can open. Then `write_index` writes `extracts/network.json`, the index 
 reads, and `reconcile` checks every node against its parent by control totals (rows, measure
 sums, a hash of the values per dataset and division), writes `quality/reconciliation.json` and
 fails, naming the nodes, if any differs (`civicnet verify --repair` re-copies those slices).
+Last, whatever reconcile said, `quality_report` rebuilds the GX Data Docs
+(`quality/gx/data_docs/index.html`) and writes this run's quality page
+(`reports/quality/index.html`): batches, gate results, quarantine, freshness, reconciliation.
 """
 
 from __future__ import annotations
@@ -56,8 +59,15 @@ def network_sync() -> None:
 
         return verify.reconcile(civicnet_home())
 
+    @task(trigger_rule="all_done")  # the page reports a failed reconciliation too
+    @translate_errors
+    def quality_report() -> dict[str, str]:
+        from civicnet import pipeline
+
+        return pipeline.publish_quality_report(civicnet_home())
+
     city = publish_city()
-    write_index(sync_district.expand(code=districts()), city) >> reconcile()
+    write_index(sync_district.expand(code=districts()), city) >> reconcile() >> quality_report()
 
 
 network_sync()

@@ -94,9 +94,11 @@ def ephemeral_context() -> Any:
 
 def add_datasource(ctx: Any, name: str, url: str) -> Any:
     """A SQL datasource for a warehouse URL: `duckdb:///<file>` goes through `DuckDBDatasource`,
-    anything else (PostgreSQL) through GX's own SQL datasource."""
+    PostgreSQL through GX's own Postgres datasource, anything else through its generic one."""
     if url.startswith("duckdb:"):
         return ctx.data_sources.add_civicnet_duckdb(name, connection_string=url)
+    if url.startswith("postgresql"):
+        return ctx.data_sources.add_postgres(name, connection_string=url)
     return ctx.data_sources.add_sql(name, connection_string=url)
 
 

@@ -181,12 +181,16 @@ def test_network_sync_runs_on_the_city_node_asset(dagbag: Any) -> None:
 
 def test_network_sync_maps_one_task_per_district(dagbag: Any) -> None:
     dag = dagbag.dags["network_sync"]
-    assert set(dag.task_ids) == {"districts", "sync_district", "publish_city", "write_index"}
+    assert set(dag.task_ids) == {"districts", "sync_district", "publish_city", "write_index", "reconcile",
+                                 "quality_report"}
     sync = dag.get_task("sync_district")
     assert sync.is_mapped
     assert mapped_over(sync) == {"code": "districts"}
     assert upstream(dag, "write_index") == {"sync_district", "publish_city"}
-    assert [t.task_id for t in dag.leaves] == ["write_index"]
+    assert upstream(dag, "reconcile") == {"write_index"}
+    assert upstream(dag, "quality_report") == {"reconcile"}
+    assert dag.get_task("quality_report").trigger_rule == "all_done"
+    assert [t.task_id for t in dag.leaves] == ["quality_report"]
 
 
 # --- thin DAG files -------------------------------------------------------------------------
