@@ -19,6 +19,9 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
     run_demo(settings.home, args.scale)
     print(status.render(status.collect(settings.home)))
+    print(f"quality page: {settings.home / 'reports' / 'quality' / 'index.html'}\n"
+          f"GX Data Docs: {settings.home / 'quality' / 'gx' / 'data_docs' / 'index.html'}\n"
+          f"rejection reports: {settings.home / 'outbox'}/<sender or department>/<dataset>/<batch>.txt")
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from concurrent.futures import ProcessPoolExecutor
 from functools import cache
 from multiprocessing import get_context
@@ -146,6 +147,7 @@ def check(home: Path, slug: str, batch_id: str, as_of: dt.date) -> dict[str, Any
     mapping = source_mapping(f)
     manifest = landing.read_manifest(home, f.dataset, batch_id)
     base = {"batch_id": batch_id, "feed": slug, "dataset": f.dataset, "received": manifest.row_count}
+    started = time.perf_counter()
     try:
         conformed = conform_batch(raw, contract, mapping, {VINTAGE: registry()}, as_of, scope=manifest.scope)
     except TerminalError as err:
@@ -163,17 +165,19 @@ def check(home: Path, slug: str, batch_id: str, as_of: dt.date) -> dict[str, Any
               "duplicates": conformed.duplicates}
     del conformed
     pa.default_memory_pool().release_unused()  # give a big batch's buffers back before the gate
+    gate_started = time.perf_counter()
     gate = run_gate(contract, out, summary, as_of.isoformat(), full_delivery=f.delivery == "full")
+    seconds = {"conform": round(gate_started - started, 3), "gate": round(time.perf_counter() - gate_started, 3)}
     refusal = [describe(r, summary) for r in gate.failed("error")]
     gate_dict = gate.to_dict() | ({"error": "; ".join(refusal)} if refusal else {}) | \
         {"warnings": [describe(r, summary) for r in gate.failed("warn")]}
-    _write_check(out, base | counts | {"gate": gate_dict})
+    _write_check(out, base | counts | {"gate": gate_dict, "seconds": seconds})
     if gate.verdict == "fail":
         raise QualityGateFailedError(
             f"batch {batch_id} of feed {slug!r} failed the quality gate: {'; '.join(refusal)}. "
             f"It stays in landing and is not applied; see {out / 'check.json'} and the rejection report, "
             "then ask the department to resend a corrected file.")
-    return base | counts | {"verdict": gate.verdict}
+    return base | counts | {"verdict": gate.verdict, "seconds": seconds}
 
 
 def summarise_checks(checks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -278,9 +282,10 @@ def ingest_feed(home: Path, slug: str, as_of: dt.date) -> list[dict[str, Any]]:
     return merge(home, slug, batch_ids)
 
 
-def sync_network(home: Path, on_node: Any = None, workers: int = 1) -> str:
-    """Sync every district's subtree, publish the city, write the index, then reconcile every node
-    with its parent by control totals (the network DAG).
+def sync_network(home: Path, on_node: Any = None, workers: int = 1, reconcile: bool = True) -> str:
+    """Sync every district's subtree, publish the city, write the index, then (unless `reconcile`
+    is false: the benchmark times it apart) reconcile every node with its parent by control totals
+    (the network DAG).
 
     With `workers` > 1 districts sync in that many processes, as the DAG's mapped tasks do
     (`on_node` must then be a picklable module-level function)."""
@@ -293,9 +298,10 @@ def sync_network(home: Path, on_node: Any = None, workers: int = 1) -> str:
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
             subtrees = list(pool.map(sync_district, [home] * len(codes), codes, [on_node] * len(codes)))
     index = write_network_index(home, subtrees, publish_city(home))
-    from civicnet.verify import verify_and_record  # civicnet.verify imports this module
+    if reconcile:
+        from civicnet.verify import verify_and_record  # civicnet.verify imports this module
 
-    verify_and_record(home)  # check only: the result is in quality/reconciliation.json
+        verify_and_record(home, workers=workers)  # check only: the result is in quality/reconciliation.json
     return index
 
 

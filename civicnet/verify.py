@@ -16,7 +16,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +91,10 @@ class _Frame:
 class _Walk:
     """One verify run: the totals cache, the report, and the walk down the tree."""
 
-    def __init__(self, home: Path, contracts: list[Contract], repair: bool) -> None:
+    def __init__(self, home: Path, contracts: list[Contract], repair: bool, district: str | None = None) -> None:
         self.home, self.contracts, self.repair = home, contracts, repair
+        # walking one district: the city's totals are needed for that district's divisions only
+        self.city_prefix = subtree_prefix(district) if district else None
         self.report = VerifyReport(dt.datetime.now(dt.UTC))
         # (node code, tier whose fields are hashed) → totals per dataset, one query per node and tier
         self.cache: dict[tuple[str, Tier], dict[str, TotalsByDivision]] = {}
@@ -99,7 +103,8 @@ class _Walk:
         key = (frame.code, tier)
         if key not in self.cache:
             held = [c for c in self.contracts if tier in c.reaches and tier_of(frame.code) in c.reaches]
-            self.cache[key] = node_totals(con, frame.alias, held, tier)
+            prefix = self.city_prefix if tier_of(frame.code) == "city" else None
+            self.cache[key] = node_totals(con, frame.alias, held, tier, prefix)
         return self.cache[key]
 
     def forget(self, code: str) -> None:
@@ -174,21 +179,41 @@ class _Walk:
             self.forget(code)
 
 
-def verify_network(home: Path, repair: bool = False) -> VerifyReport:
+def verify_network(home: Path, repair: bool = False, workers: int = 1) -> VerifyReport:
     """Check every node against its parent by control totals; with `repair`, re-copy the slices
-    that differ (only those, only in the nodes that differ) and republish those nodes' extracts."""
+    that differ (only those, only in the nodes that differ) and republish those nodes' extracts.
+
+    Districts are walked apart (each reads only its own divisions of the city), in `workers`
+    processes when more than one."""
     city = pipeline.city_code()
     if not node_path(home, city).exists():
         raise NoCityNodeError(f"no city node in {home / 'nodes'}: there is no network to verify; "
                               "run `civicnet demo` or the ingest and network DAGs first")
-    walk = _Walk(home, pipeline.contracts(), repair)
-    for district in pipeline.districts():
-        con = connect()
-        try:
-            attach(con, node_path(home, city), "ncity", read_only=True)
-            walk.visit(con, district, [_Frame(city, "ncity", high_water_marks(con, "ncity"))])
-        finally:
-            con.close()
+    codes = pipeline.districts()
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            parts = list(pool.map(verify_district, [home] * len(codes), codes, [repair] * len(codes)))
+    else:
+        parts = [verify_district(home, code, repair) for code in codes]
+    report = VerifyReport(min(p.checked_at for p in parts) if parts else dt.datetime.now(dt.UTC))
+    for part in parts:
+        report.nodes_checked += part.nodes_checked
+        report.mismatches += part.mismatches
+        report.repaired += part.repaired
+        report.remaining += part.remaining
+    return report
+
+
+def verify_district(home: Path, district: str, repair: bool = False) -> VerifyReport:
+    """verify_network for one district's subtree (module level: worker processes call it)."""
+    city = pipeline.city_code()
+    walk = _Walk(home, pipeline.contracts(), repair, district)
+    con = connect()
+    try:
+        attach(con, node_path(home, city), "ncity", read_only=True)
+        walk.visit(con, district, [_Frame(city, "ncity", high_water_marks(con, "ncity"))])
+    finally:
+        con.close()
     return walk.report
 
 
@@ -202,9 +227,9 @@ def write_reconciliation(home: Path, report: VerifyReport) -> Path:
     return path
 
 
-def verify_and_record(home: Path, repair: bool = False) -> VerifyReport:
+def verify_and_record(home: Path, repair: bool = False, workers: int = 1) -> VerifyReport:
     """verify_network, then write_reconciliation (what the CLI and the sync run)."""
-    report = verify_network(home, repair)
+    report = verify_network(home, repair, workers)
     write_reconciliation(home, report)
     return report
 

@@ -35,31 +35,27 @@ from great_expectations.expectations.metrics.map_metric_provider.column_pair_map
 from schemas.citizen_id import CHECK_CHARS, PATTERN, WEIGHTS
 from schemas.divisions import SHIPPED_VINTAGES, load_registry
 
-_DIGITS = "0123456789"
-
-
 def _digit(column: Any, position: int) -> Any:
-    """The digit at a 1-based position as a number, 0-9 (-1 for a non-digit), without a cast."""
-    return sa.func.strpos(_DIGITS, sa.func.substr(column, position, 1)) - 1
-
-
-def _number(column: Any, first: int, width: int) -> Any:
-    """The digits at first..first+width-1 as a number."""
-    return sum((_digit(column, first + i) * 10 ** (width - 1 - i) for i in range(width)), sa.literal(0))
+    """The digit at a 1-based position as a number (its character code minus '0'), without a cast
+    that could raise on a letter (the value is only used where the pattern matched)."""
+    return sa.func.ascii(sa.func.substr(column, position, 1)) - 48
 
 
 def citizen_id_condition(column: Any, today: dt.date) -> Any:
-    """True where the value is a valid GB 11643 number (NULL is left to the not-null check)."""
+    """True where the value is a valid GB 11643 number (NULL is left to the not-null check).
+
+    Once the pattern holds, the date parts are compared as text ('02' < '12'), and the year is
+    made a number only to tell a 29 February apart."""
     form: Any = sa.BinaryExpression(column, sa.literal(PATTERN), sa.custom_op("~"))
     total = sum((_digit(column, i + 1) * w for i, w in enumerate(WEIGHTS)), sa.literal(0))
     check = sa.func.substr(CHECK_CHARS, (total % 11) + 1, 1) == sa.func.substr(column, 18, 1)
-    year, month, day = _number(column, 7, 4), _number(column, 11, 2), _number(column, 13, 2)
+    month, day = sa.func.substr(column, 11, 2), sa.func.substr(column, 13, 2)
+    year = sum((_digit(column, 7 + i) * 10 ** (3 - i) for i in range(4)), sa.literal(0))
     leap = sa.or_(sa.and_(year % 4 == 0, year % 100 != 0), year % 400 == 0)
-    month_days = sa.case((month.in_([4, 6, 9, 11]), 30),
-                         (month == 2, sa.case((leap, 29), else_=28)), else_=31)
-    born = year * 10000 + month * 100 + day
-    real_past_date = sa.and_(month >= 1, month <= 12, day >= 1, day <= month_days,
-                             born <= int(today.strftime("%Y%m%d")))
+    last_day = sa.case((month == "02", sa.case((leap, "29"), else_="28")),
+                       (month.in_(["04", "06", "09", "11"]), "30"), else_="31")
+    real_past_date = sa.and_(month >= "01", month <= "12", day >= "01", day <= last_day,
+                             sa.func.substr(column, 7, 8) <= today.strftime("%Y%m%d"))
     return sa.case((form, sa.and_(check, real_past_date)), else_=sa.false())
 
 
@@ -97,8 +93,17 @@ def division_codes(vintage: int, tier: str) -> tuple[str, ...]:
 
 
 def division_condition(code: Any, vintage: Any, tier: str) -> Any:
-    """True where `code` is a division of the row's `vintage` at `tier`."""
-    return sa.or_(*(sa.and_(vintage == v, code.in_(division_codes(v, tier))) for v in SHIPPED_VINTAGES))
+    """True where `code` is a division of the row's `vintage` at `tier`.
+
+    The codes are a VALUES list inside the query, so the engine joins on a hash of them: an
+    `IN (...)` of 810 literals is compared one by one (1.2 s instead of 0.01 s on 1.7 M rows in
+    DuckDB)."""
+    def known(v: int) -> Any:
+        table = sa.values(sa.column("code", sa.String), name=f"divisions_{v}").data(
+            [(c,) for c in division_codes(v, tier)])
+        return code.in_(sa.select(table.c.code))
+
+    return sa.or_(*(sa.and_(vintage == v, known(v)) for v in SHIPPED_VINTAGES))
 
 
 class ColumnPairValuesDivisionOfVintage(ColumnPairMapMetricProvider):

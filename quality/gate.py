@@ -12,6 +12,7 @@ landing), `warn` is reported only.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,13 +85,16 @@ def _jsonable(value: Any) -> Any:
 
 def validate_table(url: str, table: str, name: str, expectations: list[Any]) -> tuple[list[dict[str, Any]], Any]:
     """Validate one table of a warehouse (a `duckdb:///` file or a PostgreSQL URL) push-down;
-    returns one result row per expectation and GX's own result (for Data Docs)."""
+    returns one result row per expectation and GX's own result (for Data Docs).
+
+    Results are asked for in GX's SUMMARY format: with BOOLEAN_ONLY (great-expectations 1.24,
+    SQL engine) map expectations report success even where rows fail them."""
     ctx = ephemeral_context()
     ds = add_datasource(ctx, name, url)
     try:
-        batch_def = ds.add_table_asset(table, table_name=table).add_batch_definition_whole_table(name)
-        suite = ctx.suites.add(gx_suite(name, expectations))
-        result = batch_def.get_batch().validate(suite, result_format="SUMMARY")
+        batch = ds.add_table_asset(table, table_name=table).add_batch_definition_whole_table(name).get_batch()
+        suite = ctx.suites.add(gx_suite(name, [copy.copy(e) for e in expectations]))
+        result = batch.validate(suite, result_format="SUMMARY")
         return [_result_row(r) for r in result.results], result
     finally:
         close_datasource(ds)
