@@ -35,6 +35,7 @@ from great_expectations.expectations.metrics.map_metric_provider.column_pair_map
 from schemas.citizen_id import CHECK_CHARS, PATTERN, WEIGHTS
 from schemas.divisions import SHIPPED_VINTAGES, load_registry
 
+
 def _digit(column: Any, position: int) -> Any:
     """The digit at a 1-based position as a number (its character code minus '0'), without a cast
     that could raise on a letter (the value is only used where the pattern matched)."""

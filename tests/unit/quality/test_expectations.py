@@ -51,7 +51,8 @@ def test_the_gb11643_condition_agrees_with_the_python_check(engine: sa.Engine) -
 
 def test_the_division_condition_accepts_exactly_the_vintage_codes_of_the_tier(engine: sa.Engine) -> None:
     registry = load_registry(2020)
-    rows = [(d.code, 2020) for d in registry.divisions.values()] + [("440304001999", 2020), (registry.root().code, 2019)]
+    rows = [(d.code, 2020) for d in registry.divisions.values()]
+    rows += [("440304001999", 2020), (registry.root().code, 2019)]
     table = sa.table("divs", sa.column("code", sa.String), sa.column("vintage", sa.Integer))
     with engine.connect() as con:
         con.execute(sa.text("CREATE OR REPLACE TABLE divs (code VARCHAR, vintage INTEGER)"))
