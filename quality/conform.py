@@ -120,7 +120,8 @@ def _select_sql(contract: Contract, mapping: SourceMapping, today: dt.date, scop
     by_field = {v: k for k, v in mapping.fields.items()}
     texts, typed, checks = [], [], []
     for f in contract.fields:
-        text = text_expr(by_field.get(f.name), mapping.constants.get(f.name), mapping.values.get(f.name))
+        text = text_expr(by_field.get(f.name), mapping.constants.get(f.name), mapping.values.get(f.name),
+                         normalise=f.type == "string")
         texts.append(f"{text} AS {quote_ident('t_' + f.name)}")
         typed.append(f"{typed_expr(f, quote_ident('t_' + f.name), mapping.dates.get(f.name))} AS {quote_ident(f.name)}")
         checks.extend(field_checks(f, quote_ident("t_" + f.name), quote_ident(f.name), today, _message_sql))

@@ -37,12 +37,17 @@ def sql_literal(value: object) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def text_expr(source: str | None, constant: object, values: Mapping[str, str] | None) -> str:
-    """The field's text as sent: trimmed, NFC-normalised, empty → NULL, mapped through the value map."""
+_BLANKS = "' ' || chr(9) || chr(10) || chr(13) || chr(160) || chr(12288)"
+
+
+def text_expr(source: str | None, constant: object, values: Mapping[str, str] | None, normalise: bool = True) -> str:
+    """The field's text as sent: trimmed, NFC-normalised (text fields; digits and dates have
+    nothing to compose), empty → NULL, mapped through the value map."""
     if source is None:
         return f"CAST({sql_literal(constant)} AS VARCHAR)"
-    # trim() alone keeps tabs and line breaks; departments' exports carry both.
-    text = f"nullif(trim(trim(nfc_normalize({quote_ident(source)})), chr(9) || chr(10) || chr(13) || ' '), '')"
+    column = f"nfc_normalize({quote_ident(source)})" if normalise else quote_ident(source)
+    # spaces, tabs, line breaks, no-break and ideographic spaces: departments' exports carry them all
+    text = f"nullif(trim({column}, {_BLANKS}), '')"
     if not values:
         return text
     cases = " ".join(f"WHEN {sql_literal(k)} THEN {sql_literal(v)}" for k, v in values.items())
