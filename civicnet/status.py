@@ -167,10 +167,11 @@ def render_reconciliation(result: dict[str, Any] | None) -> str:
     if result is None:
         return "reconciliation: never run (`civicnet verify` checks every node against its parent)"
     mismatches, repaired = result.get("mismatches", []), result.get("repaired", [])
-    line = (f"reconciliation: checked {result.get('checked_at', '?')}, {result.get('nodes', 0):,} nodes, "
-            f"{len(mismatches)} mismatches, {len(repaired)} repaired")
-    if mismatches:
-        nodes = sorted({str(m.get("node")) for m in mismatches})
+    remaining = result.get("remaining", mismatches)
+    line = (f"reconciliation: checked {result.get('checked_at', '?')}, {result.get('nodes_checked', 0):,} nodes, "
+            f"{len(mismatches)} mismatches, {len(repaired)} slices repaired, {len(remaining)} remaining")
+    if remaining:
+        nodes = sorted({str(m.get("node")) for m in remaining})
         line += " — differing nodes: " + ", ".join(nodes[:5]) + (" ..." if len(nodes) > 5 else "")
     return line
 

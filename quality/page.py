@@ -153,11 +153,14 @@ def _reconciliation(status: dict[str, Any]) -> str:
     if result is None:
         return "<p>Not run yet: <code>civicnet verify</code> checks every node against its parent.</p>"
     mismatches, repaired = result.get("mismatches", []), result.get("repaired", [])
-    cls = "err" if mismatches and len(repaired) < len(mismatches) else "ok"
-    head = (f'<p class="{cls}">Checked {_e(result.get("checked_at"))}: {_n(result.get("nodes", 0))} nodes, '
-            f"{_n(len(mismatches))} mismatches, {_n(len(repaired))} repaired.</p>")
-    rows = [("bad", [_e(m.get("node")), _e(m.get("tier")), _e(m.get("parent")), _e(m.get("dataset")),
-                     _e(m.get("division")), _e(m.get("detail"))]) for m in mismatches]
+    remaining = result.get("remaining", mismatches)
+    cls = "err" if remaining else "ok"
+    head = (f'<p class="{cls}">Checked {_e(result.get("checked_at"))}: {_n(result.get("nodes_checked", 0))} nodes, '
+            f"{_n(len(mismatches))} mismatches, {_n(len(repaired))} slices repaired, "
+            f"{_n(len(remaining))} remaining.</p>")
+    rows = [("bad" if m in remaining else "", [_e(m.get("node")), _e(m.get("tier")), _e(m.get("parent")),
+                                               _e(m.get("dataset")), _e(m.get("division")), _e(m.get("detail"))])
+            for m in mismatches]
     return head + _table(["node", "tier", "parent", "dataset", "division", "detail"], rows, set())
 
 

@@ -55,7 +55,7 @@ def page(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
     add_sender(home, "ws-page-test", "community", None, community)
     (home / "quality").mkdir(parents=True, exist_ok=True)
     (home / "quality" / "reconciliation.json").write_text(json.dumps({
-        "checked_at": "2026-11-27T12:00:00+00:00", "nodes": 899, "repaired": [],
+        "checked_at": "2026-11-27T12:00:00+00:00", "nodes_checked": 899, "repaired": [],
         "mismatches": [{"node": community, "tier": "community", "parent": community[:9] + "000",
                         "dataset": "residents", "division": community, "detail": "row count 11, parent has 12"}],
     }), "utf-8")

@@ -48,7 +48,7 @@ def make_status(home: Path, **overrides: Any) -> dict[str, Any]:
              "due_by": "2027-12-12T10:00:00+00:00", "late": False, "late_by_seconds": None,
              "sentence": "divisions from statistics: on time"},
         ],
-        "reconciliation": {"checked_at": "2026-11-27T12:00:00+00:00", "nodes": 899, "repaired": [],
+        "reconciliation": {"checked_at": "2026-11-27T12:00:00+00:00", "nodes_checked": 899, "repaired": [],
                            "mismatches": [{"node": "440304001001", "tier": "community", "parent": "440304001000",
                                            "dataset": "residents", "division": "440304001001",
                                            "detail": f"row count 10 vs 11 {EVIL}"}]},
