@@ -1,4 +1,4 @@
-"""The civicnet command line: demo, status, sync, verify, report, ingest, push, gateway."""
+"""The civicnet command line: demo, status, sync, verify, quarantine-close, report, ingest, push, gateway."""
 
 from __future__ import annotations
 
@@ -51,6 +51,20 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
 
     paths = pipeline.publish_quality_report(settings.home, args.run_id)
     print(f"quality page: {paths['quality_page']}\nGX Data Docs: {paths['data_docs']}")
+    return 0
+
+
+def _quarantine(args: argparse.Namespace, settings: Settings) -> int:
+    """Close quarantined rows by hand, with the reason kept on each row."""
+    from civicnet import pipeline
+    from warehouse.merge import close_quarantined
+
+    con = pipeline.open_city(settings.home)
+    try:
+        closed = close_quarantined(con, "city", args.batch, args.line, args.why)
+    finally:
+        con.close()
+    print(f"closed {closed} quarantined rows of batch {args.batch}")
     return 0
 
 
@@ -164,9 +178,14 @@ def parser() -> argparse.ArgumentParser:
                                            "(exit 1 while any differs)")
     verify.add_argument("--repair", action="store_true", help="re-copy the differing slices from the parents")
     verify.add_argument("--json", action="store_true")
+    close = sub.add_parser("quarantine-close", help="close quarantined rows no resubmission can release "
+                                                     "(e.g. a wrong key), saying why")
+    close.add_argument("--batch", required=True, help="the batch id, as in the rejection report")
+    close.add_argument("--line", required=True, type=int, action="append", help="a line of that batch (repeatable)")
+    close.add_argument("--why", required=True, help="kept with each row, e.g. 'resent under the corrected ID'")
     report = sub.add_parser("report", help="write the quality page and rebuild GX Data Docs")
     report.add_argument("--run-id", help="name of the page (default: the UTC time)")
-    for sp in (demo, status, sync, verify, report, ingest, *_add_gateway_parsers(sub)):
+    for sp in (demo, status, sync, verify, close, report, ingest, *_add_gateway_parsers(sub)):
         sp.add_argument("--home", default=argparse.SUPPRESS, help="civicnet home")
     return p
 
@@ -175,8 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `civicnet`."""
     args = parser().parse_args(argv)
     settings = Settings.from_env(getattr(args, "home", None))
-    handlers = {"demo": _demo, "status": _status, "sync": _sync, "verify": _verify, "report": _report,
-                "ingest": _ingest, "push": _push,
+    handlers = {"demo": _demo, "status": _status, "sync": _sync, "verify": _verify,
+                "quarantine-close": _quarantine, "report": _report, "ingest": _ingest, "push": _push,
                 "gateway": _gateway}
     try:
         return handlers[args.command](args, settings)

@@ -24,6 +24,10 @@ from warehouse.node import key_sql, set_high_water_mark, transaction
 STAGE_ALIAS = "s"
 
 
+class QuarantineCloseError(TerminalError):
+    """Quarantined rows cannot be closed as asked."""
+
+
 class UnsupportedHistoryModeError(TerminalError):
     """The contract asks for a history mode the merge does not implement."""
 
@@ -152,6 +156,24 @@ def _release_quarantine(con: duckdb.DuckDBPyConnection, node: str, contract: Con
         WHERE q.dataset = ? AND q.released_by IS NULL AND q.batch_id <> ?
           AND q.key IN (SELECT {key_sql(contract, 'a')} FROM accepted a)""",
                            [batch.batch_id, batch.received_at, contract.name, batch.batch_id]).fetchall()[0][0])
+
+
+def close_quarantined(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, lines: list[int], why: str) -> int:
+    """Close open quarantined rows of a batch by hand (a row whose key was itself wrong can never be
+    released by a resubmission): they are marked released by `manual: <why>`; returns how many."""
+    if not why.strip():
+        raise QuarantineCloseError("say why the rows are closed (--why): it is kept with each row")
+    wanted = sorted(set(lines))
+    with transaction(con):  # all or nothing: a wrong line number closes none
+        (closed,), = con.execute(f"""
+            UPDATE {node}._civicnet.quarantine SET released_by = ?, released_at = now()
+            WHERE batch_id = ? AND line IN (SELECT unnest(?::BIGINT[])) AND released_by IS NULL""",
+                                 [f"manual: {why.strip()}", batch_id, wanted]).fetchall()
+        if closed != len(wanted):
+            raise QuarantineCloseError(
+                f"{len(wanted) - int(closed)} of lines {wanted} of batch {batch_id} are not open in quarantine "
+                "(released already, or no such line), so none was closed: check the batch's rejection report")
+    return int(closed)
 
 
 def _write_ledger(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, batch: BatchInput,

@@ -152,3 +152,18 @@ def test_civicnet_report_builds_data_docs_and_the_quality_page(home: Path) -> No
     page = (home / "reports" / "quality" / "run-1.html").read_text("utf-8")
     assert "data_docs/index.html" in page
     assert (home / "reports" / "quality" / "index.html").read_text("utf-8") == page
+
+
+def test_rows_no_resubmission_can_release_are_closed_by_hand_through_the_cli(home: Path) -> None:
+    from civicnet.cli import main
+
+    planted = _planted(home)["residents"]
+    lines = sorted(r["line"] for r in planted["planted_rows"] if r["reason"] == "invalid_citizen_id")[:2]
+    (batch,) = [b for b in status.collect(home)["batches"] if b["source_name"].endswith("_initial.csv")]
+    before = status.collect(home)["quarantine"]["residents"]["public_security"]
+    argv = ["quarantine-close", "--home", str(home), "--batch", batch["batch_id"], "--why", "resent with the right ID"]
+    assert main([*argv, *(a for line in lines for a in ("--line", str(line)))]) == 0
+    after = status.collect(home)["quarantine"]["residents"]["public_security"]
+    assert (after["open"], after["released"]) == (before["open"] - 2, before["released"] + 2)
+    assert main([*argv, "--line", str(lines[0])]) == 2  # closed already: refused, nothing changes
+    assert status.collect(home)["quarantine"]["residents"]["public_security"] == after

@@ -17,7 +17,15 @@ from quality.conform import QUARANTINE_SCHEMA
 from schemas.citizen_id import check_char
 from schemas.contract import Contract, load_contracts
 from schemas.derive import arrow_schema
-from warehouse.merge import BatchInput, BatchOutcome, apply_batch, ledger_entry, refuse_batch
+from warehouse.merge import (
+    BatchInput,
+    BatchOutcome,
+    QuarantineCloseError,
+    apply_batch,
+    close_quarantined,
+    ledger_entry,
+    refuse_batch,
+)
 from warehouse.node import attach, ensure_node, high_water_mark, node_path
 
 CITY = "440300000000"
@@ -367,3 +375,17 @@ def test_a_corrected_resubmission_releases_the_quarantined_rows_of_its_keys(con:
     (released_by,), = con.execute("SELECT released_by FROM city._civicnet.quarantine WHERE line = 7").fetchall()
     assert released_by == "b-corrected"
     assert ledger_entry(con, "city", "b-corrected") == outcome
+
+
+def test_quarantined_rows_can_be_closed_by_hand_all_or_nothing(con: duckdb.DuckDBPyConnection) -> None:
+    apply(con, make_batch(quarantined=[7, 8, 9]))
+    open_lines = "SELECT line FROM city._civicnet.quarantine WHERE released_by IS NULL ORDER BY line"
+    with pytest.raises(QuarantineCloseError, match="none was closed"):
+        close_quarantined(con, "city", "batch-0001", [7, 12], "resent under the corrected ID")
+    assert con.execute(open_lines).fetchall() == [(7,), (8,), (9,)]
+    with pytest.raises(QuarantineCloseError, match="say why"):
+        close_quarantined(con, "city", "batch-0001", [7], " ")
+    assert close_quarantined(con, "city", "batch-0001", [7, 9], "resent under the corrected ID") == 2
+    assert con.execute(open_lines).fetchall() == [(8,)]
+    (who,), = con.execute("SELECT DISTINCT released_by FROM city._civicnet.quarantine WHERE line <> 8").fetchall()
+    assert who == "manual: resent under the corrected ID"
