@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
+import great_expectations as gx
 
 from quality.gx_engine import add_datasource, close_datasource, ephemeral_context
 from quality.sql import quote_ident, sql_literal
@@ -101,9 +102,7 @@ def validate_table(url: str, table: str, name: str, expectations: list[Any]) -> 
 
 
 def gx_suite(name: str, expectations: list[Any]) -> Any:
-    """An expectation suite (GX imported lazily by callers of this module only)."""
-    import great_expectations as gx
-
+    """An expectation suite of these expectations."""
     return gx.ExpectationSuite(name=name, expectations=expectations)
 
 
