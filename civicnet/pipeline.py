@@ -23,7 +23,7 @@ from connectors.feeds import Feed, FeedConfigError, load_feeds
 from connectors.parse import read_payload
 from connectors.registry import connector_for
 from quality.conform import QUARANTINE_SCHEMA, SourceMapping, conform_batch
-from quality.rejection import build_report, write_outbox
+from quality.rejection import build_report, gate_sentence, write_outbox
 from quality.volume import record as record_volume
 from quality.volume import volume_ratio
 from schemas.contract import Contract, load_contracts
@@ -154,7 +154,7 @@ def check(home: Path, slug: str, batch_id: str, as_of: dt.date) -> dict[str, Any
         _write_check(out, base | {"accepted": 0, "quarantined": 0, "duplicates": 0,
                                   "gate": {"verdict": "fail", "error": str(err), "results": []}})
         raise
-    from quality.gate import BatchSummary, describe, run_gate  # great_expectations takes seconds to import
+    from quality.gate import BatchSummary, run_gate  # great_expectations takes seconds to import
 
     out.mkdir(parents=True, exist_ok=True)
     pq.write_table(conformed.accepted.drop(["_line"]), out / "accepted.parquet")
@@ -168,9 +168,10 @@ def check(home: Path, slug: str, batch_id: str, as_of: dt.date) -> dict[str, Any
     gate_started = time.perf_counter()
     gate = run_gate(contract, out, summary, as_of.isoformat(), full_delivery=f.delivery == "full")
     seconds = {"conform": round(gate_started - started, 3), "gate": round(time.perf_counter() - gate_started, 3)}
-    refusal = [describe(r, summary) for r in gate.failed("error")]
+    sentence_counts = {"received": summary.received, "quarantined": summary.quarantined}
+    refusal = [gate_sentence(r, sentence_counts) for r in gate.failed("error")]
     gate_dict = gate.to_dict() | ({"error": "; ".join(refusal)} if refusal else {}) | \
-        {"warnings": [describe(r, summary) for r in gate.failed("warn")]}
+        {"warnings": [gate_sentence(r, sentence_counts) for r in gate.failed("warn")]}
     _write_check(out, base | counts | {"gate": gate_dict, "seconds": seconds})
     if gate.verdict == "fail":
         raise QualityGateFailedError(

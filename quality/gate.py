@@ -135,31 +135,3 @@ def run_gate(contract: Contract, stage: Path, summary: BatchSummary, today: str,
     failed = {r["severity"] for r in rows if not r["success"]}
     verdict: Verdict = "fail" if "error" in failed else "warn" if failed else "pass"
     return GateResult(verdict, rows)
-
-
-_SUMMARY_SENTENCES = {
-    "quarantined_share": "{value:.1%} of the rows were quarantined, more than the {limit:.0%} a batch may lose; "
-                         "the file is probably misformatted as a whole",
-    "broken_key_share": "{value:.2%} of the rows have a missing primary key or repeat another row's key with other "
-                        "content (more than {limit:.1%}): the key column is broken",
-    "volume_ratio": "the batch has {value:.0%} of the rows of the feed's recent batches; a whole-register delivery "
-                    "that shrank this much is taken for a truncated export",
-}
-
-
-def describe(r: dict[str, Any], summary: BatchSummary | None = None) -> str:
-    """One sentence for people on an unsuccessful expectation."""
-    column = r.get("column")
-    shares = summary.shares() if summary else {}
-    if column in _SUMMARY_SENTENCES and shares.get(column) is not None:
-        from quality import suite
-
-        limit = {"quarantined_share": suite.MAX_QUARANTINE_SHARE, "broken_key_share": suite.MAX_BROKEN_KEY_SHARE,
-                 "volume_ratio": suite.MIN_VOLUME_RATIO}[column]
-        return _SUMMARY_SENTENCES[column].format(value=shares[column], limit=limit)
-    what = r.get("description") or f"{r['expectation']}({column or ''})"
-    if r.get("exception"):
-        return f"{what} could not be evaluated: {r['exception']}"
-    count = r.get("unexpected_count") if r.get("unexpected_count") is not None else r.get("observed_value")
-    examples = f" (e.g. {', '.join(map(str, r['partial_unexpected']))})" if r.get("partial_unexpected") else ""
-    return f"{what}: {count} rows unexpected{examples}"

@@ -144,8 +144,9 @@ def build_report(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, origi
     counts = dict(zip(COUNTS, (int(n or 0) for n in numbers), strict=True))
     gate = json.loads(gate_json) if gate_json else {}
     results = gate.get("results") or []
-    refusal = ([gate["error"]] if gate.get("error") else []) + [
-        gate_sentence(r, counts) for r in results if not r["success"] and r["severity"] == "error"]
+    # the failed expectations, or, for a batch refused before the gate ran (columns missing), the error
+    refusal = [gate_sentence(r, counts) for r in results if not r["success"] and r["severity"] == "error"] or (
+        [gate["error"]] if gate.get("error") else [])
     if status == "refused" and not refusal:
         refusal = ["the quality gate refused the batch; the city's operators have the details"]
     warnings = [gate_sentence(r, counts) for r in results if not r["success"] and r["severity"] != "error"]
@@ -229,10 +230,10 @@ _GATE_SENTENCES = {
 _SUMMARY_SENTENCES = {
     ("quarantined_share", "error"): "{quarantined} of {received} rows ({share:.1%}) failed the row checks, more "
                                     "than the gate accepts in one batch: the file as a whole looks wrong",
-    ("broken_key_share", "error"): "too many rows repeat a key with different content: the key column looks "
-                                   "broken (check how the file's key column was exported)",
+    ("broken_key_share", "error"): "too many rows have no key or repeat a key with different content: the key "
+                                   "column is broken (check how the file's key column was exported)",
     ("volume_ratio", "error"): "the batch has far fewer rows ({received}) than this dataset's recent "
-                               "deliveries: it looks truncated, and applying it would delete the missing rows",
+                               "deliveries: it is taken for a truncated export, and nothing of it was applied",
     ("volume_ratio", "warn"): "the batch's row count ({received}) differs markedly from this dataset's recent "
                               "deliveries; check that the file is complete",
 }
@@ -249,6 +250,8 @@ def gate_sentence(result: dict[str, Any], counts: dict[str, int]) -> str:
         return summary.format(share=share, **counts)
     template = _GATE_SENTENCES.get(name)
     n, observed = result.get("unexpected_count"), result.get("observed_value")
+    if n is None and isinstance(observed, int) and name == "unexpected_rows_expectation":
+        n = observed  # a custom-SQL expectation reports its row count as the observed value
     if template is None:
         sentence = f"the check {name} on {column or 'the batch'} failed (observed {observed}, {n} unexpected values)"
     else:

@@ -277,7 +277,7 @@ COUNTS = {"received": 40, "applied": 0, "quarantined": 0, "duplicates": 0, "held
 @pytest.mark.parametrize(("failed", "expected"), [
     (result("expect_column_values_to_be_between", "volume_ratio"), "far fewer rows (40) than this dataset's recent"),
     (result("expect_column_values_to_be_between", "volume_ratio", severity="warn"), "check that the file is complete"),
-    (result("expect_column_values_to_be_between", "broken_key_share"), "the key column looks broken"),
+    (result("expect_column_values_to_be_between", "broken_key_share"), "the key column is broken"),
     (result("unexpected_rows_expectation", None, unexpected=2) | {"description": "dataset rule area_positive"},
      "2 rows break the dataset rule area_positive"),
     (result("expect_column_values_to_be_in_set", "category", unexpected=1) | {"partial_unexpected": ["travel"]},
