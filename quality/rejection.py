@@ -28,7 +28,6 @@ import duckdb
 
 from quality.conform import SourceMapping
 from quality.sql import quote_ident
-from schemas.contract import load_contracts
 from schemas.errors import TerminalError
 
 COUNTS = ("received", "applied", "quarantined", "duplicates", "held")
@@ -130,12 +129,11 @@ def build_report(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, origi
     """The report on a decided batch from the ledger and quarantine of node `node` (attached on `con`).
 
     `origin` is the batch's landing manifest (for the sender); `mapping` is the feed's source
-    mapping, which names the raw column behind each reason's field and gives keys to rows whose
-    quarantine entry has none. Raises UndecidedBatchError if the ledger has no row for the batch."""
+    mapping, which names the raw column behind each reason's field. Raises UndecidedBatchError if
+    the ledger has no row for the batch."""
     alias = quote_ident(node)
-    released = "released" if "released" in _columns(con, node, "batches") else "0"
     found = con.execute(f"""SELECT dataset, feed, department, source_name, {_utc("received_at")},
-            {_utc("decided_at")}, status, gate, {released}, {", ".join(COUNTS)}
+            {_utc("decided_at")}, status, gate, released, {", ".join(COUNTS)}
             FROM {alias}._civicnet.batches WHERE batch_id = ?""", [batch_id]).fetchall()
     if not found:
         raise UndecidedBatchError(f"batch {batch_id} has no decision in node {node!r} yet (it is not in "
@@ -152,8 +150,7 @@ def build_report(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, origi
     warnings = [gate_sentence(r, counts) for r in results if not r["success"] and r["severity"] != "error"]
     balanced = counts["received"] == sum(counts[k] for k in COUNTS[1:])
     sources = {field: source for source, field in mapping.fields.items()} if mapping else {}
-    contract = load_contracts().get(dataset) if mapping else None
-    rows = _quarantined(con, node, batch_id, sources, tuple(contract.primary_key) if contract else ())
+    rows = _quarantined(con, node, batch_id, sources)
     by_reason = con.execute(f"""SELECT r.code, r.field, count(*) FROM (SELECT unnest(reasons) AS r
             FROM {alias}._civicnet.quarantine WHERE batch_id = ?) GROUP BY ALL ORDER BY 3 DESC, 1, 2""",
                             [batch_id]).fetchall()
@@ -169,42 +166,24 @@ def _utc(column: str) -> str:
     return f"strftime(timezone('UTC', {column}), '%Y-%m-%dT%H:%M:%S.%fZ')"
 
 
-def _columns(con: duckdb.DuckDBPyConnection, node: str, table: str) -> set[str]:
-    """The columns of a bookkeeping table (nodes of older layouts lack the newer ones)."""
-    rows = con.execute("""SELECT column_name FROM duckdb_columns() WHERE database_name = ?
-                          AND schema_name = '_civicnet' AND table_name = ?""", [node, table]).fetchall()
-    return {r[0] for r in rows}
-
-
-def _quarantined(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, sources: dict[str, str],
-                 key_fields: tuple[str, ...]) -> tuple[QuarantinedRow, ...]:
-    """The batch's quarantined rows by line; `key`, `released_by`, `released_at` where the table has them."""
-    have = _columns(con, node, "quarantine")
-    extra = [expr if c in have else "NULL" for c, expr in
-             (("key", "key"), ("released_by", "released_by"), ("released_at", _utc("released_at")))]
-    found = con.execute(f"""SELECT line, reasons, raw, {", ".join(extra)} FROM {quote_ident(node)}._civicnet.quarantine
+def _quarantined(con: duckdb.DuckDBPyConnection, node: str, batch_id: str,
+                 sources: dict[str, str]) -> tuple[QuarantinedRow, ...]:
+    """The batch's quarantined rows by line, with their keys and releases."""
+    found = con.execute(f"""SELECT line, reasons, raw, key, released_by, {_utc("released_at")}
+                            FROM {quote_ident(node)}._civicnet.quarantine
                             WHERE batch_id = ? ORDER BY line LIMIT {MAX_LISTED}""", [batch_id]).fetchall()
     out = []
     for line, reasons, raw_json, key, released_by, released_at in found:
         raw = json.loads(raw_json) if raw_json else None
         listed = tuple(RowReason(r["code"], r["field"], r["message"],
                                  _raw_value(raw, sources.get(r["field"], r["field"]))) for r in reasons)
-        out.append(QuarantinedRow(int(line), key if key is not None else _key_of(raw, sources, key_fields), listed,
-                                  raw, released_by, released_at))
+        out.append(QuarantinedRow(int(line), key, listed, raw, released_by, released_at))
     return tuple(out)
 
 
 def _raw_value(raw: dict[str, Any] | None, column: str) -> str | None:
     value = (raw or {}).get(column)
     return None if value is None else str(value)
-
-
-def _key_of(raw: dict[str, Any] | None, sources: dict[str, str], key_fields: tuple[str, ...]) -> str | None:
-    """The key from the raw values when the quarantine has none: every key field sent, trimmed."""
-    parts = [_raw_value(raw, sources[f]) if f in sources else None for f in key_fields]
-    if not parts or any(p is None or not p.strip() for p in parts):
-        return None
-    return KEY_SEPARATOR.join(p.strip() for p in parts if p is not None)
 
 
 _GATE_SENTENCES = {

@@ -66,9 +66,10 @@ def decide(con: duckdb.DuckDBPyConnection, batch_id: str, status: str, counts: d
                 [batch_id, DATASET, DATASET, department, status, counts["received"], counts["applied"],
                  counts["quarantined"], counts["duplicates"], counts["held"], json.dumps(gate)])
     for line, reasons, raw in rows:
-        con.execute("""INSERT INTO city._civicnet.quarantine (batch_id, dataset, feed, department, line, reasons, raw)
-                       VALUES (?, ?, ?, ?, ?, ?, ?)""",
-                    [batch_id, DATASET, DATASET, department, line, reasons, json.dumps(raw, ensure_ascii=False)])
+        key = (raw or {}).get("支出编号") or None  # conform keeps the key it typed; an empty one is none
+        con.execute("""INSERT INTO city._civicnet.quarantine (batch_id, dataset, feed, department, line, reasons,
+                       raw, key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                    [batch_id, DATASET, DATASET, department, line, reasons, json.dumps(raw, ensure_ascii=False), key])
 
 
 def result(expectation: str, column: str | None, severity: str = "error", unexpected: int | None = None,
@@ -153,10 +154,6 @@ def test_applied_batch_lists_each_quarantined_row_by_line(con: duckdb.DuckDBPyCo
 
 
 def test_key_and_release_come_from_the_quarantine_when_it_has_them(con: duckdb.DuckDBPyConnection) -> None:
-    # the columns a node of the newer layout has (added here if this node's layout predates them)
-    for column, sql_type in (("key", "VARCHAR"), ("released_by", "VARCHAR"), ("released_at", "TIMESTAMPTZ")):
-        con.execute(f"ALTER TABLE city._civicnet.quarantine ADD COLUMN IF NOT EXISTS {column} {sql_type}")
-    con.execute("ALTER TABLE city._civicnet.batches ADD COLUMN IF NOT EXISTS released BIGINT")
     con.execute("""UPDATE city._civicnet.quarantine SET key = 'K' || line, released_by = ?,
                    released_at = '2021-07-01 08:00:00+08' WHERE line = 5""", [CLEAN])
     con.execute("UPDATE city._civicnet.batches SET released = 1 WHERE batch_id = ?", [CLEAN])
