@@ -33,7 +33,7 @@ from schemas.errors import TerminalError
 COUNTS = ("received", "applied", "quarantined", "duplicates", "held")
 MAX_LISTED = 100_000  # quarantined rows listed in one report; `by_reason` always covers all of them
 TEXT_ROWS = 200  # rows in the text form (the CSV and JSON have every listed row)
-KEY_SEPARATOR = chr(31)  # between the parts of a compound key, as warehouse.node.key_sql joins them
+KEY_SEPARATOR = chr(31)  # between the parts of a compound key, as schemas.derive.key_sql joins them
 # A folder name: letters, digits, _ - : and (not first, so never '.' or '..') dots, as sender ids have.
 _SLUG = re.compile(r"^[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,127}$")
 _HEX = re.compile(r"^[0-9a-f]{1,128}$")

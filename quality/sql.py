@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from quality.reasons import Reason
 from schemas.citizen_id import CHECK_CHARS, WEIGHTS
 from schemas.contract import Contract, Field
+from schemas.derive import key_sql
 from schemas.divisions import subtree_prefix
 from schemas.errors import ContractError
 
@@ -139,9 +140,6 @@ def rule_checks(contract: Contract, today: dt.date, message: MessageSql) -> list
 
 
 def key_text_sql(contract: Contract, alias: str) -> str:
-    """A row's primary key as one text value, as warehouse.node.key_sql writes it (NULL if a part is)."""
-    parts = [f"CAST({alias}.{quote_ident(k)} AS VARCHAR)" for k in contract.primary_key]
-    if len(parts) == 1:
-        return parts[0]
-    present = " AND ".join(p + " IS NOT NULL" for p in parts)
-    return f"CASE WHEN {present} THEN concat_ws(chr(31), {', '.join(parts)}) END"
+    """schemas.derive.key_sql, NULL where a part of the key is missing (a row with no key has none)."""
+    present = " AND ".join(f"{alias}.{quote_ident(k)} IS NOT NULL" for k in contract.primary_key)
+    return f"CASE WHEN {present} THEN {key_sql(contract, alias)} END"

@@ -36,3 +36,10 @@ def arrow_schema(contract: Contract, tier: Tier | None = None) -> pa.Schema:
 def column_definitions(contract: Contract, tier: Tier) -> list[tuple[str, str]]:
     """(name, DuckDB type) for the fields a node of this tier holds."""
     return [(f.name, duckdb_type(f)) for f in contract.fields_for_tier(tier)]
+
+
+def key_sql(contract: Contract, alias: str) -> str:
+    """A row's primary key as one text value (tombstones, releases and quarantine name rows by it);
+    the parts of a compound key are joined by the unit separator, chr(31)."""
+    parts = [f'CAST({alias}."{k}" AS VARCHAR)' for k in contract.primary_key]
+    return parts[0] if len(parts) == 1 else "concat_ws(chr(31), " + ", ".join(parts) + ")"

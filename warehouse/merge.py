@@ -17,9 +17,10 @@ import pyarrow as pa
 
 from schemas.contract import DELETED_COLUMN as DELETED
 from schemas.contract import Contract
+from schemas.derive import key_sql
 from schemas.divisions import subtree_prefix
 from schemas.errors import TerminalError
-from warehouse.node import key_sql, set_high_water_mark, transaction
+from warehouse.node import set_high_water_mark, transaction
 
 STAGE_ALIAS = "s"
 

@@ -222,9 +222,3 @@ def set_high_water_marks(con: duckdb.DuckDBPyConnection, alias: str, marks: dict
         values = ", ".join("(?, ?)" for _ in marks)
         con.execute(f"INSERT INTO {alias}._civicnet.hwm VALUES {values}",
                     [v for item in marks.items() for v in item])
-
-
-def key_sql(contract: Contract, alias: str) -> str:
-    """A row's primary key as one text value (tombstones name rows by it)."""
-    parts = [f'CAST({alias}."{k}" AS VARCHAR)' for k in contract.primary_key]
-    return parts[0] if len(parts) == 1 else "concat_ws(chr(31), " + ", ".join(parts) + ")"

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import duckdb
 
 from schemas.contract import Contract
+from schemas.derive import key_sql
 from schemas.divisions import Tier, subtree_prefix, tier_of
-from warehouse.node import META_COLUMNS, high_water_marks, key_sql, set_high_water_marks, transaction
+from warehouse.node import META_COLUMNS, high_water_marks, set_high_water_marks, transaction
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,10 @@ from conftest import AS_OF, build_home
 
 from civicnet import pipeline
 from civicnet.demo_data import generate_changes
+from schemas.derive import key_sql
 from schemas.divisions import load_registry
 from warehouse.extract import extract_path
-from warehouse.node import high_water_mark, key_sql, node_path
+from warehouse.node import high_water_mark, node_path
 from warehouse.stats import NodeStats, node_stats
 
 pytestmark = pytest.mark.slow
