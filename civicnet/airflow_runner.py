@@ -7,6 +7,7 @@ engineer would inspect with `airflow` afterwards.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -21,10 +22,29 @@ class DagRunFailedError(TerminalError):
     """An Airflow DAG run did not succeed."""
 
 
+class DagsNotFoundError(TerminalError):
+    """The DAG files are not where this installation of civicnet keeps them."""
+
+
 def dags_folder() -> Path:
-    """The repository's dags/ folder (override with $CIVICNET_DAGS_FOLDER)."""
+    """The folder of civicnet's DAG files (override with $CIVICNET_DAGS_FOLDER).
+
+    In a source checkout, the repository's dags/ beside this package (the files being edited);
+    in an installed copy, the package data `civicnet_dags` the wheel ships dags/ as."""
     override = os.environ.get("CIVICNET_DAGS_FOLDER")
-    return Path(override) if override else Path(__file__).resolve().parent.parent / "dags"
+    if override:
+        return Path(override)
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "dags").is_dir():
+        return checkout / "dags"
+    # dags/ has no __init__.py (Airflow parses every file in it), so civicnet_dags is a namespace
+    # package: its spec names its folder, where importlib.resources would give a MultiplexedPath
+    spec = importlib.util.find_spec("civicnet_dags")
+    if spec is None or not spec.submodule_search_locations:
+        raise DagsNotFoundError(
+            f"civicnet's DAG files are neither in a source checkout ({checkout / 'dags'}) nor installed as the "
+            "package civicnet_dags; reinstall civicnet (`pip install .` ships them) or set CIVICNET_DAGS_FOLDER")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def airflow_env(home: Path) -> dict[str, str]:
