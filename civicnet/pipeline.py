@@ -61,7 +61,8 @@ def feed(slug: str) -> Feed:
     """The feed config with this slug."""
     feeds = load_feeds()
     if slug not in feeds:
-        raise FeedConfigError(f"no feed {slug!r} in connectors/feeds/; known feeds: {sorted(feeds)}")
+        raise FeedConfigError(f"no feed {slug!r}; known feeds: {', '.join(sorted(feeds))} "
+                              "(`civicnet feeds` lists them with their departments and schedules)")
     return feeds[slug]
 
 
