@@ -55,6 +55,11 @@ def airflow_env(home: Path) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{af / 'airflow.db'}",
+        # airflow.cfg, written once, names these by absolute path: set them from the home, so a
+        # moved or copied home never writes back to where it used to be
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(af / "plugins"),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(af / "logs"),
+        "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY": str(af / "logs" / "dag_processor"),
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         "AIRFLOW_VAR_CIVICNET_HOME": str(home),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(dags_folder()), os.environ.get("PYTHONPATH")])),
