@@ -293,8 +293,8 @@ def one_line(err: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `civicnet`: every error is one line on stderr and a non-zero exit."""
     args = parser().parse_args(argv)
-    settings = Settings.from_env(getattr(args, "home", None))
     try:
+        settings = Settings.from_env(getattr(args, "home", None))
         check_options(args)
         if args.command not in MAKES_A_HOME | USES_NO_HOME:
             require_home(settings.home)

@@ -134,3 +134,23 @@ def test_an_unknown_feed_lists_the_known_ones_and_creates_nothing(tmp_path: Path
     assert all(slug in line for slug in pipeline.load_feeds())
     assert "civicnet feeds" in line
     assert not home.exists()
+
+
+def test_an_empty_home_flag_is_refused_not_taken_as_the_current_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--home "$UNSET"` must not put a demo into whatever folder the shell is in."""
+    monkeypatch.chdir(tmp_path)
+
+    assert main(["init", "--home", ""]) == 2
+
+    assert "--home is empty" in one_error_line(capsys.readouterr().err)
+    assert listing(tmp_path) == []
+
+
+def test_an_empty_civicnet_home_variable_means_the_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from civicnet.settings import Settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CIVICNET_HOME", "")
+
+    assert Settings.from_env().home == tmp_path.resolve() / "var"
