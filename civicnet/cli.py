@@ -36,7 +36,7 @@ def _init(args: argparse.Namespace, settings: Settings) -> int:
         print(f"civicnet home created at {settings.home}; next: `civicnet ingest <feed> --home {settings.home}` "
               f"or `civicnet gateway add-sender --home {settings.home} ...`")
     else:
-        print(f"{settings.home} is already a civicnet home; nothing changed")
+        print(f"{settings.home} is already a civicnet home")
     return 0
 
 
