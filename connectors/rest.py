@@ -172,9 +172,12 @@ def cursor_value(record: Mapping[str, Any], name: str) -> dt.datetime:
     """A record's cursor field as an aware datetime; a missing, malformed or naive value is refused."""
     moment = _aware(record.get(name))
     if moment is None:
-        raise RestSourceError(f"a record's cursor field {name!r} is {record.get(name)!r}, not an ISO 8601 timestamp "
-                              "with a UTC offset; fix 'cursor.field' in the feed config or ask the department to "
-                              "send offsets")
+        value = record.get(name)
+        # the value's kind, never the value: a mis-set cursor field may hold personal data
+        held = "missing" if value is None else f"a {type(value).__name__} of {len(str(value))} characters"
+        raise RestSourceError(f"a record's cursor field {name!r} is {held}, not an ISO 8601 timestamp "
+                              "with a UTC offset; fix 'cursor.field' in the feed "
+                              "config or ask the department to send offsets")
     return moment
 
 

@@ -155,6 +155,12 @@ def test_a_cursor_field_without_an_aware_timestamp_is_refused(value: Any) -> Non
         select_new(by_key(record("H1", updated_at=value)), "updated_at", 0, {})
 
 
+def test_a_bad_cursor_value_is_described_not_quoted() -> None:
+    with pytest.raises(RestSourceError, match="a str of 3 characters") as caught:
+        select_new(by_key(record("H1", updated_at="王小明")), "updated_at", 0, {})
+    assert "王小明" not in str(caught.value)
+
+
 def test_a_broken_watermark_in_the_state_asks_for_a_reset() -> None:
     with pytest.raises(RestSourceError, match="reset the feed's state"):
         select_new(by_key(record("H1")), "updated_at", 0, {"watermark": "yesterday"})
