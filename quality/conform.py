@@ -20,6 +20,8 @@ import pyarrow.parquet as pq
 from quality.reasons import template
 from quality.sql import (
     anchor_checks,
+    control_check,
+    control_flag_sql,
     field_checks,
     key_text_sql,
     quote_ident,
@@ -123,6 +125,9 @@ def _select_sql(contract: Contract, mapping: SourceMapping, today: dt.date, scop
         text = text_expr(by_field.get(f.name), mapping.constants.get(f.name), mapping.values.get(f.name),
                          normalise=f.type == "string")
         texts.append(f"{text} AS {quote_ident('t_' + f.name)}")
+        if by_field.get(f.name) is not None and f.type == "string":
+            texts.append(f"{control_flag_sql(quote_ident(by_field[f.name]))} AS {quote_ident('c_' + f.name)}")
+            checks.append(control_check(f, quote_ident("c_" + f.name), _message_sql))
         typed.append(f"{typed_expr(f, quote_ident('t_' + f.name), mapping.dates.get(f.name))} AS {quote_ident(f.name)}")
         checks.extend(field_checks(f, quote_ident("t_" + f.name), quote_ident(f.name), today, _message_sql))
     checks.extend(anchor_checks(contract, quote_ident("t_" + contract.anchor), _message_sql, scope))
