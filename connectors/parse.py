@@ -11,7 +11,6 @@ import codecs
 import csv
 import io
 import json
-import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from schemas.errors import TerminalError
+from schemas.messages import HEADER_MISSING, header_looks_missing, looks_like_value, shown_name
 
 LINE_COLUMN = "_line"
 CSV, PARQUET, JSONL = "text/csv", "application/vnd.apache.parquet", "application/x-ndjson"
@@ -62,9 +62,6 @@ class ParseLimits:
 PUSH_LIMITS = ParseLimits(rows=1_000_000, columns=200, uncompressed_bytes=256 << 20)
 PULL_LIMITS = ParseLimits(rows=25_000_000, columns=500, uncompressed_bytes=8 << 30)
 _SPLIT = "split it into smaller files and send each"
-# a header cell that looks like a value (an ID, a phone, a date): the file probably lacks its header row
-_LOOKS_LIKE_DATA = re.compile(r"\d{5,}|^\d+([.-]\d+)*$")
-_SHOWN_NAME = 40
 
 
 def _too_many_rows(name: str, limits: ParseLimits) -> PayloadTooLargeError:
@@ -81,7 +78,7 @@ def column_label(index: int, header: str | None) -> str:
     (a headerless file's first row is data, possibly a citizen ID or a name)."""
     if header is None or not header.strip():
         return f"column {index} (empty)"
-    if _LOOKS_LIKE_DATA.search(header) or len(header) > _SHOWN_NAME:
+    if looks_like_value(header):
         return f"column {index} (its name looks like a value: is the header row missing?)"
     return f"column {index} {header!r}"
 
@@ -160,9 +157,9 @@ def _json_checks(con: Any, name: str, limits: ParseLimits) -> None:
                               WHERE len(k) <> len(list_distinct(k)) ORDER BY n LIMIT 1""").fetchall()
     if repeated:
         keys: list[str] = repeated[0][1]
-        key = next(k for i, k in enumerate(keys) if k in keys[:i])[:_SHOWN_NAME]
-        raise UnreadablePayloadError(f"{name}: line {repeated[0][0]} repeats the key {key!r}; an object may name "
-                                     "each key once: keep the right value and resend")
+        key = next(k for i, k in enumerate(keys) if k in keys[:i])
+        raise UnreadablePayloadError(f"{name}: line {repeated[0][0]} repeats the key {shown_name(key)}; an object "
+                                     "may name each key once: keep the right value and resend")
     (distinct,), = con.execute("SELECT count(DISTINCT k) FROM (SELECT unnest(json_keys(line)) AS k FROM j)").fetchall()
     if distinct > limits.columns:
         raise _too_many_columns(name, f"its objects have {distinct} distinct keys,", limits)
@@ -233,13 +230,15 @@ def _xlsx_header(rows: Iterator[tuple[Any, ...]], name: str, limits: ParseLimits
     header = [_text(v) for v in first]
     while header and header[-1] is None:
         header.pop()
+    if header_looks_missing(header):
+        raise UnreadablePayloadError(f"{name}: {HEADER_MISSING}")
     if not header:
         raise UnreadablePayloadError(f"{name}: the first row must name every column once; it is empty")
     for i, h in enumerate(header):
         if h is None or header.index(h) != i:
-            shown = column_label(i + 1, h).replace(f"column {i + 1}", f"column {_column_letter(i + 1)}", 1)
-            problem = "is empty" if h is None else "repeats an earlier column's name"
-            raise UnreadablePayloadError(f"{name}: the first row must name every column once; {shown} {problem}")
+            problem = "is empty" if h is None else f"{shown_name(h)} repeats an earlier column's name"
+            raise UnreadablePayloadError(f"{name}: the first row must name every column once; column "
+                                         f"{_column_letter(i + 1)} {problem}")
     return [str(h) for h in header]
 
 
@@ -312,6 +311,8 @@ def _csv_header(data: bytes, encoding: str, name: str) -> list[str]:
 def _check_csv_header(header: list[str], name: str, limits: ParseLimits) -> None:
     if len(header) > limits.columns:
         raise _too_many_columns(name, f"its header has {len(header)} columns,", limits)
+    if len(set(header)) != len(header) and header_looks_missing(header):
+        raise UnreadablePayloadError(f"{name}: {HEADER_MISSING}")
     for i, h in enumerate(header):
         if header.index(h) != i:
             raise UnreadablePayloadError(f"{name}: header repeats a column name: {column_label(i + 1, h)} has the "

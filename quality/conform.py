@@ -35,6 +35,7 @@ from schemas.contract import Contract
 from schemas.derive import arrow_schema
 from schemas.divisions import Registry
 from schemas.errors import TerminalError
+from schemas.messages import HEADER_MISSING, header_looks_missing, shown_names
 
 LINE = "_line"
 _FALSE_TEXT = "('', '0', 'false', 'f', 'no', 'n', '否')"
@@ -91,9 +92,13 @@ def check_columns(columns: list[str], mapping: SourceMapping, contract: Contract
     expected = mapping.source_columns
     missing = [s for s in expected if s not in sent]
     extra = sorted(sent - set(expected) - set(mapping.ignore))
+    if (missing or extra) and header_looks_missing(sent):
+        raise SourceColumnsError(f"Feed {mapping.feed!r}: {HEADER_MISSING} with the columns {expected} "
+                                 f"(see the feed config connectors/feeds/ and {contract.source})")
     if missing or extra:
         raise SourceColumnsError(
-            f"Feed {mapping.feed!r} sent columns {sorted(sent)}; missing {missing}, unmapped {extra}. "
+            f"Feed {mapping.feed!r} sent columns {shown_names(sorted(sent))}; missing {missing}, "
+            f"unmapped {shown_names(extra)}. "
             f"The contract is {contract.source}: add a field mapping in the feed config "
             "(connectors/feeds/) or ask the department to send the agreed columns.")
     unmapped = [f for f in contract.field_names

@@ -195,16 +195,21 @@ def test_a_body_that_is_not_the_declared_encoding_names_the_line_not_the_text() 
 
 def test_a_headerless_file_does_not_echo_its_first_row() -> None:
     body = f"{CITIZEN_ID},{NAME},{CITIZEN_ID}\n".encode()
-    with pytest.raises(UnreadablePayloadError, match="column 3") as caught:
+    with pytest.raises(UnreadablePayloadError, match="header row is probably missing") as caught:
         read_payload(body, CSV, "utf-8", "residents.csv")
-    assert CITIZEN_ID not in str(caught.value)
+    assert CITIZEN_ID not in str(caught.value) and NAME not in str(caught.value)
 
 
 def test_an_xlsx_header_that_looks_like_data_is_not_echoed() -> None:
     body = workbook([[CITIZEN_ID, NAME, None, "x"], [1, 2, 3, 4]])
-    with pytest.raises(UnreadablePayloadError, match="column C") as caught:
+    with pytest.raises(UnreadablePayloadError, match="header row is probably missing") as caught:
         read_payload(body, XLSX, None, "h.xlsx")
-    assert CITIZEN_ID not in str(caught.value)
+    assert CITIZEN_ID not in str(caught.value) and NAME not in str(caught.value)
+
+
+def test_an_xlsx_header_with_a_gap_names_the_column_by_letter() -> None:
+    with pytest.raises(UnreadablePayloadError, match="column C is empty"):
+        read_payload(workbook([["编号", "金额", None, "说明"], [1, 2, 3, 4]]), XLSX, None, "h.xlsx")
 
 
 # --- encodings --------------------------------------------------------------------------------------------

@@ -374,3 +374,13 @@ def test_a_value_cut_short_by_a_nul_is_never_accepted() -> None:
 def test_line_breaks_and_tabs_are_not_control_characters(text: str) -> None:
     result = conform([make_row(1, 住址=text)])
     assert result.quarantined.num_rows == 0
+
+
+def test_a_file_without_its_header_row_does_not_echo_its_first_record() -> None:
+    first = make_row(1)
+    columns = [str(v) for v in first.values()]  # the first record where the header should be
+    with pytest.raises(SourceColumnsError) as caught:
+        conform([first], columns=columns)
+    message = str(caught.value)
+    assert make_id(1) not in message and "13800000000" not in message and "张三" not in message
+    assert "header row is probably missing" in message
