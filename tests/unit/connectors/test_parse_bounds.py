@@ -227,3 +227,12 @@ def test_text_encodings_are_accepted_by_their_canonical_name() -> None:
     assert text_encoding("utf8") == "utf-8"
     with pytest.raises(UnreadablePayloadError, match="unknown"):
         text_encoding("klingon")
+
+
+def test_pulled_files_are_bounded_by_default() -> None:
+    """Pulls (file drops, exports) use the same readers with PULL_LIMITS: a feed file cannot exhaust a worker."""
+    from connectors.parse import PULL_LIMITS
+
+    assert PULL_LIMITS.rows >= 17_500_000  # the whole city's residents register fits in one drop
+    with pytest.raises(TooManyColumnsError, match=f"more than {PULL_LIMITS.columns}"):
+        read_payload(csv_rows(1, width=PULL_LIMITS.columns + 1), CSV, None, "drop.csv")
