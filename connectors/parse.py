@@ -60,7 +60,7 @@ class ParseLimits:
 # file of at most a few MiB; a pulled file (a drop, an export) may be a whole city's register
 # (17.5 million residents at the 2020 census).
 PUSH_LIMITS = ParseLimits(rows=1_000_000, columns=200, uncompressed_bytes=256 << 20)
-PULL_LIMITS = ParseLimits(rows=25_000_000, columns=500, uncompressed_bytes=8 << 30)
+PULL_LIMITS = ParseLimits(rows=25_000_000, columns=500, uncompressed_bytes=4 << 30)
 _SPLIT = "split it into smaller files and send each"
 
 
