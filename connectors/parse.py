@@ -83,6 +83,24 @@ def column_label(index: int, header: str | None) -> str:
     return f"column {index} {header!r}"
 
 
+class RepeatedKeyError(ValueError):
+    """A JSON object names one key twice (json.loads would keep the last value silently)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"a JSON object repeats the key {shown_name(key)}")
+        self.key = key
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`object_pairs_hook` for json.loads: an object, refusing one that repeats a key (RepeatedKeyError)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise RepeatedKeyError(key)
+        out[key] = value
+    return out
+
+
 def text_encoding(encoding: str) -> str:
     """The canonical name of a text encoding; refuses unknown codecs and those that are not text
     (rot13, zlib_codec, base64, ...), which Python's codecs also offer under an encoding's name."""

@@ -44,3 +44,11 @@ def header_looks_missing(names: Iterable[str | None]) -> bool:
     """True if any header cell looks like a value: then no cell of that row is shown (a name beside an
     ID is a person's name), and the message says the header row is missing."""
     return any(n is not None and looks_like_value(n) for n in names)
+
+
+def excerpt_unless_data(text: str) -> str:
+    """An excerpt of a source's unexpected output for a message, unless it looks like data (a JSON
+    object or list, possibly a record with personal data): then only its size."""
+    if text.lstrip()[:1] in ("{", "["):
+        return f"<{len(text)} characters of JSON, not shown: they may hold a record>"
+    return repr(text)

@@ -207,6 +207,23 @@ def test_a_body_that_is_not_json_is_terminal() -> None:
         api.page("http://api.health.sz/api/v1/health-stations", {})
 
 
+def test_a_body_repeating_a_key_is_refused() -> None:
+    api = client()
+    answer = response(b'{"data": [{"id": "H1", "name": "a", "name": "b"}]}')
+    api.get = lambda url, params: answer  # type: ignore[method-assign]
+    with pytest.raises(RestSourceError, match="repeats the key 'name'"):
+        api.page("http://api.health.sz/api/v1/health-stations", {})
+
+
+def test_a_truncated_json_body_is_not_quoted() -> None:
+    api = client()
+    answer = response(b'{"data": [{"id": "440304199001011233", "name": "\xe7\x8e\x8b', content_type="application/json")
+    api.get = lambda url, params: answer  # type: ignore[method-assign]
+    with pytest.raises(RestSourceError, match="did not answer JSON") as caught:
+        api.page("http://api.health.sz/api/v1/health-stations", {})
+    assert "440304199001011233" not in str(caught.value)
+
+
 @pytest.mark.parametrize(("link", "message"), [
     ("<https://collector.example.com/steal?page=2>; rel=\"next\"", "links its next page to another origin"),
     ("</api/v1/health-stations?page_size=500>; rel=\"next\"", "links back to a page already read"),
