@@ -9,7 +9,9 @@ returns its rejection report (quality/rejection.py: JSON, `?format=csv` or `?for
 report a sender fixes its data from.
 
 Checks run cheapest first and before the body is read where they can (auth, dataset, rights,
-declared size), so a refused upload costs the gateway little. Tokens and the Authorization
+declared size), so a refused upload costs the gateway little; the body is then parsed within the
+push limits (connectors.parse.PUSH_LIMITS: rows, columns or JSON keys, inflated size), stopping at
+the first one it passes (413 for rows or size, 422 for columns). Tokens and the Authorization
 header are never logged; every refusal is JSON `{"error": "<what to do>"}`.
 """
 
