@@ -16,6 +16,8 @@ AS_OF = dt.date(2021, 6, 30)
 FEED = load_feeds()["civil_affairs_facilities"]
 MAPPING = SourceMapping(FEED.slug, FEED.fields, FEED.values, FEED.dates, FEED.constants, tuple(FEED.ignore),
                         FEED.deleted)
+CONTRACT = load_contracts()["facilities"]
+REGISTRIES = {2020: load_registry()}
 
 
 def facility(n: int, opened: str) -> dict[str, str]:
@@ -31,7 +33,7 @@ def test_an_opening_date_in_an_absurd_year_is_quarantined(opened: str, accepted:
     row = facility(1, opened)
     raw = pa.table({**{c: pa.array([row.get(c)], pa.string()) for c in MAPPING.source_columns},
                     LINE: pa.array([1], pa.int64())})
-    result = conform_batch(raw, load_contracts()["facilities"], MAPPING, {2020: load_registry()}, AS_OF)
+    result = conform_batch(raw, CONTRACT, MAPPING, REGISTRIES, AS_OF)
     assert result.accepted.num_rows == (1 if accepted else 0)
     if not accepted:
         (quarantined,) = result.quarantined.to_pylist()
