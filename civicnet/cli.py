@@ -198,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "quarantine-close": _quarantine, "report": _report, "ingest": _ingest, "push": _push,
                 "gateway": _gateway}
     try:
+        settings.apply_file_modes()  # before anything is written: the home stays owner-only (or shared)
         return handlers[args.command](args, settings)
     except CivicnetError as err:
         print(f"civicnet: {err}", file=sys.stderr)
