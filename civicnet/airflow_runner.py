@@ -52,8 +52,9 @@ def _airflow(home: Path, args: list[str], log: Path) -> int:
     exe = Path(sys.executable).parent / "airflow"
     make_folder(log.parent)
     with open_private(log, append=True) as out:
-        return subprocess.run([str(exe), *args], env=airflow_env(home), stdout=out,
-                              stderr=subprocess.STDOUT, check=False).returncode
+        # Airflow's metadata database, config and logs are written under the home's umask
+        return subprocess.run([str(exe), *args], env=airflow_env(home), stdout=out, stderr=subprocess.STDOUT,
+                              check=False, umask=current_modes().umask).returncode
 
 
 def _tail(log: Path, lines: int = 25) -> str:

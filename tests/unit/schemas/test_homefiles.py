@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import share_group
 
 from civicnet.settings import Settings
 from schemas.homefiles import (
@@ -23,18 +24,6 @@ from schemas.homefiles import (
     using_modes,
     write_atomic,
 )
-
-
-def share_group() -> str:
-    """A group this user may give files to: another one if root or a member of several, else the primary."""
-    if os.geteuid() == 0:
-        for name in ("users", "nogroup", "daemon"):
-            try:
-                return grp.getgrnam(name).gr_name
-            except KeyError:
-                continue
-    others = [g for g in os.getgroups() if g != os.getgid()]
-    return grp.getgrgid(others[0] if others else os.getgid()).gr_name
 
 
 def mode(path: Path) -> int:
