@@ -9,6 +9,8 @@ from pathlib import Path
 from schemas.homefiles import OWNER_ONLY, Modes, secure_home, shared, use_modes
 
 SHARE_GROUP_ENV = "CIVICNET_SHARE_GROUP"
+# files under the home that hold credentials: owner-only even when the home is shared
+SECRET_FILES = ("gateway/senders.json", "demo/secrets.json")
 
 
 @dataclass(frozen=True)
@@ -36,5 +38,5 @@ class Settings:
         home to them (a home written world-readable by an older civicnet is closed here)."""
         modes = self.file_modes()
         use_modes(modes)
-        secure_home(self.home, modes)
+        secure_home(self.home, modes, SECRET_FILES)
         return modes

@@ -22,7 +22,7 @@ import grp
 import os
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -164,16 +164,19 @@ def open_private(path: Path, append: bool = False) -> BinaryIO:
     return os.fdopen(fd, "ab" if append else "wb")
 
 
-def secure_tree(root: Path, modes: Modes | None = None) -> int:
+def secure_tree(root: Path, modes: Modes | None = None, secrets: Collection[str] = ()) -> int:
     """Give every folder and file under `root` (and `root`) the home's modes; links are not followed.
+    `secrets` (paths relative to `root`, such as a token registry) stay owner-only even when shared.
     Returns how many entries were changed or checked."""
     m = modes or _current
     count = 0
     for folder, dirs, files in os.walk(root, followlinks=False):
         for name in (*dirs, *files):
+            path = Path(folder) / name
+            secret = path.relative_to(root).as_posix() in secrets
             # replaced or removed meanwhile; or another account's (a department's file in its drop folder)
             with contextlib.suppress(FileNotFoundError, PermissionError):
-                secure(Path(folder) / name, m)
+                secure(path, Modes(gid=m.gid) if secret else m)
                 count += 1
     secure(root, m)
     return count + 1
@@ -182,10 +185,11 @@ def secure_tree(root: Path, modes: Modes | None = None) -> int:
 HOME_MARKERS = ("nodes", "landing", "outbox", "staging")  # folders only a civicnet home has
 
 
-def secure_home(home: Path, modes: Modes | None = None) -> bool:
+def secure_home(home: Path, modes: Modes | None = None, secrets: Collection[str] = ()) -> bool:
     """Bring an existing home to `modes`: when the home folder's own mode or group differ (a home of
     an older civicnet, written world-readable, or a share group added or dropped), every entry under
-    it is changed. A folder that is not a civicnet home (none of HOME_MARKERS) is never touched.
+    it is changed (`secrets` stay owner-only). A folder that is not a civicnet home (none of
+    HOME_MARKERS) is never touched.
     True if the home was changed."""
     m = modes or _current
     if not any((home / marker).is_dir() for marker in HOME_MARKERS):
@@ -193,5 +197,5 @@ def secure_home(home: Path, modes: Modes | None = None) -> bool:
     info = home.stat()
     if stat.S_IMODE(info.st_mode) == m.folder_bits and (m.gid is None or info.st_gid == m.gid):
         return False
-    secure_tree(home, m)
+    secure_tree(home, m, secrets)
     return True

@@ -53,10 +53,14 @@ def test_the_share_group_setting_opens_the_home_to_the_group_for_reading(restore
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CIVICNET_SHARE_GROUP", share_group())
     home = old_home(tmp_path / "var")
+    (home / "gateway").mkdir()
+    (home / "gateway" / "senders.json").write_text('{"senders": {}}')
 
     assert main(["gateway", "senders", "--home", str(home)]) == 0
 
     assert current_modes() == shared(share_group()) and os.umask(0o077) == 0o027
+    assert stat.S_IMODE((home / "gateway" / "senders.json").stat().st_mode) == 0o600  # token hashes: owner only
+    (home / "gateway" / "senders.json").unlink()
     assert modes_under(home) == {0o2750, 0o640}
     assert {p.lstat().st_gid for p in (home, *home.rglob("*"))} == {shared(share_group()).gid}
 
