@@ -95,10 +95,12 @@ def using_modes(modes: Modes) -> Iterator[Modes]:
 
 
 def secure(path: Path, modes: Modes | None = None) -> Path:
-    """Give an existing file or folder the home's mode and group (for what a library wrote)."""
+    """Give an existing file or folder the home's mode and group (for what a library wrote); a link,
+    or an entry of another account (a department's file in its drop folder), is left alone."""
     m = modes or _current
     info = path.lstat()
-    if stat.S_ISLNK(info.st_mode):
+    euid = os.geteuid()
+    if stat.S_ISLNK(info.st_mode) or (euid != 0 and info.st_uid != euid):
         return path
     chowned = m.gid is not None and info.st_gid != m.gid
     if m.gid is not None and chowned:
@@ -195,6 +197,8 @@ def secure_home(home: Path, modes: Modes | None = None, secrets: Collection[str]
     if not any((home / marker).is_dir() for marker in HOME_MARKERS):
         return False
     info = home.stat()
+    if os.geteuid() not in (0, info.st_uid):  # an analyst's command on the owner's home changes nothing
+        return False
     if stat.S_IMODE(info.st_mode) == m.folder_bits and (m.gid is None or info.st_gid == m.gid):
         return False
     secure_tree(home, m, secrets)
