@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -291,19 +292,21 @@ def test_gate_failures_become_sentences(failed: dict[str, Any], expected: str) -
 DANGEROUS = ["-2+3+cmd|' /C calc'!A0", "+1", "@SUM(A1)", "\t=1", "\r=1", " =1", "＝1+1", "－2+3", "-5"]
 
 
-def test_no_cell_of_the_csv_report_would_run_in_a_spreadsheet(con: duckdb.DuckDBPyConnection) -> None:
-    """Whatever a sender put in a key, a text value, a number field or (through it) a message, no cell
-    of the CSV starts with a character a spreadsheet evaluates, unquoted; a plain number in a number
-    field stays a number."""
+def hostile_report(con: duckdb.DuckDBPyConnection) -> RejectionReport:
+    """A batch whose keys, notes and amounts are DANGEROUS, each quarantined twice (note and amount)."""
     rows = [(20 + i, [reason("invalid_length", "note", f"{bad} is too long"),
                       reason("invalid_number", "amount_yuan", f"{bad}")],
              raw_row(bad, amount=bad) | {"说明": bad}) for i, bad in enumerate(DANGEROUS)]
     decide(con, "f6" * 32, "applied", {"received": 9, "applied": 0, "quarantined": 9, "duplicates": 0, "held": 0},
            {"verdict": "pass", "results": []}, rows)
-    contract = load_contracts()[DATASET]
-    report = build_report(con, "city", "f6" * 32, Origin(), MAPPING, contract)
+    return build_report(con, "city", "f6" * 32, Origin(), MAPPING, load_contracts()[DATASET])
 
-    lines = list(csv.reader(io.StringIO(to_csv(report).removeprefix("\ufeff"))))
+
+def test_no_cell_of_the_csv_report_would_run_in_a_spreadsheet(con: duckdb.DuckDBPyConnection) -> None:
+    """Whatever a sender put in a key, a text value, a number field or (through it) a message, no cell
+    of the CSV starts with a character a spreadsheet evaluates, unquoted; a plain number in a number
+    field stays a number."""
+    lines = list(csv.reader(io.StringIO(to_csv(hostile_report(con)).removeprefix("\ufeff"))))
     assert len(lines) == 1 + 2 * len(DANGEROUS)
     unsafe = [(n, cell) for n, line in enumerate(lines[1:]) for cell in line if is_formula(cell)]
     # only the plain numbers +1 and -5 sent for the amount, a number field, stay numbers
@@ -311,3 +314,13 @@ def test_no_cell_of_the_csv_report_would_run_in_a_spreadsheet(con: duckdb.DuckDB
     assert [line[1] for line in lines[1::2]] == ["'" + bad for bad in DANGEROUS]  # keys
     assert [line[5] for line in lines[1::2]] == ["'" + bad for bad in DANGEROUS]  # a text field's values
     assert [line[4] for line in lines[2::2]] == ["'" + bad for bad in DANGEROUS]  # messages
+
+
+def test_the_outbox_csv_file_has_no_cell_a_spreadsheet_would_run(con: duckdb.DuckDBPyConnection,
+                                                                  tmp_path: Path) -> None:
+    _, csv_path, _ = write_outbox(tmp_path, hostile_report(con))
+
+    lines = list(csv.reader(io.StringIO(csv_path.read_bytes().decode("utf-8-sig"), newline="")))
+    assert len(lines) == 1 + 2 * len(DANGEROUS)
+    assert [cell for line in lines for cell in line if is_formula(cell)] == ["+1", "-5"]  # amounts: numbers
+    assert stat.S_IMODE(csv_path.stat().st_mode) == 0o600  # the rows as sent: personal data
