@@ -29,6 +29,7 @@ from quality.volume import volume_ratio
 from schemas.contract import Contract, load_contracts
 from schemas.divisions import Registry, in_subtree, load_registry
 from schemas.errors import TerminalError
+from schemas.homefiles import make_folder, secure, write_atomic
 from warehouse import landing
 from warehouse.merge import BatchInput, BatchOutcome, apply_batch, ledger_entry, refuse_batch
 from warehouse.network import publish_origin, sync_subtree
@@ -132,8 +133,9 @@ def _staging(home: Path, batch_id: str) -> Path:
 
 
 def _write_check(out: Path, summary: dict[str, Any]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     (out / "check.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), "utf-8")
+    secure(out / "check.json")
 
 
 def check(home: Path, slug: str, batch_id: str, as_of: dt.date) -> dict[str, Any]:
@@ -157,9 +159,11 @@ def check(home: Path, slug: str, batch_id: str, as_of: dt.date) -> dict[str, Any
         raise
     from quality.gate import BatchSummary, run_gate  # great_expectations takes seconds to import
 
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     pq.write_table(conformed.accepted.drop(["_line"]), out / "accepted.parquet")
     pq.write_table(conformed.quarantined, out / "quarantined.parquet")
+    for written in ("accepted.parquet", "quarantined.parquet"):  # pyarrow creates files under the umask
+        secure(out / written)
     summary = BatchSummary(conformed.received, conformed.quarantined.num_rows, conformed.broken_keys,
                            volume_ratio(home, slug, conformed.received) if f.delivery == "full" else None)
     counts = {"accepted": conformed.accepted.num_rows, "quarantined": conformed.quarantined.num_rows,
@@ -207,7 +211,7 @@ def merge(home: Path, slug: str, batch_ids: list[str]) -> list[dict[str, Any]]:
             # after the merge, also for a batch decided before: a run killed between the merge's
             # commit and this write writes the report when it runs again (same content: no-op)
             manifest = landing.read_manifest(home, f.dataset, b)
-            write_outbox(home, build_report(con, "city", b, manifest, source_mapping(f)))
+            write_outbox(home, build_report(con, "city", b, manifest, source_mapping(f), contract))
     finally:
         con.close()
         pa.default_memory_pool().release_unused()
@@ -271,9 +275,8 @@ def write_network_index(home: Path, subtrees: list[list[dict[str, Any]]], city: 
          "rows": n["rows"], "checksums": n["checksums"]}
         for n in sorted(nodes, key=lambda n: n["code"])]}
     path = network_index_path(home)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(index, ensure_ascii=False, indent=1), "utf-8")
-    tmp.replace(path)
+    make_folder(path.parent)
+    write_atomic(path, json.dumps(index, ensure_ascii=False, indent=1))
     return str(path)
 
 

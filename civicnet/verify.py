@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -28,6 +27,7 @@ from civicnet import pipeline
 from schemas.contract import Contract
 from schemas.divisions import Tier, parent_of, subtree_prefix, tier_of
 from schemas.errors import TerminalError
+from schemas.homefiles import make_folder, write_atomic
 from warehouse.extract import publish_extract
 from warehouse.node import attach, connect, detach, high_water_marks, node_path
 from warehouse.reconcile import (
@@ -219,12 +219,8 @@ def verify_district(home: Path, district: str, repair: bool = False) -> VerifyRe
 
 def write_reconciliation(home: Path, report: VerifyReport) -> Path:
     """Write <home>/quality/reconciliation.json atomically; returns its path."""
-    path = home / "quality" / "reconciliation.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(report.to_dict(), ensure_ascii=False, indent=1), "utf-8")
-    os.replace(tmp, path)
-    return path
+    path = make_folder(home / "quality") / "reconciliation.json"
+    return write_atomic(path, json.dumps(report.to_dict(), ensure_ascii=False, indent=1))
 
 
 def verify_and_record(home: Path, repair: bool = False, workers: int = 1) -> VerifyReport:

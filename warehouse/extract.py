@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from schemas.divisions import tier_of, validate_code
+from schemas.homefiles import make_folder, secure
 from warehouse.node import node_path
 
 
@@ -32,8 +33,9 @@ def extract_is_stale(home: Path, code: str) -> bool:
 def publish_extract(home: Path, code: str) -> Path:
     """Copy a (detached) node file to its extract path atomically; returns the path."""
     source, target = node_path(home, code), extract_path(home, code)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(target.parent)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     shutil.copyfile(source, tmp)
+    secure(tmp)  # copyfile creates under the umask
     os.replace(tmp, target)
     return target

@@ -23,6 +23,7 @@ from schemas.contract import Contract
 from schemas.derive import column_definitions
 from schemas.divisions import Tier, tier_of, validate_code
 from schemas.errors import TerminalError, TransientError
+from schemas.homefiles import make_folder, secure
 
 # DuckDB 2.x writes files that 1.x cannot read unless told to use an older storage version.
 STORAGE_VERSION = "v1.4.0"
@@ -84,7 +85,7 @@ def node_path(home: Path, code: str) -> Path:
 def attach(con: duckdb.DuckDBPyConnection, path: Path, alias: str, read_only: bool = False,
            block_size: int | None = None) -> None:
     """Attach a node file under an alias (created in v1.4 format, with `block_size` if new)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     options = "READ_ONLY" if read_only else f"STORAGE_VERSION '{STORAGE_VERSION}'"
     if block_size is not None and not read_only:
         options += f", BLOCK_SIZE {int(block_size)}"
@@ -92,6 +93,8 @@ def attach(con: duckdb.DuckDBPyConnection, path: Path, alias: str, read_only: bo
         con.execute(f"ATTACH '{path}' AS {alias} ({options})")
     except duckdb.IOException as err:
         raise NodeLockedError(f"node {path.stem} is busy or unreadable ({err}); retry later") from None
+    if not read_only:
+        secure(path)  # DuckDB creates a new file under the umask
 
 
 def detach(con: duckdb.DuckDBPyConnection, alias: str) -> None:
@@ -121,9 +124,10 @@ def prepare_node(home: Path, code: str, contracts: list[Contract]) -> Path:
     """The node's file, created from its tier's template if it does not exist yet."""
     path = node_path(home, code)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         shutil.copyfile(_template(path.parent.parent, tier_of(code), contracts), tmp)
+        secure(tmp)  # copyfile creates under the umask
         os.replace(tmp, path)
     return path
 
