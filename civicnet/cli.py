@@ -125,10 +125,20 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from civicnet.gateway import create_app
-    from civicnet.gateway_trigger import make_trigger
+    from civicnet.gateway_trigger import airflow_api_settings, make_trigger
 
-    uvicorn.run(create_app(settings.home, make_trigger(args.trigger, settings.home)), host=args.host, port=args.port)
+    airflow = airflow_api_settings(settings, args.airflow_url) if args.trigger == "airflow" else None
+    trigger = make_trigger(args.trigger, settings.home, airflow)
+    uvicorn.run(create_app(settings.home, trigger), host=args.host, port=args.port)
     return 0
+
+
+def _airflow(args: argparse.Namespace, settings: Settings) -> int:
+    """Replace this process with `airflow standalone` on the home (returns only if that fails)."""
+    from civicnet.airflow_runner import exec_standalone
+
+    exec_standalone(settings.home, args.host, args.port)
+    return 1
 
 
 def _add_gateway_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> list[argparse.ArgumentParser]:
@@ -145,9 +155,14 @@ def _add_gateway_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser
     serve = gsub.add_parser("serve", help="run the gateway (HTTP, uvicorn)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
-    serve.add_argument("--trigger", choices=["airflow", "inline", "none"], default="airflow",
-                       help="after a batch lands: run its ingest DAG through Airflow, run it in this process, "
-                            "or nothing")
+    serve.add_argument("--trigger", choices=["airflow", "dags-test", "inline", "none"], default="airflow",
+                       help="after a batch lands: post its landing asset event to a running Airflow (airflow), "
+                            "run its DAGs with `airflow dags test` on this host (dags-test), ingest it in this "
+                            "process (inline), or nothing (default: %(default)s)")
+    serve.add_argument("--airflow-url", help="Airflow's API server for --trigger airflow (default "
+                                             "$CIVICNET_AIRFLOW_URL or http://127.0.0.1:8080; user and password "
+                                             "from $CIVICNET_AIRFLOW_USERNAME and $CIVICNET_AIRFLOW_PASSWORD, "
+                                             "else the admin password `civicnet airflow` generated in the home)")
     add = gsub.add_parser("add-sender", help="register a sender and print its token once")
     add.add_argument("--id", required=True, help="sender id, e.g. futian-xxx-community")
     add.add_argument("--kind", required=True, choices=["department", "community"])
@@ -183,9 +198,14 @@ def parser() -> argparse.ArgumentParser:
     close.add_argument("--batch", required=True, help="the batch id, as in the rejection report")
     close.add_argument("--line", required=True, type=int, action="append", help="a line of that batch (repeatable)")
     close.add_argument("--why", required=True, help="kept with each row, e.g. 'resent under the corrected ID'")
+    airflow = sub.add_parser("airflow", help="start Airflow (scheduler, DAG processor, triggerer, API server and "
+                                             "UI: `airflow standalone`) on the home")
+    airflow.add_argument("--host", default="127.0.0.1", help="address the UI and API listen on (default "
+                                                            "%(default)s: this machine only)")
+    airflow.add_argument("--port", type=int, default=8080, help="port of the UI and API (default %(default)s)")
     report = sub.add_parser("report", help="write the quality page and rebuild GX Data Docs")
     report.add_argument("--run-id", help="name of the page (default: the UTC time)")
-    for sp in (demo, status, sync, verify, close, report, ingest, *_add_gateway_parsers(sub)):
+    for sp in (demo, status, sync, verify, close, report, ingest, airflow, *_add_gateway_parsers(sub)):
         sp.add_argument("--home", default=argparse.SUPPRESS, help="civicnet home")
     return p
 
@@ -196,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.from_env(getattr(args, "home", None))
     handlers = {"demo": _demo, "status": _status, "sync": _sync, "verify": _verify,
                 "quarantine-close": _quarantine, "report": _report, "ingest": _ingest, "push": _push,
-                "gateway": _gateway}
+                "gateway": _gateway, "airflow": _airflow}
     try:
         return handlers[args.command](args, settings)
     except CivicnetError as err:
