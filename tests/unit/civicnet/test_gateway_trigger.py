@@ -59,3 +59,13 @@ def test_without_credentials_the_gateway_uses_the_homes_generated_admin(tmp_path
 
     assert (api.url, api.username, api.password) == ("http://127.0.0.1:8080", "admin", "gen-pw")
     assert isinstance(make_trigger("airflow", tmp_path, api), AirflowApiTrigger)
+
+
+def test_gateway_serve_takes_the_airflow_url() -> None:
+    from civicnet.cli import parser
+
+    args = parser().parse_args(["gateway", "serve", "--trigger", "airflow", "--airflow-url", "http://af:8080"])
+    local = parser().parse_args(["gateway", "serve", "--trigger", "dags-test"])
+
+    assert (args.trigger, args.airflow_url) == ("airflow", "http://af:8080")
+    assert (local.trigger, local.airflow_url) == ("dags-test", None)
