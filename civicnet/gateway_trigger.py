@@ -224,16 +224,16 @@ class AirflowApiTrigger(_BaseTrigger):
                 _retrying(partial(self.announce, feed), pause=self.retry_pause)
             except CivicnetError as err:
                 log.error("could not announce pushed feed %s to Airflow: %s", feed, err)
-                failures[feed] = f"the batch is landed but Airflow was not told: {err}"
+                failures[feed] = _for_sender(err)
         return failures
 
     def announce(self, feed: str) -> None:
         """Post one event of the feed's landing asset, once its ingest DAG would act on it."""
         dag_id = f"ingest_{feed}"
         if self.api.dag_paused(dag_id):
-            raise DagPausedError(f"Airflow DAG {dag_id} is paused, and a paused DAG ignores asset events: "
-                                 f"unpause it (Airflow UI, or `airflow dags unpause {dag_id}`); its next run "
-                                 "ingests every batch waiting in landing")
+            raise DagPausedError(f"Airflow DAG {dag_id} is paused, and a paused DAG ignores asset events: the "
+                                 f"gateway's operator must unpause it (Airflow UI, or `airflow dags unpause "
+                                 f"{dag_id}`); its next run ingests every batch waiting in landing")
         uri = landing_asset_uri(self.datasets[feed])
         event = self.api.post_asset_event(int(self.api.asset(uri)["id"]), {"feed": feed})
         log.info("posted asset event %s of %s to Airflow", event.get("id"), uri)
@@ -241,6 +241,14 @@ class AirflowApiTrigger(_BaseTrigger):
 
 class DagPausedError(TerminalError):
     """The DAG a push would start is paused in Airflow."""
+
+
+def _for_sender(err: CivicnetError) -> str:
+    """What a batch's status says when Airflow was not told: the remote sender learns what happens to
+    the batch, not where Airflow runs (the gateway's log has the full error for its operator)."""
+    why = str(err) if isinstance(err, DagPausedError) else (
+        f"Airflow could not be told ({type(err).__name__}; the gateway's operator finds the details in its log)")
+    return f"the batch is landed and waits there; nothing needs resending. {why}"
 
 
 class NoTrigger:

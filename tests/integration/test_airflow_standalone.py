@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import psutil
@@ -50,7 +51,8 @@ DATASET = "community_expenditures"
 PUSH_DAG, NETWORK_DAG = "ingest_community_expenditures", "network_sync"
 READY_WITHIN, REACHED_WITHIN = 240.0, 240.0  # bounds of the waits
 HEADER = ["支出编号", "社区代码", "年度", "季度", "支出类别", "金额", "说明"]
-COMMUNITY = next(d.code for d in load_registry(2020).by_tier("community") if not d.code.endswith("498"))
+_COMMUNITIES = [d.code for d in load_registry(2020).by_tier("community") if not d.code.endswith("498")]
+COMMUNITY, OTHER = _COMMUNITIES[0], _COMMUNITIES[-1]  # two districts' communities
 
 
 def free_port() -> int:
@@ -194,31 +196,48 @@ def dag_runs(api: AirflowApi, dag_id: str) -> list[dict[str, object]]:
     return list(api.request("GET", f"/api/v2/dags/{dag_id}/dagRuns")["dag_runs"])
 
 
+def push(url: str, token: str, body: bytes) -> str:
+    """Send one file to the gateway; its batch id."""
+    answer = requests.post(f"{url}/v1/datasets/{DATASET}/batches", data=body, timeout=60,
+                           headers={"Authorization": f"Bearer {token}", "Content-Type": CSV,
+                                    "X-Filename": "expenditures.csv"})
+    assert answer.status_code == 202, answer.text
+    return str(answer.json()["batch_id"])
+
+
+def batch_status(url: str, token: str, batch_id: str) -> dict[str, Any]:
+    answer = requests.get(f"{url}/v1/batches/{batch_id}", timeout=60, headers={"Authorization": f"Bearer {token}"})
+    return dict(answer.json())
+
+
 def test_a_push_reaches_its_community_extract_through_the_scheduler(airflow: Airflow) -> None:
-    for dag_id in (PUSH_DAG, NETWORK_DAG):  # Airflow creates DAGs paused; an operator unpauses them
-        airflow.api.request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
-    token = add_sender(airflow.home, "station", "community", None, COMMUNITY)
-    body, sent = expenditure_csv(COMMUNITY, seed=9)
+    tokens = {code: add_sender(airflow.home, f"station-{code}", "community", None, code)
+              for code in (COMMUNITY, OTHER)}
+    (early, early_ids), (late, late_ids) = expenditure_csv(COMMUNITY, seed=9), expenditure_csv(OTHER, seed=10)
     trigger = AirflowApiTrigger(airflow.api, retry_pause=2)
     with GatewayServer(airflow.home, trigger) as gateway:
-        answer = requests.post(f"{gateway.url}/v1/datasets/{DATASET}/batches", data=body, timeout=60,
-                               headers={"Authorization": f"Bearer {token}", "Content-Type": CSV,
-                                        "X-Filename": "expenditures.csv"})
-        assert answer.status_code == 202, answer.text
-        batch_id = answer.json()["batch_id"]
+        waiting = push(gateway.url, tokens[COMMUNITY], early)  # Airflow created the DAGs paused
         assert trigger.wait_idle(60)
-        assert trigger.last_error(batch_id) is None
+        refused = batch_status(gateway.url, tokens[COMMUNITY], waiting)
+        for dag_id in (PUSH_DAG, NETWORK_DAG):  # what an operator does in the UI
+            airflow.api.request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+        announced = push(gateway.url, tokens[OTHER], late)
+        assert trigger.wait_idle(60)
+        assert trigger.last_error(announced) is None
         deadline = time.monotonic() + REACHED_WITHIN
-        while time.monotonic() < deadline and not set(sent) <= extract_ids(airflow.home, COMMUNITY):
+        while time.monotonic() < deadline and not (set(early_ids) <= extract_ids(airflow.home, COMMUNITY)
+                                                   and set(late_ids) <= extract_ids(airflow.home, OTHER)):
             time.sleep(5)
-        status = requests.get(f"{gateway.url}/v1/batches/{batch_id}", timeout=60,
-                              headers={"Authorization": f"Bearer {token}"}).json()
+        statuses = [batch_status(gateway.url, tokens[c], b) for c, b in ((COMMUNITY, waiting), (OTHER, announced))]
 
-    assert extract_ids(airflow.home, COMMUNITY) >= set(sent), tail(airflow.log)
-    assert (status["status"], status["counts"]["applied"]) == ("applied", len(sent))
+    assert refused["status"] == "received" and f"DAG {PUSH_DAG} is paused" in refused["error"]
+    assert extract_ids(airflow.home, COMMUNITY) >= set(early_ids), tail(airflow.log)
+    assert extract_ids(airflow.home, OTHER) >= set(late_ids)  # the waiting batch went with the announced one
+    assert [(s["status"], s["counts"]["applied"], s["error"]) for s in statuses] == [
+        ("applied", len(early_ids), None), ("applied", len(late_ids), None)]
     pushed_runs, network_runs = dag_runs(airflow.api, PUSH_DAG), dag_runs(airflow.api, NETWORK_DAG)
     assert [(r["run_type"], r["state"]) for r in pushed_runs] == [("asset_triggered", "success")]
-    # the extract is written by its district's sync task, before the run's last tasks finish
+    # the extracts are written by their districts' sync tasks, before the run's last tasks finish
     assert {(r["run_type"], r["state"]) for r in network_runs} <= {("asset_triggered", "running"),
                                                                      ("asset_triggered", "success")}
     assert network_runs
