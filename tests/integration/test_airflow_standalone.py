@@ -49,10 +49,11 @@ pytestmark = pytest.mark.slow  # starts Airflow (about a minute) and waits for t
 REPO = Path(__file__).resolve().parents[2]
 DATASET = "community_expenditures"
 PUSH_DAG, NETWORK_DAG = "ingest_community_expenditures", "network_sync"
-READY_WITHIN, REACHED_WITHIN = 240.0, 240.0  # bounds of the waits
+# bounds of the waits; under a shared, loaded 2-core machine the push's two DAG runs take 3-5 minutes
+READY_WITHIN, REACHED_WITHIN = 240.0, 360.0
 HEADER = ["支出编号", "社区代码", "年度", "季度", "支出类别", "金额", "说明"]
 _COMMUNITIES = [d.code for d in load_registry(2020).by_tier("community") if not d.code.endswith("498")]
-COMMUNITY, OTHER = _COMMUNITIES[0], _COMMUNITIES[-1]  # two districts' communities
+COMMUNITY, OTHER = _COMMUNITIES[0], _COMMUNITIES[1]  # in the district network_sync maps first
 
 
 def free_port() -> int:
