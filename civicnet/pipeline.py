@@ -23,6 +23,7 @@ from connectors.feeds import Feed, FeedConfigError, load_feeds
 from connectors.parse import read_payload
 from connectors.registry import connector_for
 from quality.conform import QUARANTINE_SCHEMA, SourceMapping, conform_batch
+from quality.reasons import owned_elsewhere_format
 from quality.rejection import build_report, gate_sentence, write_outbox
 from quality.volume import record as record_volume
 from quality.volume import volume_ratio
@@ -30,7 +31,7 @@ from schemas.contract import Contract, load_contracts
 from schemas.divisions import Registry, in_subtree, load_registry
 from schemas.errors import TerminalError
 from warehouse import landing
-from warehouse.merge import BatchInput, BatchOutcome, apply_batch, ledger_entry, refuse_batch
+from warehouse.merge import BatchInput, BatchOutcome, Scope, apply_batch, ledger_entry, refuse_batch
 from warehouse.network import publish_origin, sync_subtree
 from warehouse.node import attach, connect, ensure_node, node_path
 from warehouse.stats import NodeStats
@@ -157,7 +158,7 @@ def check(home: Path, slug: str, batch_id: str, as_of: dt.date) -> dict[str, Any
     from quality.gate import BatchSummary, run_gate  # great_expectations takes seconds to import
 
     out.mkdir(parents=True, exist_ok=True)
-    pq.write_table(conformed.accepted.drop(["_line"]), out / "accepted.parquet")
+    pq.write_table(conformed.accepted, out / "accepted.parquet")  # with _line: the merge may still quarantine
     pq.write_table(conformed.quarantined, out / "quarantined.parquet")
     summary = BatchSummary(conformed.received, conformed.quarantined.num_rows, conformed.broken_keys,
                            volume_ratio(home, slug, conformed.received) if f.delivery == "full" else None)
@@ -224,7 +225,8 @@ def _merge_one(con: duckdb.DuckDBPyConnection, home: Path, f: Feed, contract: Co
                                    "its check task did not finish: clear and rerun it")
     summary = json.loads((stage / "check.json").read_text("utf-8"))
     batch = BatchInput(batch_id, f.slug, manifest.department, manifest.source_name, manifest.received_at,
-                       summary["received"], summary["duplicates"], summary["gate"], manifest.scope)
+                       summary["received"], summary["duplicates"], summary["gate"],
+                       None if manifest.scope is None else scope_of(contract, manifest.scope))
     if summary["gate"]["verdict"] == "fail":
         if (stage / "quarantined.parquet").exists():
             return refuse_batch(con, "city", contract, batch, pq.read_table(stage / "quarantined.parquet"),
@@ -235,6 +237,16 @@ def _merge_one(con: duckdb.DuckDBPyConnection, home: Path, f: Feed, contract: Co
                           pq.read_table(stage / "quarantined.parquet"), batch)
     record_volume(home, f.slug, batch_id, outcome.received)
     return outcome
+
+
+def scope_of(contract: Contract, division: str) -> Scope:
+    """What the merge needs to confine a batch to `division`: the words of `key_owned_elsewhere` and
+    the divisions' names (a community's with its street's: 园岭街道红荔社区居委会)."""
+    key = contract.field(contract.primary_key[0])
+    reg = registry()
+    names = {d.code: (reg.divisions[d.parent_code].name if d.tier == "community" else "") + d.name
+             for d in reg.divisions.values()}
+    return Scope(division, owned_elsewhere_format(key.title, key.name), key.name, names)
 
 
 def districts() -> list[str]:

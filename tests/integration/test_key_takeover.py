@@ -148,7 +148,7 @@ def test_the_attackers_row_is_quarantined_as_key_owned_elsewhere(run: Run) -> No
     assert (status, quarantined, moved, released) == ("applied", 1, 0, 0)
     assert received == applied + quarantined + duplicates
     assert applied == received - 1  # the attacker's own rows are applied
-    reasons = city_sql(run.home, """SELECT key, list_transform(reasons, r -> r.code) FROM _civicnet.quarantine
+    reasons = city_sql(run.home, """SELECT key, list_transform(reasons, lambda r: r.code) FROM _civicnet.quarantine
                                     WHERE batch_id = ?""", [run.batches["attacker"]])
     assert reasons == [(TAKEN, ["key_owned_elsewhere"])]
 
@@ -163,6 +163,7 @@ def test_the_report_names_the_owner_and_shows_nothing_of_its_record(run: Run) ->
     assert owner in reason["message"] and TAKEN in reason["message"]
     assert row["line"] == len(expenditure_rows(ATTACKER, random.Random(8))) + 1
     assert row["raw"]["说明"] == "接管"  # the values the attacker sent, as sent
+    assert "key_owned_elsewhere are not released by sending them again" in report["what_to_do"]
     other_keys = {r[0] for r in victim_rows()} - {TAKEN}
     for fmt in ("json", "csv", "text"):
         text = run.report("attacker", fmt)
@@ -179,3 +180,13 @@ def test_the_owner_department_may_still_move_a_record(run: Run) -> None:
     assert moved == 1
     assert [r[0] for r in current(run.home, ATTACKER, MOVED)] == [ATTACKER]
     assert current(run.home, VICTIM, MOVED) == []
+
+
+def test_the_status_answer_lists_the_row_the_merge_quarantined(run: Run) -> None:
+    answer = requests.get(f"{run.url}/v1/batches/{run.batches['attacker']}",
+                          headers={"Authorization": f"Bearer {run.tokens['attacker']}"}, timeout=60)
+    status = answer.json()
+    assert (status["status"], status["counts"]["quarantined"]) == ("applied", 1)
+    (row,) = status["quarantined_rows"]
+    assert [r["code"] for r in row["reasons"]] == ["key_owned_elsewhere"]
+    assert SECRET_NOTE not in answer.text and SECRET_AMOUNT not in answer.text

@@ -352,3 +352,14 @@ def test_rows_outside_a_pushing_community_are_quarantined_as_outside_jurisdictio
     assert reasons_of(result, 2) == {("outside_jurisdiction", "division_code")}
     (row,) = result.quarantined.to_pylist()
     assert BAOMIN in row["reasons"][0]["message"] and "own community" in row["reasons"][0]["message"]
+
+
+def test_a_pushing_communitys_accepted_rows_carry_their_values_as_sent() -> None:
+    """The merge may still quarantine such a row (its key is another community's record): it needs the
+    row's line and raw values, as conform keeps them for the rows it quarantines itself."""
+    rows = [make_row(1), make_row(2)]
+    result = conform_batch(make_raw(rows), CONTRACT, MAPPING, REGISTRIES, AS_OF, scope=BINJIANG)
+    assert result.accepted.column_names == [*CONTRACT.field_names, DELETED, LINE, "_raw"]
+    assert [json.loads(raw) for raw in result.accepted.column("_raw").to_pylist()] == \
+        [{c: r.get(c) for c in MAPPING.source_columns} for r in rows]
+    assert "_raw" not in conform(rows).accepted.column_names  # a batch not confined carries no copy

@@ -285,3 +285,17 @@ COUNTS = {"received": 40, "applied": 0, "quarantined": 0, "duplicates": 0, "held
 ], ids=["volume-drop", "volume-warn", "broken-key", "dataset-rule", "examples", "unknown", "exception"])
 def test_gate_failures_become_sentences(failed: dict[str, Any], expected: str) -> None:
     assert expected in gate_sentence(failed, COUNTS)
+
+
+def test_rows_whose_key_another_division_holds_are_not_promised_a_release(con: duckdb.DuckDBPyConnection) -> None:
+    taken = "d4" * 32
+    decide(con, taken, "applied", {"received": 2, "applied": 1, "quarantined": 1, "duplicates": 0, "held": 0},
+           {"verdict": "pass", "results": []},
+           [(2, [reason("key_owned_elsewhere", "expenditure_id", "支出编号 'E7' is a current record of 440304001002")],
+             raw_row("E7"))], department=f"community:{COMMUNITY}")
+    report = build_report(con, "city", taken, Origin("station"), MAPPING)
+
+    assert "1 rows marked key_owned_elsewhere are not released by sending them again" in report.what_to_do
+    assert "key_owned_elsewhere" not in build_report(con, "city", APPLIED, Origin("station"), MAPPING).what_to_do
+    (row,) = report.rows
+    assert [(r.code, r.value) for r in row.reasons] == [("key_owned_elsewhere", "E7")]
