@@ -31,7 +31,16 @@ from schemas.contract import Contract, load_contracts
 from schemas.divisions import Registry, in_subtree, load_registry
 from schemas.errors import TerminalError
 from warehouse import landing
-from warehouse.merge import BatchInput, BatchOutcome, Scope, apply_batch, ledger_entry, refuse_batch
+from warehouse.merge import (
+    BatchInput,
+    BatchOutcome,
+    Scope,
+    apply_batch,
+    ledger_entry,
+    owed_reports,
+    refuse_batch,
+    settle_report,
+)
 from warehouse.network import publish_origin, sync_subtree
 from warehouse.node import attach, connect, ensure_node, node_path
 from warehouse.stats import NodeStats
@@ -203,17 +212,47 @@ def merge(home: Path, slug: str, batch_ids: list[str]) -> list[dict[str, Any]]:
                 outcomes.append(_merge_one(con, home, f, contract, b).__dict__)
             except BatchNotCheckedError as err:
                 unchecked.append(str(err))
-                continue
-            # after the merge, also for a batch decided before: a run killed between the merge's
-            # commit and this write writes the report when it runs again (same content: no-op)
-            manifest = landing.read_manifest(home, f.dataset, b)
-            write_outbox(home, build_report(con, "city", b, manifest, source_mapping(f)))
+        # every report the ledger says is owed, not only this run's: a run killed between a merge's
+        # commit and its outbox write left its batch decided, so no later pull lists it again
+        _write_owed(con, home, slug)
     finally:
         con.close()
         pa.default_memory_pool().release_unused()
     if unchecked:
         raise BatchNotCheckedError("; ".join(unchecked))
     return outcomes
+
+
+def _write_owed(con: duckdb.DuckDBPyConnection, home: Path, slug: str | None) -> list[str]:
+    """Write the rejection reports the city ledger says are owed (of one feed, or all), each settled
+    once written; returns their batch ids. A clean batch's report step writes nothing and settles it."""
+    done = []
+    for batch_id in owed_reports(con, "city", slug):
+        (dataset, feed_slug), = con.execute("SELECT dataset, feed FROM city._civicnet.batches WHERE batch_id = ?",
+                                            [batch_id]).fetchall()
+        manifest = landing.read_manifest(home, dataset, batch_id)
+        known = load_feeds().get(feed_slug)
+        write_outbox(home, build_report(con, "city", batch_id, manifest, source_mapping(known) if known else None))
+        settle_report(con, "city", batch_id)
+        done.append(batch_id)
+    return done
+
+
+def write_owed_reports(home: Path) -> list[str]:
+    """Write every rejection report still owed (`civicnet report` and each network run do); their batch ids."""
+    if not node_path(home, city_code()).exists():
+        return []
+    con = open_city(home, read_only=True)  # most runs owe nothing: do not take the writer's lock for that
+    try:
+        if not owed_reports(con, "city"):
+            return []
+    finally:
+        con.close()
+    con = open_city(home)
+    try:
+        return _write_owed(con, home, None)
+    finally:
+        con.close()
 
 
 def _merge_one(con: duckdb.DuckDBPyConnection, home: Path, f: Feed, contract: Contract,
@@ -328,6 +367,7 @@ def publish_quality_report(home: Path, run_id: str | None = None) -> dict[str, s
     from civicnet.status import quality_page
     from quality.docs import build_data_docs
 
+    write_owed_reports(home)  # reports a killed merge left unwritten
     today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
     docs = build_data_docs(home, contracts(), today)
     return {"data_docs": str(docs), "quality_page": str(quality_page(home, run_id))}

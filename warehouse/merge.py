@@ -253,12 +253,27 @@ def close_quarantined(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, 
 
 def _write_ledger(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, batch: BatchInput,
                   outcome: BatchOutcome) -> None:
+    """The batch's ledger row; it owes its rejection report (`report_owed`) from this commit on."""
     con.execute(f"""INSERT INTO {node}._civicnet.batches VALUES
-        (?, ?, ?, ?, ?, ?, ?::TIMESTAMPTZ, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (?, ?, ?, ?, ?, ?, ?::TIMESTAMPTZ, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, true)""",
                 [batch.batch_id, outcome.seq, contract.name, batch.feed, batch.department,
                  batch.source_name, batch.received_at, outcome.status, outcome.received, outcome.applied,
                  outcome.unchanged, outcome.quarantined, outcome.duplicates, outcome.moved, outcome.held,
                  json.dumps(batch.gate, ensure_ascii=False), outcome.deleted, outcome.released])
+
+
+def owed_reports(con: duckdb.DuckDBPyConnection, node: str, feed: str | None = None) -> list[str]:
+    """Decided batches (of one feed, or all) whose rejection report step has not run to its end, in
+    the order they were decided: a run killed between a merge's commit and the outbox write left them."""
+    where = "" if feed is None else "AND feed = ?"
+    rows = con.execute(f"""SELECT batch_id FROM {node}._civicnet.batches WHERE report_owed {where}
+                           ORDER BY decided_at, batch_id""", [] if feed is None else [feed]).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def settle_report(con: duckdb.DuckDBPyConnection, node: str, batch_id: str) -> None:
+    """Record that a batch's rejection report is written (or that it needs none)."""
+    con.execute(f"UPDATE {node}._civicnet.batches SET report_owed = false WHERE batch_id = ?", [batch_id])
 
 
 def apply_batch(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, accepted: pa.Table,

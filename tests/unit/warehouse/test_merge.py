@@ -27,7 +27,9 @@ from warehouse.merge import (
     apply_batch,
     close_quarantined,
     ledger_entry,
+    owed_reports,
     refuse_batch,
+    settle_report,
 )
 from warehouse.node import attach, ensure_node, high_water_mark, node_path
 
@@ -456,3 +458,16 @@ def test_quarantined_rows_can_be_closed_by_hand_all_or_nothing(con: duckdb.DuckD
     assert con.execute(open_lines).fetchall() == [(8,)]
     (who,), = con.execute("SELECT DISTINCT released_by FROM city._civicnet.quarantine WHERE line <> 8").fetchall()
     assert who == "manual: resent under the corrected ID"
+
+
+def test_a_decided_batch_owes_its_report_until_it_is_settled(con: duckdb.DuckDBPyConnection) -> None:
+    apply(con, make_batch(quarantined=[7]))
+    refuse(con, refused_batch())
+    apply(con, make_batch([make_resident(9)], batch_id="batch-0003", feed="other_feed"))
+
+    assert owed_reports(con, NODE) == ["batch-0001", "batch-0002", "batch-0003"]
+    assert owed_reports(con, NODE, "public_security_residents") == ["batch-0001", "batch-0002"]
+    settle_report(con, NODE, "batch-0001")
+    assert owed_reports(con, NODE) == ["batch-0002", "batch-0003"]
+    assert apply(con, make_batch(quarantined=[7])).batch_id == "batch-0001"  # seen before: not owed again
+    assert owed_reports(con, NODE, "public_security_residents") == ["batch-0002"]
