@@ -118,7 +118,7 @@ def _stage_delta(con: duckdb.DuckDBPyConnection, node: str, contract: Contract) 
     fields = ", ".join(f'"{f}"' for f in contract.field_names)
     on = " AND ".join(f'c."{k}" = {STAGE_ALIAS}."{k}"' for k in contract.primary_key)
     con.execute(f"""CREATE OR REPLACE TEMP TABLE delta AS
-        SELECT {STAGE_ALIAS}.*, c.division_code AS _old_anchor, {key_sql(contract, STAGE_ALIAS)} AS _key
+        SELECT {STAGE_ALIAS}.*, c."{contract.anchor}" AS _old_anchor, {key_sql(contract, STAGE_ALIAS)} AS _key
         FROM (SELECT {fields}, md5(to_json(struct_pack({fields}))) AS _row_hash FROM accepted
               WHERE NOT {DELETED}) {STAGE_ALIAS}
         LEFT JOIN {node}."{contract.name}" c ON {on}
@@ -197,7 +197,7 @@ def _write_versions(con: duckdb.DuckDBPyConnection, node: str, contract: Contrac
                     batch: BatchInput, seq: int) -> int:
     """Close old versions, add new ones, tombstone moved rows, replace current rows; returns moves."""
     name, fields = contract.name, ", ".join(f'"{f}"' for f in contract.field_names)
-    ts, bid = batch.received_at, batch.batch_id
+    ts, bid, anchor = batch.received_at, batch.batch_id, f'"{contract.anchor}"'
     con.execute(f"""UPDATE {node}."{name}_history" h SET _valid_to = ?::TIMESTAMPTZ
         FROM delta d WHERE {key_sql(contract, 'h')} = d._key AND h._valid_to IS NULL
         AND d._old_anchor IS NOT NULL""", [ts])
@@ -205,8 +205,8 @@ def _write_versions(con: duckdb.DuckDBPyConnection, node: str, contract: Contrac
         SELECT {fields}, ?::TIMESTAMPTZ, NULL, ?, ? FROM delta""", [ts, bid, seq])
     con.execute(f"""INSERT INTO {node}._civicnet.tombstones
         SELECT ?, _key, _old_anchor, ?, ?, ? FROM delta
-        WHERE _old_anchor IS NOT NULL AND _old_anchor <> division_code""", [name, seq, bid, batch.feed])
-    moved = con.execute("SELECT count(*) FROM delta WHERE _old_anchor <> division_code").fetchone()
+        WHERE _old_anchor IS NOT NULL AND _old_anchor <> {anchor}""", [name, seq, bid, batch.feed])
+    moved = con.execute(f"SELECT count(*) FROM delta WHERE _old_anchor <> {anchor}").fetchone()
     con.execute(f"""DELETE FROM {node}."{name}" c USING delta d
         WHERE {key_sql(contract, 'c')} = d._key AND d._old_anchor IS NOT NULL""")
     con.execute(f"""INSERT INTO {node}."{name}"
