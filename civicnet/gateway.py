@@ -336,9 +336,23 @@ def _city_read(home: Path, trigger: Trigger, read: Callable[[duckdb.DuckDBPyConn
         trigger.node_lock.release()
 
 
-def _city_ledger(home: Path, batch_id: str, trigger: Trigger) -> tuple[BatchOutcome | None, bool]:
-    """(the city ledger row of a batch, whether the city node was busy and could not be read)."""
-    return _city_read(home, trigger, lambda con: ledger_entry(con, "city", batch_id))
+Decision = tuple[BatchOutcome, list[dict[str, Any]]]
+
+
+def _city_decision(home: Path, batch_id: str, trigger: Trigger) -> tuple[Decision | None, bool]:
+    """((the city ledger row of a batch, its quarantined rows), whether the city node was busy and could
+    not be read). The rows are read from the city, not staging: the merge may quarantine more
+    (`key_owned_elsewhere`)."""
+    def read(con: duckdb.DuckDBPyConnection) -> Decision | None:
+        entry = ledger_entry(con, "city", batch_id)
+        if entry is None:
+            return None
+        rows = con.execute(f"""SELECT line, reasons, raw FROM city._civicnet.quarantine WHERE batch_id = ?
+                               ORDER BY line LIMIT {REPORT_ROWS}""", [batch_id]).fetchall()
+        return entry, [{"line": line, "reasons": reasons, "raw": json.loads(raw) if raw else None}
+                       for line, reasons, raw in rows]
+
+    return _city_read(home, trigger, read)
 
 
 def _quarantined_rows(stage: Path) -> list[dict[str, Any]]:
@@ -355,7 +369,8 @@ def batch_status(home: Path, receipt: dict[str, Any], trigger: Trigger) -> dict[
     batch_id = receipt["batch_id"]
     stage = home / "staging" / batch_id
     check = json.loads((stage / "check.json").read_text("utf-8")) if (stage / "check.json").exists() else None
-    entry, busy = _city_ledger(home, batch_id, trigger)
+    decision, busy = _city_decision(home, batch_id, trigger)
+    entry, rows = decision if decision is not None else (None, _quarantined_rows(stage))
     if entry is not None:
         state = entry.status
         counts = {k: getattr(entry, k) for k in ("received", "applied", "quarantined", "duplicates", "held")}
@@ -368,7 +383,7 @@ def batch_status(home: Path, receipt: dict[str, Any], trigger: Trigger) -> dict[
     error = gate.get("error") or (None if entry else trigger.last_error(batch_id))
     report = {"report": f"/v1/batches/{batch_id}/report"} if entry is not None else {}
     return receipt | {"status": state, "counts": counts, "gate": gate.get("verdict"), "error": error,
-                      "quarantined_rows": _quarantined_rows(stage)} | report
+                      "quarantined_rows": rows} | report
 
 
 def _error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -23,6 +23,7 @@ from connectors.feeds import Feed, FeedConfigError, load_feeds
 from connectors.parse import read_payload
 from connectors.registry import connector_for
 from quality.conform import QUARANTINE_SCHEMA, SourceMapping, conform_batch
+from quality.reasons import owned_elsewhere_format
 from quality.rejection import build_report, gate_sentence, write_outbox
 from quality.volume import record as record_volume
 from quality.volume import volume_ratio
@@ -31,7 +32,16 @@ from schemas.divisions import Registry, in_subtree, load_registry
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder, secure, write_atomic
 from warehouse import landing
-from warehouse.merge import BatchInput, BatchOutcome, apply_batch, ledger_entry, refuse_batch
+from warehouse.merge import (
+    BatchInput,
+    BatchOutcome,
+    Scope,
+    apply_batch,
+    ledger_entry,
+    owed_reports,
+    refuse_batch,
+    settle_report,
+)
 from warehouse.network import publish_origin, sync_subtree
 from warehouse.node import attach, connect, ensure_node, node_path
 from warehouse.stats import NodeStats
@@ -160,7 +170,7 @@ def check(home: Path, slug: str, batch_id: str, as_of: dt.date) -> dict[str, Any
     from quality.gate import BatchSummary, run_gate  # great_expectations takes seconds to import
 
     make_folder(out)
-    pq.write_table(conformed.accepted.drop(["_line"]), out / "accepted.parquet")
+    pq.write_table(conformed.accepted, out / "accepted.parquet")  # with _line: the merge may still quarantine
     pq.write_table(conformed.quarantined, out / "quarantined.parquet")
     for written in ("accepted.parquet", "quarantined.parquet"):  # pyarrow creates files under the umask
         secure(out / written)
@@ -207,17 +217,48 @@ def merge(home: Path, slug: str, batch_ids: list[str]) -> list[dict[str, Any]]:
                 outcomes.append(_merge_one(con, home, f, contract, b).__dict__)
             except BatchNotCheckedError as err:
                 unchecked.append(str(err))
-                continue
-            # after the merge, also for a batch decided before: a run killed between the merge's
-            # commit and this write writes the report when it runs again (same content: no-op)
-            manifest = landing.read_manifest(home, f.dataset, b)
-            write_outbox(home, build_report(con, "city", b, manifest, source_mapping(f), contract))
+        # every report the ledger says is owed, not only this run's: a run killed between a merge's
+        # commit and its outbox write left its batch decided, so no later pull lists it again
+        _write_owed(con, home, slug)
     finally:
         con.close()
         pa.default_memory_pool().release_unused()
     if unchecked:
         raise BatchNotCheckedError("; ".join(unchecked))
     return outcomes
+
+
+def _write_owed(con: duckdb.DuckDBPyConnection, home: Path, slug: str | None) -> list[str]:
+    """Write the rejection reports the city ledger says are owed (of one feed, or all), each settled
+    once written; returns their batch ids. A clean batch's report step writes nothing and settles it."""
+    done = []
+    for batch_id in owed_reports(con, "city", slug):
+        (dataset, feed_slug), = con.execute("SELECT dataset, feed FROM city._civicnet.batches WHERE batch_id = ?",
+                                            [batch_id]).fetchall()
+        manifest = landing.read_manifest(home, dataset, batch_id)
+        known = load_feeds().get(feed_slug)
+        mapping = source_mapping(known) if known else None
+        write_outbox(home, build_report(con, "city", batch_id, manifest, mapping, load_contracts().get(dataset)))
+        settle_report(con, "city", batch_id)
+        done.append(batch_id)
+    return done
+
+
+def write_owed_reports(home: Path) -> list[str]:
+    """Write every rejection report still owed (`civicnet report` and each network run do); their batch ids."""
+    if not node_path(home, city_code()).exists():
+        return []
+    con = open_city(home, read_only=True)  # most runs owe nothing: do not take the writer's lock for that
+    try:
+        if not owed_reports(con, "city"):
+            return []
+    finally:
+        con.close()
+    con = open_city(home)
+    try:
+        return _write_owed(con, home, None)
+    finally:
+        con.close()
 
 
 def _merge_one(con: duckdb.DuckDBPyConnection, home: Path, f: Feed, contract: Contract,
@@ -229,7 +270,8 @@ def _merge_one(con: duckdb.DuckDBPyConnection, home: Path, f: Feed, contract: Co
                                    "its check task did not finish: clear and rerun it")
     summary = json.loads((stage / "check.json").read_text("utf-8"))
     batch = BatchInput(batch_id, f.slug, manifest.department, manifest.source_name, manifest.received_at,
-                       summary["received"], summary["duplicates"], summary["gate"], manifest.scope)
+                       summary["received"], summary["duplicates"], summary["gate"],
+                       None if manifest.scope is None else scope_of(contract, manifest.scope))
     if summary["gate"]["verdict"] == "fail":
         if (stage / "quarantined.parquet").exists():
             return refuse_batch(con, "city", contract, batch, pq.read_table(stage / "quarantined.parquet"),
@@ -240,6 +282,16 @@ def _merge_one(con: duckdb.DuckDBPyConnection, home: Path, f: Feed, contract: Co
                           pq.read_table(stage / "quarantined.parquet"), batch)
     record_volume(home, f.slug, batch_id, outcome.received)
     return outcome
+
+
+def scope_of(contract: Contract, division: str) -> Scope:
+    """What the merge needs to confine a batch to `division`: the words of `key_owned_elsewhere` and
+    the divisions' names (a community's with its street's: 园岭街道红荔社区居委会)."""
+    key = contract.field(contract.primary_key[0])
+    reg = registry()
+    names = {d.code: (reg.divisions[d.parent_code].name if d.tier == "community" else "") + d.name
+             for d in reg.divisions.values()}
+    return Scope(division, owned_elsewhere_format(key.title, key.name), key.name, names)
 
 
 def districts() -> list[str]:
@@ -345,6 +397,7 @@ def publish_quality_report(home: Path, run_id: str | None = None) -> dict[str, s
     from civicnet.status import quality_page
     from quality.docs import build_data_docs
 
+    write_owed_reports(home)  # reports a killed merge left unwritten
     today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
     docs = build_data_docs(home, contracts(), today)
     return {"data_docs": str(docs), "quality_page": str(quality_page(home, run_id))}

@@ -31,13 +31,13 @@ from quality.sql import (
     typed_expr,
 )
 from schemas.contract import DELETED_COLUMN as DELETED
-from schemas.contract import Contract
+from schemas.contract import LINE_COLUMN, RAW_COLUMN, Contract
 from schemas.derive import arrow_schema
 from schemas.divisions import Registry
 from schemas.errors import TerminalError
 from schemas.messages import HEADER_MISSING, header_looks_missing, shown_names
 
-LINE = "_line"
+LINE = LINE_COLUMN
 _FALSE_TEXT = "('', '0', 'false', 'f', 'no', 'n', '否')"
 # DuckDB spills beyond this; a 1.7-million-row batch conforms within it.
 MEMORY_LIMIT = "1GB"
@@ -157,7 +157,9 @@ def conform_batch(raw: pa.Table | Path, contract: Contract, mapping: SourceMappi
     `raw` is an Arrow table or the path of its Parquet file (then DuckDB reads it directly and
     the raw rows never sit in Python memory). Accepted rows carry `_deleted` (a tombstone for
     the key, from the feed's soft-delete column). With `scope` (the division of a community that
-    pushed the batch) a row anchored outside it is quarantined as `outside_jurisdiction`."""
+    pushed the batch) a row anchored outside it is quarantined as `outside_jurisdiction`, and the
+    accepted rows also carry their values as sent (`_raw`, JSON): the merge still quarantines a
+    row whose key is another division's current record (`key_owned_elsewhere`)."""
     columns = pq.read_schema(raw).names if isinstance(raw, Path) else raw.column_names
     check_columns(columns, mapping, contract)
     con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "preserve_insertion_order": False})
@@ -172,7 +174,7 @@ def conform_batch(raw: pa.Table | Path, contract: Contract, mapping: SourceMappi
         _find_repeats(con, contract)
         # fetchall, not fetchone: DuckDB 2.0 refuses a relation while a result is unfinished
         (received,), = con.execute("SELECT count(*) FROM raw").fetchall()
-        return _split(con, contract, mapping, int(received))
+        return _split(con, contract, mapping, int(received), with_raw=scope is not None)
     finally:
         con.close()
 
@@ -196,17 +198,21 @@ def _find_repeats(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
 
 
 def _split(con: duckdb.DuckDBPyConnection, contract: Contract, mapping: SourceMapping,
-           received: int) -> Conformed:
+           received: int, with_raw: bool = False) -> Conformed:
     schema = arrow_schema(contract).append(pa.field(DELETED, pa.bool_(), nullable=False)) \
         .append(pa.field(LINE, pa.int64(), nullable=False))
-    cols = ", ".join(quote_ident(c) for c in [*contract.field_names, DELETED, LINE])
+    cols = ", ".join(f"checked.{quote_ident(c)}" for c in [*contract.field_names, DELETED, LINE])
+    raw_cols = ", ".join(f"raw.{quote_ident(c)}" for c in mapping.source_columns)
+    if with_raw:
+        schema = schema.append(pa.field(RAW_COLUMN, pa.string()))
+        cols += f", to_json(struct_pack({raw_cols}))::VARCHAR AS {RAW_COLUMN}"
     accepted = con.sql(f"""SELECT {cols} FROM checked ANTI JOIN repeats USING ({LINE})
-                           WHERE len(_reasons) = 0 ORDER BY {LINE}""").to_arrow_table()
+                           {f"JOIN raw USING ({LINE})" if with_raw else ""}
+                           WHERE len(_reasons) = 0 ORDER BY checked.{LINE}""").to_arrow_table()
     first = contract.field(contract.primary_key[0])
     value = f"CAST(c.{quote_ident(first.name)} AS VARCHAR)"
     conflict = (f"[struct_pack(code := 'duplicate_key', field := {sql_literal(first.name)}, message := "
                 f"{_message_sql('duplicate_key', first.name, first.title, value)})]")
-    raw_cols = ", ".join(f"raw.{quote_ident(c)}" for c in mapping.source_columns)
     quarantined = con.sql(f"""
         SELECT q.{LINE}, q.key, q.reasons, to_json(struct_pack({raw_cols})) AS raw
         FROM (SELECT {LINE}, {key_text_sql(contract, 'checked')} AS key, _reasons AS reasons FROM checked

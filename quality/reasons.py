@@ -7,11 +7,14 @@ from typing import Literal
 Reason = Literal[
     "required_missing", "invalid_date", "invalid_number", "invalid_integer", "not_in_code_list",
     "pattern_mismatch", "out_of_range", "invalid_length", "invalid_citizen_id", "mojibake",
-    "unknown_division", "wrong_tier", "duplicate_key", "outside_jurisdiction", "control_character",
+    "unknown_division", "wrong_tier", "duplicate_key", "outside_jurisdiction", "key_owned_elsewhere",
+    "control_character",
 ]
 
 
-# {field} is the contract field, {title} its Chinese title, {value} the value as sent.
+# {field} is the contract field, {title} its Chinese title, {value} the value as sent; `key_owned_elsewhere`
+# (given by the merge, which alone sees the current records) also has {owner} and {owner_name}, the code and
+# name of the division whose record the key is: nothing of that record itself is ever shown.
 MESSAGES: dict[Reason, str] = {
     "required_missing": "{title} ({field}) is empty but required; fill it in and resend the row",
     "invalid_date": "{title} ({field}) '{value}' is not a real date in the feed's format; correct it and resend",
@@ -31,6 +34,10 @@ MESSAGES: dict[Reason, str] = {
                   "anchor the row at the tier the contract names",
     "outside_jurisdiction": "{title} ({field}) '{value}' lies outside the sender's own jurisdiction; a community "
                             "may send only rows of its own community: remove the row or ask its community",
+    "key_owned_elsewhere": "{title} ({field}) '{value}' is the key of a current record of {owner} {owner_name}, "
+                           "not of the sender's community: a community may change, move or delete only its "
+                           "own records. Check the key; if the record really belongs to your community now, "
+                           "ask the department that owns the dataset to record the move",
     "duplicate_key": "{title} ({field}) '{value}' repeats the key of an earlier row in this batch with different "
                      "content; keep one version of the record and resend",
     # no {value}: the value is not shown, since its control characters would garble the report
@@ -46,3 +53,13 @@ def template(code: str) -> str:
     from quality.rules import rule
 
     return rule(code).message
+
+
+def owned_elsewhere_format(title: str, field: str) -> str:
+    """The `key_owned_elsewhere` sentence as a DuckDB format() template for the merge: {0} the key as
+    sent, {1} the owner division's code, {2} its name (braces in the title are escaped)."""
+    def escape(text: str) -> str:
+        return text.replace("{", "{{").replace("}", "}}")
+
+    return MESSAGES["key_owned_elsewhere"].format(title=escape(title), field=escape(field), value="{0}",
+                                                  owner="{1}", owner_name="{2}")

@@ -165,7 +165,8 @@ def build_report(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, origi
         batch_id, dataset, feed, department, origin.sender, source_name, received_at, decided_at, status,
         str(gate.get("verdict") or ("fail" if status == "refused" else "pass")), counts, balanced,
         tuple(refusal), tuple(warnings), tuple((c, f, int(n)) for c, f, n in by_reason), rows,
-        what_to_do(status, counts, bool(warnings)), int(freed or 0))
+        what_to_do(status, counts, bool(warnings), sum(int(n) for c, _, n in by_reason if c == "key_owned_elsewhere")),
+        int(freed or 0))
 
 
 def _utc(column: str) -> str:
@@ -248,10 +249,15 @@ def gate_sentence(result: dict[str, Any], counts: dict[str, int]) -> str:
     return sentence + (f" (for example: {', '.join(map(str, examples))})" if examples else "")
 
 
-def what_to_do(status: str, counts: dict[str, int], warned: bool) -> str:
-    """The paragraph that tells the sender what to do next."""
+def what_to_do(status: str, counts: dict[str, int], warned: bool, owned_elsewhere: int = 0) -> str:
+    """The paragraph that tells the sender what to do next (`owned_elsewhere`: rows quarantined because
+    their key is another division's current record, which no resubmission of the same key releases)."""
     resend = ("A resubmission of the same keys releases the rows from quarantine; "
               "rows sent again unchanged are quarantined again.")
+    if owned_elsewhere:
+        resend += (f" The {owned_elsewhere} rows marked key_owned_elsewhere are not released by sending them again: "
+                   "their keys are current records of other divisions. Correct the key, or ask the department "
+                   "that owns the dataset to record the move.")
     if status == "refused":
         return ("Nothing of this batch was applied: the city's data is unchanged and the batch's "
                 f"{counts['held']} clean rows are held, not applied. Correct the problems listed under "

@@ -28,6 +28,10 @@ KNOWN_CHECKS = {"gb11643"}
 ANCHOR_FIELD = "division_code"
 # the column an accepted batch carries beside the contract fields: true on a tombstone (a source delete)
 DELETED_COLUMN = "_deleted"
+# ... and, for a batch confined to one division (a community's push), each row's line in the file and its
+# values as sent (JSON): the merge may still quarantine such a row (a key another division holds)
+LINE_COLUMN = "_line"
+RAW_COLUMN = "_raw"
 _REQUIRED_KEYS = ("name", "version", "owner", "anchor", "anchor_tier", "history", "cadence",
                   "reaches", "primaryKey", "fields")
 

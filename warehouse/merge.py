@@ -3,6 +3,12 @@
 Everything a batch changes, including its ledger row and the node's high-water mark, commits
 in one transaction; a batch already in the ledger is skipped. So a merge killed at any point
 and run again leaves the node exactly as one clean run would.
+
+A batch confined to one division (a community's push, `BatchInput.scope`) writes only inside it
+(invariant 5), judged against the node's current rows in the same transaction: a row whose key
+is a current record anchored elsewhere is quarantined as `key_owned_elsewhere`, not applied
+(no change, move or tombstone of another division's record), and the batch releases only
+quarantine entries of its own sender department (a community's is `community:<code>`).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import duckdb
 import pyarrow as pa
 
 from schemas.contract import DELETED_COLUMN as DELETED
+from schemas.contract import LINE_COLUMN as LINE
+from schemas.contract import RAW_COLUMN as RAW
 from schemas.contract import Contract
 from schemas.derive import key_sql
 from schemas.divisions import subtree_prefix
@@ -31,6 +39,10 @@ class QuarantineCloseError(TerminalError):
 
 class UnsupportedHistoryModeError(TerminalError):
     """The contract asks for a history mode the merge does not implement."""
+
+
+class ScopedBatchLinesError(TerminalError):
+    """A batch confined to one division reached the merge without its rows' line numbers."""
 
 
 @dataclass(frozen=True)
@@ -68,8 +80,22 @@ class BatchInput:
     received: int
     duplicates: int
     gate: Mapping[str, Any]
-    # the division a community's pushed batch is confined to: its deletes reach only its own rows
-    scope: str | None = None
+    # the division a community's pushed batch is confined to, and how its foreign keys are refused
+    scope: Scope | None = None
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The one division a batch may write in, and the words of the reason `key_owned_elsewhere`.
+
+    `message` is a DuckDB format() template (quality.reasons words it): {0} the key as sent, {1}
+    the code of the division whose current record the key is, {2} that division's name, looked
+    up in `names` (code → name)."""
+
+    division: str
+    message: str
+    field: str  # the field the reason names: the key's first field
+    names: Mapping[str, str]
 
 
 def ledger_entry(con: duckdb.DuckDBPyConnection, node: str, batch_id: str) -> BatchOutcome | None:
@@ -92,21 +118,66 @@ def _stage_delta(con: duckdb.DuckDBPyConnection, node: str, contract: Contract) 
     fields = ", ".join(f'"{f}"' for f in contract.field_names)
     on = " AND ".join(f'c."{k}" = {STAGE_ALIAS}."{k}"' for k in contract.primary_key)
     con.execute(f"""CREATE OR REPLACE TEMP TABLE delta AS
-        SELECT {STAGE_ALIAS}.*, c.division_code AS _old_anchor, {key_sql(contract, STAGE_ALIAS)} AS _key
+        SELECT {STAGE_ALIAS}.*, c."{contract.anchor}" AS _old_anchor, {key_sql(contract, STAGE_ALIAS)} AS _key
         FROM (SELECT {fields}, md5(to_json(struct_pack({fields}))) AS _row_hash FROM accepted
               WHERE NOT {DELETED}) {STAGE_ALIAS}
         LEFT JOIN {node}."{contract.name}" c ON {on}
         WHERE c._row_hash IS DISTINCT FROM {STAGE_ALIAS}._row_hash""")
 
 
-def _stage_deletes(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, scope: str | None) -> int:
+def _stage_claims(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, scope: Scope | None,
+                  columns: list[str]) -> int:
+    """`claimed`: rows of a confined batch (upserts and tombstones alike) whose key is a current record
+    anchored outside its scope; `accepted`: the batch's other rows, the ones the merge goes on with.
+    Returns how many rows are claimed (none for a batch not confined)."""
+    if scope is None:
+        con.execute("CREATE OR REPLACE TEMP VIEW accepted AS SELECT * FROM incoming")
+        return 0
+    if LINE not in columns:
+        raise ScopedBatchLinesError(
+            f"the checked rows of a batch confined to division {scope.division} have no {LINE} column (it was "
+            "checked by an older civicnet); run its check again, then the merge")
+    on = " AND ".join(f'c."{k}" = b."{k}"' for k in contract.primary_key)
+    raw = f"b.{RAW}" if RAW in columns else "NULL"
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE claimed AS
+        SELECT b.{LINE} AS _line, {key_sql(contract, 'b')} AS _key, c."{contract.anchor}" AS _owner,
+               CAST({raw} AS JSON) AS _raw
+        FROM incoming b JOIN {node}."{contract.name}" c ON {on}
+        WHERE NOT starts_with(c."{contract.anchor}", ?)""", [subtree_prefix(scope.division)])
+    con.execute(f"CREATE OR REPLACE TEMP VIEW accepted AS SELECT * FROM incoming ANTI JOIN claimed USING ({LINE})")
+    (count,), = con.execute("SELECT count(*) FROM claimed").fetchall()
+    return int(count)
+
+
+def _quarantine_claims(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, batch: BatchInput) -> None:
+    """Quarantine the claimed rows as `key_owned_elsewhere`: the sentence names the key as sent and the
+    division that holds it, nothing of the record itself."""
+    assert batch.scope is not None
+    names = pa.table({"code": list(batch.scope.names), "name": list(batch.scope.names.values())},
+                     pa.schema([("code", pa.string()), ("name", pa.string())]))
+    con.register("division_names", names)
+    try:
+        con.execute(f"""INSERT INTO {node}._civicnet.quarantine
+            SELECT ?, ?, ?, ?, c._line,
+                   [struct_pack(code := 'key_owned_elsewhere', field := ?,
+                                message := format(?, replace(c._key, chr(31), ' | '), c._owner,
+                                                  coalesce(n.name, '')))],
+                   c._raw, c._key, NULL, NULL
+            FROM claimed c LEFT JOIN division_names n ON n.code = c._owner ORDER BY c._line""",
+                    [batch.batch_id, contract.name, batch.feed, batch.department, batch.scope.field,
+                     batch.scope.message])
+    finally:
+        con.unregister("division_names")
+
+
+def _stage_deletes(con: duckdb.DuckDBPyConnection, node: str, contract: Contract) -> int:
     """`gone`: current rows the batch deletes (tombstone rows whose key the node holds); returns their count.
-    A key the node does not hold (never sent, or deleted before) is a no-op, counted as unchanged."""
+    A key the node does not hold (never sent, or deleted before) is a no-op, counted as unchanged.
+    (A confined batch's tombstones of another division's rows were claimed before: they are not here.)"""
     pk = ", ".join(f'"{k}"' for k in contract.primary_key)
-    confine = "" if scope is None else f"AND starts_with(c.{contract.anchor}, '{subtree_prefix(scope)}')"
     con.execute(f"""CREATE OR REPLACE TEMP TABLE gone AS
         SELECT {key_sql(contract, 'c')} AS _key, c.{contract.anchor} AS _old_anchor FROM {node}."{contract.name}" c
-        SEMI JOIN (SELECT {pk} FROM accepted WHERE {DELETED}) USING ({pk}) WHERE true {confine}""")
+        SEMI JOIN (SELECT {pk} FROM accepted WHERE {DELETED}) USING ({pk})""")
     (count,), = con.execute("SELECT count(*) FROM gone").fetchall()
     return int(count)
 
@@ -126,7 +197,7 @@ def _write_versions(con: duckdb.DuckDBPyConnection, node: str, contract: Contrac
                     batch: BatchInput, seq: int) -> int:
     """Close old versions, add new ones, tombstone moved rows, replace current rows; returns moves."""
     name, fields = contract.name, ", ".join(f'"{f}"' for f in contract.field_names)
-    ts, bid = batch.received_at, batch.batch_id
+    ts, bid, anchor = batch.received_at, batch.batch_id, f'"{contract.anchor}"'
     con.execute(f"""UPDATE {node}."{name}_history" h SET _valid_to = ?::TIMESTAMPTZ
         FROM delta d WHERE {key_sql(contract, 'h')} = d._key AND h._valid_to IS NULL
         AND d._old_anchor IS NOT NULL""", [ts])
@@ -134,8 +205,8 @@ def _write_versions(con: duckdb.DuckDBPyConnection, node: str, contract: Contrac
         SELECT {fields}, ?::TIMESTAMPTZ, NULL, ?, ? FROM delta""", [ts, bid, seq])
     con.execute(f"""INSERT INTO {node}._civicnet.tombstones
         SELECT ?, _key, _old_anchor, ?, ?, ? FROM delta
-        WHERE _old_anchor IS NOT NULL AND _old_anchor <> division_code""", [name, seq, bid, batch.feed])
-    moved = con.execute("SELECT count(*) FROM delta WHERE _old_anchor <> division_code").fetchone()
+        WHERE _old_anchor IS NOT NULL AND _old_anchor <> {anchor}""", [name, seq, bid, batch.feed])
+    moved = con.execute(f"SELECT count(*) FROM delta WHERE _old_anchor <> {anchor}").fetchone()
     con.execute(f"""DELETE FROM {node}."{name}" c USING delta d
         WHERE {key_sql(contract, 'c')} = d._key AND d._old_anchor IS NOT NULL""")
     con.execute(f"""INSERT INTO {node}."{name}"
@@ -151,12 +222,15 @@ def _write_quarantine(con: duckdb.DuckDBPyConnection, node: str, contract: Contr
 
 def _release_quarantine(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, batch: BatchInput) -> int:
     """A corrected resubmission: quarantined rows of earlier batches whose key this batch now
-    applies (or deletes) are released, marked with this batch; returns how many."""
+    applies (or deletes) are released, marked with this batch; returns how many. A confined batch
+    releases only entries its own department's batches produced (a community's: its own)."""
+    own = "" if batch.scope is None else "AND q.department = ?"
     return int(con.execute(f"""
         UPDATE {node}._civicnet.quarantine q SET released_by = ?, released_at = ?::TIMESTAMPTZ
-        WHERE q.dataset = ? AND q.released_by IS NULL AND q.batch_id <> ?
+        WHERE q.dataset = ? AND q.released_by IS NULL AND q.batch_id <> ? {own}
           AND q.key IN (SELECT {key_sql(contract, 'a')} FROM accepted a)""",
-                           [batch.batch_id, batch.received_at, contract.name, batch.batch_id]).fetchall()[0][0])
+                           [batch.batch_id, batch.received_at, contract.name, batch.batch_id,
+                            *([] if batch.scope is None else [batch.department])]).fetchall()[0][0])
 
 
 def close_quarantined(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, lines: list[int], why: str) -> int:
@@ -179,12 +253,27 @@ def close_quarantined(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, 
 
 def _write_ledger(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, batch: BatchInput,
                   outcome: BatchOutcome) -> None:
+    """The batch's ledger row; it owes its rejection report (`report_owed`) from this commit on."""
     con.execute(f"""INSERT INTO {node}._civicnet.batches VALUES
-        (?, ?, ?, ?, ?, ?, ?::TIMESTAMPTZ, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (?, ?, ?, ?, ?, ?, ?::TIMESTAMPTZ, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, true)""",
                 [batch.batch_id, outcome.seq, contract.name, batch.feed, batch.department,
                  batch.source_name, batch.received_at, outcome.status, outcome.received, outcome.applied,
                  outcome.unchanged, outcome.quarantined, outcome.duplicates, outcome.moved, outcome.held,
                  json.dumps(batch.gate, ensure_ascii=False), outcome.deleted, outcome.released])
+
+
+def owed_reports(con: duckdb.DuckDBPyConnection, node: str, feed: str | None = None) -> list[str]:
+    """Decided batches (of one feed, or all) whose rejection report step has not run to its end, in
+    the order they were decided: a run killed between a merge's commit and the outbox write left them."""
+    where = "" if feed is None else "AND feed = ?"
+    rows = con.execute(f"""SELECT batch_id FROM {node}._civicnet.batches WHERE report_owed {where}
+                           ORDER BY decided_at, batch_id""", [] if feed is None else [feed]).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def settle_report(con: duckdb.DuckDBPyConnection, node: str, batch_id: str) -> None:
+    """Record that a batch's rejection report is written (or that it needs none)."""
+    con.execute(f"UPDATE {node}._civicnet.batches SET report_owed = false WHERE batch_id = ?", [batch_id])
 
 
 def apply_batch(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, accepted: pa.Table,
@@ -198,23 +287,27 @@ def apply_batch(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, a
         return seen
     if DELETED not in accepted.column_names:  # a batch without a soft-delete column: every row is an upsert
         accepted = accepted.append_column(DELETED, pa.array([False] * accepted.num_rows, pa.bool_()))
-    with transaction(con, accepted=accepted, quarantined=quarantined):
+    with transaction(con, incoming=accepted, quarantined=quarantined):
         seq = _next_seq(con, node)
+        claimed = _stage_claims(con, node, contract, batch.scope, accepted.column_names)
         _stage_delta(con, node, contract)
         row = con.execute("SELECT count(*) FROM delta").fetchone()
         applied = int(row[0]) if row else 0
-        deleted = _stage_deletes(con, node, contract, batch.scope)
+        deleted = _stage_deletes(con, node, contract)
         moved = _write_versions(con, node, contract, batch, seq)
         _write_deletes(con, node, contract, batch, seq)
         released = _release_quarantine(con, node, contract, batch)
         _write_quarantine(con, node, contract, batch)
+        if claimed:
+            _quarantine_claims(con, node, contract, batch)
         applied += deleted
-        unchanged = accepted.num_rows - applied
+        unchanged = accepted.num_rows - claimed - applied
         outcome = BatchOutcome(batch.batch_id, contract.name, seq, "applied", batch.received, applied,
-                               unchanged, quarantined.num_rows, batch.duplicates + unchanged, moved,
+                               unchanged, quarantined.num_rows + claimed, batch.duplicates + unchanged, moved,
                                deleted=deleted, released=released)
         _write_ledger(con, node, contract, batch, outcome)
         set_high_water_mark(con, node, contract.name, seq)
+    con.execute("DROP VIEW IF EXISTS accepted")  # it reads `incoming`, registered only for the transaction
     return outcome
 
 

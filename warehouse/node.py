@@ -48,7 +48,8 @@ def connect() -> duckdb.DuckDBPyConnection:
 
 
 # Bump when the bookkeeping tables change shape (nodes of another layout are refused).
-LAYOUT_VERSION = 5
+# 6: the ledger says which decided batches still owe their rejection report (`report_owed`).
+LAYOUT_VERSION = 6
 
 
 class NodeLayoutError(TerminalError):
@@ -195,7 +196,7 @@ def _ensure_origin(con: duckdb.DuckDBPyConnection, alias: str, contracts: list[C
         (batch_id VARCHAR, seq BIGINT, dataset VARCHAR, feed VARCHAR, department VARCHAR,
          source_name VARCHAR, received_at TIMESTAMPTZ, decided_at TIMESTAMPTZ, status VARCHAR,
          received BIGINT, applied BIGINT, unchanged BIGINT, quarantined BIGINT, duplicates BIGINT,
-         moved BIGINT, held BIGINT, gate JSON, deleted BIGINT, released BIGINT)""")
+         moved BIGINT, held BIGINT, gate JSON, deleted BIGINT, released BIGINT, report_owed BOOLEAN)""")
     con.execute(f"""CREATE TABLE IF NOT EXISTS {alias}._civicnet.quarantine
         (batch_id VARCHAR, dataset VARCHAR, feed VARCHAR, department VARCHAR, line BIGINT,
          reasons STRUCT(code VARCHAR, field VARCHAR, message VARCHAR)[], raw JSON, key VARCHAR,

@@ -384,3 +384,14 @@ def test_a_file_without_its_header_row_does_not_echo_its_first_record() -> None:
     message = str(caught.value)
     assert make_id(1) not in message and "13800000000" not in message and "张三" not in message
     assert "header row is probably missing" in message
+
+
+def test_a_pushing_communitys_accepted_rows_carry_their_values_as_sent() -> None:
+    """The merge may still quarantine such a row (its key is another community's record): it needs the
+    row's line and raw values, as conform keeps them for the rows it quarantines itself."""
+    rows = [make_row(1), make_row(2)]
+    result = conform_batch(make_raw(rows), CONTRACT, MAPPING, REGISTRIES, AS_OF, scope=BINJIANG)
+    assert result.accepted.column_names == [*CONTRACT.field_names, DELETED, LINE, "_raw"]
+    assert [json.loads(raw) for raw in result.accepted.column("_raw").to_pylist()] == \
+        [{c: r.get(c) for c in MAPPING.source_columns} for r in rows]
+    assert "_raw" not in conform(rows).accepted.column_names  # a batch not confined carries no copy

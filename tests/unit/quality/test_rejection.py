@@ -324,3 +324,17 @@ def test_the_outbox_csv_file_has_no_cell_a_spreadsheet_would_run(con: duckdb.Duc
     assert len(lines) == 1 + 2 * len(DANGEROUS)
     assert [cell for line in lines for cell in line if is_formula(cell)] == ["+1", "-5"]  # amounts: numbers
     assert stat.S_IMODE(csv_path.stat().st_mode) == 0o600  # the rows as sent: personal data
+
+
+def test_rows_whose_key_another_division_holds_are_not_promised_a_release(con: duckdb.DuckDBPyConnection) -> None:
+    taken = "d4" * 32
+    decide(con, taken, "applied", {"received": 2, "applied": 1, "quarantined": 1, "duplicates": 0, "held": 0},
+           {"verdict": "pass", "results": []},
+           [(2, [reason("key_owned_elsewhere", "expenditure_id", "支出编号 'E7' is a current record of 440304001002")],
+             raw_row("E7"))], department=f"community:{COMMUNITY}")
+    report = build_report(con, "city", taken, Origin("station"), MAPPING)
+
+    assert "1 rows marked key_owned_elsewhere are not released by sending them again" in report.what_to_do
+    assert "key_owned_elsewhere" not in build_report(con, "city", APPLIED, Origin("station"), MAPPING).what_to_do
+    (row,) = report.rows
+    assert [(r.code, r.value) for r in row.reasons] == [("key_owned_elsewhere", "E7")]

@@ -4,6 +4,7 @@ exactly once, all or nothing. Against a real DuckDB file and the shipped contrac
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,14 @@ from warehouse.merge import (
     BatchInput,
     BatchOutcome,
     QuarantineCloseError,
+    Scope,
+    ScopedBatchLinesError,
     apply_batch,
     close_quarantined,
     ledger_entry,
+    owed_reports,
     refuse_batch,
+    settle_report,
 )
 from warehouse.node import attach, ensure_node, high_water_mark, node_path
 
@@ -351,15 +356,79 @@ def test_deleting_a_key_the_node_does_not_hold_is_counted_unchanged(con: duckdb.
     assert count(con, "_civicnet.tombstones") == 0
 
 
+SCOPE_A = Scope(COMMUNITY_A, "key {0} is a record of {1} {2}", "citizen_id",
+                {COMMUNITY_A: "南园街道滨江社区居委会", COMMUNITY_B: "园岭街道红荔社区居委会"})
+
+
+def scoped(rows: list[dict[str, Any]], deleted: list[bool] | None = None, batch_id: str = "batch-0002",
+           scope: Scope = SCOPE_A, lines: bool = True) -> tuple[pa.Table, pa.Table, BatchInput]:
+    """A batch community A pushed (as conform hands it over: with each row's line and values as sent)."""
+    table = with_deleted(rows, deleted or [False] * len(rows))
+    if lines:
+        table = table.append_column("_line", pa.array(range(1, len(rows) + 1), pa.int64())).append_column(
+            "_raw", pa.array([f'{{"sfzh": "{r["citizen_id"]}", "xm": "{r["name"]}"}}' for r in rows]))
+    batch = BatchInput(batch_id, "public_security_residents", "community:" + scope.division, "d.csv",
+                       "2021-06-02T02:00:00+00:00", len(rows), 0, {"verdict": "pass"}, scope=scope)
+    return table, make_quarantined([]), batch
+
+
 def test_a_scoped_batch_cannot_delete_rows_of_another_community(con: duckdb.DuckDBPyConnection) -> None:
     apply(con, make_batch([make_resident(1), make_resident(2, division_code=COMMUNITY_B)]))
+    before = con.execute(f"SELECT * FROM {NODE}.residents WHERE division_code = ?", [COMMUNITY_B]).fetchall()
     rows = [make_resident(1), make_resident(2)]  # both claim community A; row 2 really lives in B
-    batch = BatchInput("batch-0002", "public_security_residents", "community:" + COMMUNITY_A, "d.csv",
-                       "2021-06-02T02:00:00+00:00", 2, 0, {"verdict": "pass"}, scope=COMMUNITY_A)
-    outcome = apply_batch(con, NODE, RESIDENTS, with_deleted(rows, [True, True]), make_quarantined([]), batch)
-    assert outcome.deleted == 1
-    remaining = con.execute(f"SELECT division_code FROM {NODE}.residents").fetchall()
-    assert remaining == [(COMMUNITY_B,)]
+    outcome = apply(con, scoped(rows, [True, True]))
+    assert (outcome.deleted, outcome.quarantined, outcome.unchanged) == (1, 1, 0)
+    assert outcome.received == outcome.applied + outcome.quarantined + outcome.duplicates
+    assert con.execute(f"SELECT * FROM {NODE}.residents").fetchall() == before
+    assert con.execute(f"SELECT key FROM {NODE}._civicnet.tombstones").fetchall() == [(citizen_id(1),)]
+    assert con.execute(f"SELECT line, key, reasons[1].code FROM {NODE}._civicnet.quarantine").fetchall() == [
+        (2, citizen_id(2), "key_owned_elsewhere")]
+
+
+@pytest.mark.parametrize("to", [COMMUNITY_A, "440304001000"], ids=["community_sender", "street_scope"])
+def test_a_scoped_batch_cannot_take_over_another_communitys_record(con: duckdb.DuckDBPyConnection, to: str) -> None:
+    apply(con, make_batch([make_resident(1), make_resident(2, division_code=COMMUNITY_B)]))
+    held = con.execute(f"SELECT * FROM {NODE}.residents ORDER BY citizen_id").fetchall()
+    taken = make_resident(2, division_code=COMMUNITY_A, name="李四", phone="13999999999")
+    scope = SCOPE_A if to == COMMUNITY_A else Scope(to, SCOPE_A.message, "citizen_id", SCOPE_A.names)
+    outcome = apply(con, scoped([make_resident(1, phone="13900000001"), taken, make_resident(3)], scope=scope))
+
+    assert (outcome.applied, outcome.quarantined, outcome.moved, outcome.unchanged) == (2, 1, 0, 0)
+    assert outcome.received == outcome.applied + outcome.quarantined + outcome.duplicates
+    after = {r[0]: r for r in con.execute(f"SELECT * FROM {NODE}.residents").fetchall()}
+    assert after[citizen_id(2)] == held[1]  # untouched: same content, same version
+    assert [(v[1], v[3]) for v in history(con, citizen_id(2))] == [(COMMUNITY_B, None)]
+    assert count(con, "_civicnet.tombstones") == 0
+    (line, key, reasons, raw), = con.execute(f"""SELECT line, key, reasons, raw FROM {NODE}._civicnet.quarantine
+                                                 WHERE batch_id = 'batch-0002'""").fetchall()
+    assert (line, key) == (2, citizen_id(2))
+    assert reasons == [{"code": "key_owned_elsewhere", "field": "citizen_id",
+                        "message": f"key {citizen_id(2)} is a record of {COMMUNITY_B} 园岭街道红荔社区居委会"}]
+    assert json.loads(raw) == {"sfzh": citizen_id(2), "xm": "李四"}  # what the sender sent, nothing of B's row
+    assert ledger_entry(con, NODE, "batch-0002") == outcome
+
+
+def test_a_scoped_batch_releases_only_its_own_quarantine_entries(con: duckdb.DuckDBPyConnection) -> None:
+    accepted, bad, batch = make_batch([], quarantined=[5])  # the department's entry for resident 5
+    apply(con, (accepted, bad, batch))
+    own = make_batch([], quarantined=[6], batch_id="batch-a", department="community:" + COMMUNITY_A,
+                     scope=SCOPE_A)
+    apply(con, (own[0].append_column("_line", pa.array([], pa.int64())), own[1], own[2]))
+    outcome = apply(con, scoped([make_resident(5), make_resident(6)], batch_id="batch-a2"))
+
+    assert outcome.released == 1
+    released = con.execute(f"SELECT batch_id, released_by FROM {NODE}._civicnet.quarantine ORDER BY line").fetchall()
+    assert released == [("batch-0001", None), ("batch-a", "batch-a2")]
+    department = apply(con, make_batch([make_resident(5)], batch_id="batch-0003"))
+    assert department.released == 1  # the owner department, confined to nothing, releases its own
+
+
+def test_a_scoped_batch_without_line_numbers_is_refused_before_any_change(con: duckdb.DuckDBPyConnection) -> None:
+    apply(con, make_batch())
+    before = snapshot(con)
+    with pytest.raises(ScopedBatchLinesError, match="run its check again"):
+        apply(con, scoped([make_resident(1)], lines=False))
+    assert snapshot(con) == before
 
 
 def test_a_corrected_resubmission_releases_the_quarantined_rows_of_its_keys(con: duckdb.DuckDBPyConnection) -> None:
@@ -389,3 +458,16 @@ def test_quarantined_rows_can_be_closed_by_hand_all_or_nothing(con: duckdb.DuckD
     assert con.execute(open_lines).fetchall() == [(8,)]
     (who,), = con.execute("SELECT DISTINCT released_by FROM city._civicnet.quarantine WHERE line <> 8").fetchall()
     assert who == "manual: resent under the corrected ID"
+
+
+def test_a_decided_batch_owes_its_report_until_it_is_settled(con: duckdb.DuckDBPyConnection) -> None:
+    apply(con, make_batch(quarantined=[7]))
+    refuse(con, refused_batch())
+    apply(con, make_batch([make_resident(9)], batch_id="batch-0003", feed="other_feed"))
+
+    assert owed_reports(con, NODE) == ["batch-0001", "batch-0002", "batch-0003"]
+    assert owed_reports(con, NODE, "public_security_residents") == ["batch-0001", "batch-0002"]
+    settle_report(con, NODE, "batch-0001")
+    assert owed_reports(con, NODE) == ["batch-0002", "batch-0003"]
+    assert apply(con, make_batch(quarantined=[7])).batch_id == "batch-0001"  # seen before: not owed again
+    assert owed_reports(con, NODE, "public_security_residents") == ["batch-0002"]
