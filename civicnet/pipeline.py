@@ -306,7 +306,7 @@ def sync_network(home: Path, on_node: Any = None, workers: int = 1, reconcile: b
     return index
 
 
-def publish_quality_report(home: Path, run_id: str | None = None) -> dict[str, str]:
+def publish_quality_report(home: Path, run_id: str | None = None, lang: str = "zh_CN") -> dict[str, str]:
     """Rebuild GX Data Docs and write this run's quality page; returns both paths.
 
     Every Data Docs rebuild re-reads every batch's results: seconds, so this runs once per network
@@ -317,5 +317,5 @@ def publish_quality_report(home: Path, run_id: str | None = None) -> dict[str, s
     from quality.docs import build_data_docs
 
     today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
-    docs = build_data_docs(home, contracts(), today)
-    return {"data_docs": str(docs), "quality_page": str(quality_page(home, run_id))}
+    docs = build_data_docs(home, contracts(), today, lang)
+    return {"data_docs": str(docs), "quality_page": str(quality_page(home, run_id, lang=lang))}
