@@ -99,7 +99,7 @@ def _push(args: argparse.Namespace, settings: Settings) -> int:
     gateway = args.gateway or os.environ.get("CIVICNET_GATEWAY", "http://127.0.0.1:8765")
     today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
     return push(gateway, token, args.dataset, Path(args.file), args.report, args.wait,
-                sys.stdout, sys.stderr, today)
+                sys.stdout, sys.stderr, today, args.lang)
 
 
 def _gateway(args: argparse.Namespace, settings: Settings) -> int:
@@ -140,6 +140,8 @@ def _add_gateway_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser
                                       "on the command line is visible to other users and kept in shell history)")
     push.add_argument("--report", action="store_true", help="wait for the verdict and print the rejection report")
     push.add_argument("--wait", type=float, default=300.0, help="seconds to wait for the verdict (default 300)")
+    push.add_argument("--lang", default=os.environ.get("CIVICNET_LANG", "zh-CN"), choices=["zh-CN", "en"],
+                      help="language of the messages and of the report (default $CIVICNET_LANG or zh-CN)")
     gateway = sub.add_parser("gateway", help="the push gateway: serve it, manage its senders")
     gsub = gateway.add_subparsers(dest="gateway_command", required=True)
     serve = gsub.add_parser("serve", help="run the gateway (HTTP, uvicorn)")
