@@ -39,6 +39,7 @@ _EXTERNAL_IMG = re.compile(r"(<img\b[^>]*\bsrc=)[\"'](?:https?:)?//[^\"']*[\"']"
 _EXTERNAL_ANCHOR = re.compile(r"<a\b[^>]*\bhref=[\"'](?:https?:)?//[^\"']*[\"'][^>]*>(.*?)</a\s*>", re.I | re.S)
 _EXTERNAL_URL = re.compile(r"url\(\s*[\"']?(?:https?:)?//[^)]*\)", re.I)
 _EVENT_ATTR = re.compile(r"\s on[a-z]+=\"[^\"]*\"", re.I | re.X)
+_LOCAL_STATIC = re.compile(r"""((?:src|href)=["'])(?:\./|\.\./)*static/""", re.I)  # GX misses a level on some
 _ANY_EXTERNAL = re.compile(r"(?:src|href)\s*=\s*[\"']?(?:https?:)?//|url\(\s*[\"']?(?:https?:)?//", re.I)
 
 
@@ -68,6 +69,7 @@ def offline_html(html: str, site_root_rel: str) -> str:
     html = _EXTERNAL_IMG.sub(lambda m: f'{m.group(1)}"{escape(_join(site_root_rel, LOGO), quote=True)}"', html)
     html = _EXTERNAL_ANCHOR.sub(lambda m: m.group(1), html)
     html = _EXTERNAL_URL.sub("none", html)
+    html = _LOCAL_STATIC.sub(lambda m: m.group(1) + _join(site_root_rel, Path("static")) + "/", html)
     if SITE_CSS.name in html:  # rewritten before (a page GX did not render again)
         return html
     return html.replace("</head>", f"{css}</head>", 1) if "</head>" in html else css + html
