@@ -1,8 +1,16 @@
-"""Stable reason codes for quarantined rows, each with a sentence a department can act on."""
+"""Stable reason codes for quarantined rows, each with a sentence a department can act on.
+
+The codes are machine words and never translated; the sentences are English msgids of the
+`civicnet` catalogue (schemas/i18n.py), stored in English in the quarantine and said in the
+reader's language when a report is made (`translated_message`)."""
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
 from typing import Literal
+
+from schemas.i18n import DEFAULT_LANG, N_, parse_lang, translation
 
 Reason = Literal[
     "required_missing", "invalid_date", "invalid_number", "invalid_integer", "not_in_code_list",
@@ -13,26 +21,26 @@ Reason = Literal[
 
 # {field} is the contract field, {title} its Chinese title, {value} the value as sent.
 MESSAGES: dict[Reason, str] = {
-    "required_missing": "{title} ({field}) is empty but required; fill it in and resend the row",
-    "invalid_date": "{title} ({field}) '{value}' is not a real date in the feed's format; correct it and resend",
-    "invalid_number": "{title} ({field}) '{value}' is not a number; send digits with an optional decimal point",
-    "invalid_integer": "{title} ({field}) '{value}' is not a whole number; correct it and resend",
-    "not_in_code_list": "{title} ({field}) '{value}' is not in the code list; use one of the contract's values",
-    "pattern_mismatch": "{title} ({field}) '{value}' does not have the required form; see the contract's pattern",
-    "out_of_range": "{title} ({field}) '{value}' is outside the allowed range; check the measurement and resend",
-    "invalid_length": "{title} ({field}) '{value}' is too short or too long; correct it and resend",
-    "invalid_citizen_id": "{title} ({field}) '{value}' fails the GB 11643 check (check character or birth date); "
-                          "correct the ID from the identity card and resend",
-    "mojibake": "{title} ({field}) '{value}' is garbled text (decoded in the wrong encoding); "
-                "re-export the record as GB18030 or UTF-8 and resend",
-    "unknown_division": "{title} ({field}) '{value}' is not a division of the row's vintage; "
-                        "use a code from the division registry",
-    "wrong_tier": "{title} ({field}) '{value}' is a division of the wrong tier for this dataset; "
-                  "anchor the row at the tier the contract names",
-    "outside_jurisdiction": "{title} ({field}) '{value}' lies outside the sender's own jurisdiction; a community "
-                            "may send only rows of its own community: remove the row or ask its community",
-    "duplicate_key": "{title} ({field}) '{value}' repeats the key of an earlier row in this batch with different "
-                     "content; keep one version of the record and resend",
+    "required_missing": N_("{title} ({field}) is empty but required; fill it in and resend the row"),
+    "invalid_date": N_("{title} ({field}) '{value}' is not a real date in the feed's format; correct it and resend"),
+    "invalid_number": N_("{title} ({field}) '{value}' is not a number; send digits with an optional decimal point"),
+    "invalid_integer": N_("{title} ({field}) '{value}' is not a whole number; correct it and resend"),
+    "not_in_code_list": N_("{title} ({field}) '{value}' is not in the code list; use one of the contract's values"),
+    "pattern_mismatch": N_("{title} ({field}) '{value}' does not have the required form; see the contract's pattern"),
+    "out_of_range": N_("{title} ({field}) '{value}' is outside the allowed range; check the measurement and resend"),
+    "invalid_length": N_("{title} ({field}) '{value}' is too short or too long; correct it and resend"),
+    "invalid_citizen_id": N_("{title} ({field}) '{value}' fails the GB 11643 check (check character or birth date); "
+                          "correct the ID from the identity card and resend"),
+    "mojibake": N_("{title} ({field}) '{value}' is garbled text (decoded in the wrong encoding); "
+                "re-export the record as GB18030 or UTF-8 and resend"),
+    "unknown_division": N_("{title} ({field}) '{value}' is not a division of the row's vintage; "
+                        "use a code from the division registry"),
+    "wrong_tier": N_("{title} ({field}) '{value}' is a division of the wrong tier for this dataset; "
+                  "anchor the row at the tier the contract names"),
+    "outside_jurisdiction": N_("{title} ({field}) '{value}' lies outside the sender's own jurisdiction; a community "
+                            "may send only rows of its own community: remove the row or ask its community"),
+    "duplicate_key": N_("{title} ({field}) '{value}' repeats the key of an earlier row in this batch with different "
+                     "content; keep one version of the record and resend"),
 }
 
 
@@ -43,3 +51,26 @@ def template(code: str) -> str:
     from quality.rules import rule
 
     return rule(code).message
+
+
+@lru_cache(maxsize=64)
+def _parser(code: str) -> re.Pattern[str] | None:
+    """A pattern that reads title, field and value back out of a stored English sentence of a code."""
+    if code not in MESSAGES:
+        return None
+    groups = {"title": r"(?P<title>.*?)", "field": r"(?P<field>[^()]*?)", "value": r"(?P<value>.*)"}
+    parts = re.split(r"(\{title\}|\{field\}|\{value\})", MESSAGES[code])
+    return re.compile("".join(groups[p[1:-1]] if p in ("{title}", "{field}", "{value}") else re.escape(p)
+                              for p in parts) + r"\Z", re.S)
+
+
+def translated_message(code: str, message: str, lang: str = DEFAULT_LANG) -> str:
+    """A stored (English) reason sentence in the reader's language; unchanged when English or not a
+    built-in code's sentence (a dataset rule's sentence is said as its rule file writes it)."""
+    if parse_lang(lang) == "en":
+        return message
+    pattern = _parser(code)
+    found = pattern.match(message) if pattern is not None else None
+    if found is None:
+        return message
+    return translation(lang).gettext(MESSAGES[code]).format(**found.groupdict())  # type: ignore[index]
