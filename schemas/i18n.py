@@ -38,6 +38,10 @@ class UnknownLanguageError(TerminalError):
     """A language civicnet has no catalogue for was asked for."""
 
 
+class NaiveTimeZoneError(TerminalError, ValueError):
+    """A time without a time zone was given to be shown (civicnet stores only aware times)."""
+
+
 def N_(message: str) -> str:
     """Mark a message for extraction without translating it here (it is translated where shown)."""
     return message
@@ -93,7 +97,8 @@ def format_time(value: dt.datetime | str | None, lang: str | None = None) -> str
         return ""
     moment = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
     if moment.tzinfo is None:
-        raise ValueError(f"time {moment.isoformat()} has no time zone; civicnet stores only aware times")
+        raise NaiveTimeZoneError(f"time {moment.isoformat()} has no time zone; pass an aware time (civicnet stores "
+                                 "only aware ones: UTC for system times)")
     local = moment.astimezone(SHANGHAI)
     offset = local.utcoffset() or dt.timedelta()
     hours = int(offset.total_seconds() // 3600)
