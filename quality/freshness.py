@@ -21,7 +21,7 @@ from schemas.errors import TerminalError
 from schemas.i18n import format_time
 
 BatchStatus = Literal["applied", "refused", "pending"]
-# Dates are shown to people in the city's time.
+# Dates are shown to people in the city's time (schemas.i18n.format_time).
 
 # cadence -> (period, grace). Late = now - last_updated > period + grace. The grace absorbs a
 # department's usual delay (a daily feed landing at 03:00 instead of 00:00, a month of 31 days,
