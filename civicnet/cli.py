@@ -49,7 +49,7 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     """Rebuild GX Data Docs and write a quality page now (the network DAG does it after each run)."""
     from civicnet import pipeline
 
-    paths = pipeline.publish_quality_report(settings.home, args.run_id)
+    paths = pipeline.publish_quality_report(settings.home, args.run_id, args.lang.replace("-", "_"))
     print(f"quality page: {paths['quality_page']}\nGX Data Docs: {paths['data_docs']}")
     return 0
 
@@ -187,6 +187,8 @@ def parser() -> argparse.ArgumentParser:
     close.add_argument("--why", required=True, help="kept with each row, e.g. 'resent under the corrected ID'")
     report = sub.add_parser("report", help="write the quality page and rebuild GX Data Docs")
     report.add_argument("--run-id", help="name of the page (default: the UTC time)")
+    report.add_argument("--lang", default="zh-CN", choices=["zh-CN", "en"],
+                        help="language of the quality page and the Data Docs additions (default zh-CN)")
     for sp in (demo, status, sync, verify, close, report, ingest, *_add_gateway_parsers(sub)):
         sp.add_argument("--home", default=argparse.SUPPRESS, help="civicnet home")
     return p

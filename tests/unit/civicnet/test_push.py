@@ -252,3 +252,5 @@ def test_cli_push_takes_a_language() -> None:
     args = parser().parse_args(["push", "--dataset", DATASET, "--file", "x.csv", "--lang", "en"])
     assert args.lang == "en"
     assert parser().parse_args(["push", "--dataset", DATASET, "--file", "x.csv"]).lang in {"zh-CN", "en"}
+    assert parser().parse_args(["report"]).lang == "zh-CN"  # the quality page: zh-CN unless asked
+    assert parser().parse_args(["report", "--lang", "en"]).lang == "en"
