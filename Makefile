@@ -13,7 +13,7 @@ COMPAT_VENV := .venv-duckdb14
 COMPAT_STAMP := $(COMPAT_VENV)/.installed
 export CIVICNET_DUCKDB14_PYTHON := $(abspath $(COMPAT_VENV))/bin/python
 
-.PHONY: help install demo airflow test test-fast lint bench lock clean
+.PHONY: help install demo airflow test test-fast lint bench lock locale clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -57,6 +57,13 @@ bench: $(STAMP) ## pipeline vs plain DuckDB baseline at scale 0.1
 lock: ## regenerate requirements.lock from pyproject.toml (upgrade on purpose)
 	test -x $(UV) || ($(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q "uv==$(UV_VERSION)")
 	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+LOCALE_DIR := schemas/locale
+locale: $(STAMP) ## extract the messages of reports/pages/push client, update and compile the zh_CN catalogue
+	$(VENV)/bin/pybabel extract -F babel.cfg --no-location --sort-output --project civicnet -o $(LOCALE_DIR)/civicnet.pot .
+	$(VENV)/bin/pybabel update -i $(LOCALE_DIR)/civicnet.pot -d $(LOCALE_DIR) -D civicnet -l zh_CN --width 100 
+	$(VENV)/bin/pybabel compile -d $(LOCALE_DIR) -D civicnet -l zh_CN --statistics
+	rm -f $(LOCALE_DIR)/civicnet.pot
 
 clean: ## remove the demo home and caches (keeps .venv)
 	rm -rf $(HOME_DIR) bench-out .pytest_cache

@@ -77,7 +77,7 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     """Rebuild GX Data Docs and write a quality page now (the network DAG does it after each run)."""
     from civicnet import pipeline
 
-    paths = pipeline.publish_quality_report(settings.home, args.run_id)
+    paths = pipeline.publish_quality_report(settings.home, args.run_id, args.lang.replace("-", "_"))
     print(f"quality page: {paths['quality_page']}\nGX Data Docs: {paths['data_docs']}")
     return 0
 
@@ -145,7 +145,8 @@ def _push(args: argparse.Namespace, settings: Settings) -> int:
     gateway = args.gateway or os.environ.get("CIVICNET_GATEWAY", "http://127.0.0.1:8765")
     today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
     wait = DEFAULT_WAIT_S if args.wait is None else args.wait
-    return push(gateway, token, args.dataset, Path(args.file), args.report, wait, sys.stdout, sys.stderr, today)
+    return push(gateway, token, args.dataset, Path(args.file), args.report, wait, sys.stdout, sys.stderr, today,
+                args.lang)
 
 
 def _gateway(args: argparse.Namespace, settings: Settings) -> int:
@@ -214,6 +215,8 @@ def _add_gateway_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser
     push.add_argument("--report", action="store_true", help="wait for the verdict and print the rejection report")
     push.add_argument("--wait", type=float, help=f"seconds to wait for the verdict, with --report only "
                                                  f"(default: {DEFAULT_WAIT_S:g})")
+    push.add_argument("--lang", default=os.environ.get("CIVICNET_LANG", "zh-CN"), choices=["zh-CN", "en"],
+                      help="language of the messages and of the report ($CIVICNET_LANG if set)")
     gateway = _command(sub, "gateway", "the push gateway: serve it, manage its senders")
     gsub = gateway.add_subparsers(dest="gateway_command", required=True)
     serve = _command(gsub, "serve", "run the gateway (HTTP, uvicorn)")
@@ -273,6 +276,8 @@ def parser() -> argparse.ArgumentParser:
     airflow.add_argument("--port", type=int, default=8080, help="port of the UI and API")
     report = _command(sub, "report", "write the quality page and rebuild GX Data Docs")
     report.add_argument("--run-id", help="name of the page (default: the UTC time)")
+    report.add_argument("--lang", default="zh-CN", choices=["zh-CN", "en"],
+                        help="language of the quality page and the Data Docs additions")
     feeds = _command(sub, "feeds", "list the feeds: department, dataset, connector kind, schedule")
     feeds.add_argument("--json", action="store_true", help="print JSON instead of a table")
     datasets = _command(sub, "datasets", "list the dataset contracts: Chinese title, owner, tiers, version")

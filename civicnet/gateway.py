@@ -58,6 +58,7 @@ from quality.rejection import RejectionReport, build_report, to_csv, to_text
 from schemas.contract import Contract, load_contracts
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder, write_atomic
+from schemas.i18n import DEFAULT_LANG, UnknownLanguageError, negotiate_lang, parse_lang
 from warehouse import landing
 from warehouse.merge import BatchOutcome, ledger_entry
 from warehouse.node import NodeLockedError, node_path
@@ -285,9 +286,15 @@ class _Gateway:
                                     "your receipt")
         return batch_status(self.home, receipt, self.trigger)
 
-    def report(self, batch_id: str, request: Request, fmt: str = Query("json", alias="format")) -> Response:
-        """GET /v1/batches/{batch_id}/report: the rejection report of a decided batch (JSON, CSV or text)."""
+    def report(self, batch_id: str, request: Request, fmt: str = Query("json", alias="format"),
+               lang: str | None = Query(None, max_length=40)) -> Response:
+        """GET /v1/batches/{batch_id}/report: the rejection report of a decided batch (JSON, CSV or text),
+        in zh-CN unless `?lang=en` or the Accept-Language header asks for English."""
         sender = self.sender(request)
+        try:
+            language = parse_lang(lang) if lang else negotiate_lang(request.headers.get("accept-language"))
+        except UnknownLanguageError as err:
+            raise GatewayError(422, str(err)) from None
         if fmt not in REPORT_FORMATS:
             raise GatewayError(422, f"format {fmt!r} is not one the gateway writes; ask for one of "
                                     f"{list(REPORT_FORMATS)} (json if left out)")
@@ -295,7 +302,7 @@ class _Gateway:
         if receipt is None or not self.visible(sender, receipt):
             raise GatewayError(404, f"no batch {batch_id!r} sent by you or your department; check the id in "
                                     "your receipt")
-        report, busy = _city_read(self.home, self.trigger, lambda con: self.build(con, receipt))
+        report, busy = _city_read(self.home, self.trigger, lambda con: self.build(con, receipt, language))
         if report is None:
             state = "being processed" if busy else "not decided yet"
             raise GatewayError(404, f"batch {batch_id} is {state}: its report exists once it is applied or refused; "
@@ -307,14 +314,16 @@ class _Gateway:
             return PlainTextResponse(to_text(report))
         return JSONResponse(report.to_dict())
 
-    def build(self, con: duckdb.DuckDBPyConnection, receipt: dict[str, Any]) -> RejectionReport | None:
+    def build(self, con: duckdb.DuckDBPyConnection, receipt: dict[str, Any],
+              lang: str = DEFAULT_LANG) -> RejectionReport | None:
         """The report of a batch from the open city node, or None if the node has not decided it."""
         if ledger_entry(con, "city", receipt["batch_id"]) is None:
             return None
         manifest = landing.read_manifest(self.home, receipt["dataset"], receipt["batch_id"])
         feed = self.feeds.get(manifest.dataset)
         mapping = pipeline.source_mapping(feed) if feed is not None and feed.slug == manifest.feed else None
-        return build_report(con, "city", manifest.batch_id, manifest, mapping, self.contracts.get(manifest.dataset))
+        return build_report(con, "city", manifest.batch_id, manifest, mapping, self.contracts.get(manifest.dataset),
+                            lang=lang)
 
 
 def _city_read(home: Path, trigger: Trigger, read: Callable[[duckdb.DuckDBPyConnection], T]) -> tuple[T | None, bool]:

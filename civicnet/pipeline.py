@@ -387,7 +387,7 @@ def sync_network(home: Path, on_node: Any = None, workers: int = 1, reconcile: b
     return index
 
 
-def publish_quality_report(home: Path, run_id: str | None = None) -> dict[str, str]:
+def publish_quality_report(home: Path, run_id: str | None = None, lang: str = "zh_CN") -> dict[str, str]:
     """Rebuild GX Data Docs and write this run's quality page; returns both paths.
 
     Every Data Docs rebuild re-reads every batch's results: seconds, so this runs once per network
@@ -399,5 +399,5 @@ def publish_quality_report(home: Path, run_id: str | None = None) -> dict[str, s
 
     write_owed_reports(home)  # reports a killed merge left unwritten
     today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
-    docs = build_data_docs(home, contracts(), today)
-    return {"data_docs": str(docs), "quality_page": str(quality_page(home, run_id))}
+    docs = build_data_docs(home, contracts(), today, lang)
+    return {"data_docs": str(docs), "quality_page": str(quality_page(home, run_id, lang=lang))}

@@ -8,6 +8,10 @@ report (`--report`: waits for the verdict, then prints the text report from
 
 Exit codes: 0 sent, 2 refused by the local check, 3 refused by (or unreachable) gateway,
 4 no verdict within `--wait` seconds.
+
+Its readers are community work stations and departments: its own sentences are zh-CN by default,
+English with `lang="en"` (`--lang en`), from the `civicnet` catalogue (schemas/i18n.py); the
+gateway's report is asked for in the same language. Reason codes stay machine codes.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from tqdm import tqdm
 from urllib3.util.retry import Retry
 
 from schemas.errors import TerminalError
+from schemas.i18n import DEFAULT_LANG, N_, translation
 
 EXIT_SENT, EXIT_LOCAL, EXIT_GATEWAY, EXIT_TIMEOUT = 0, 2, 3, 4
 CHUNK = 1 << 20  # upload in 1 MiB pieces; a progress bar above this size
@@ -55,7 +60,7 @@ class LocalCheck:
     rows: int
     duplicates: int
     by_reason: Counter[str]
-    examples: list[str]  # the first quarantined rows: "line N: code (field) message; ..."
+    examples: list[dict[str, Any]]  # the first quarantined rows (line, reasons), described in the reader's language
 
 
 def check_file(path: Path, dataset: str, today: dt.date) -> LocalCheck:
@@ -91,27 +96,30 @@ def check_file(path: Path, dataset: str, today: dt.date) -> LocalCheck:
     conformed = conform_batch(table, contract, mapping, {pipeline.VINTAGE: pipeline.registry()}, today)
     quarantined = conformed.quarantined.to_pylist()
     by_reason = Counter(r["code"] for row in quarantined for r in row["reasons"])
-    return LocalCheck(media_type, table.num_rows, conformed.duplicates, by_reason,
-                      [_describe(row) for row in quarantined[:SHOWN]])
+    return LocalCheck(media_type, table.num_rows, conformed.duplicates, by_reason, quarantined[:SHOWN])
 
 
-def _describe(row: dict[str, Any]) -> str:
+def _describe(row: dict[str, Any], lang: str = DEFAULT_LANG) -> str:
     reasons = "; ".join(f"{r['code']} ({r['field']}): {r['message']}" for r in row["reasons"])
-    return f"line {row.get('line', row.get('_line'))}: {reasons}"
+    return translation(lang).gettext("line {line}: {reasons}").format(
+        line=row.get("line", row.get("_line")), reasons=reasons)
 
 
-def render_check(path: Path, check: LocalCheck) -> str:
+def render_check(path: Path, check: LocalCheck, lang: str = DEFAULT_LANG) -> str:
     """The local check as sentences for the sender."""
-    lines = [f"{path.name}: {check.rows} rows read"]
+    _ = translation(lang).gettext
+    lines = [_("{file}: {rows} rows read").format(file=path.name, rows=check.rows)]
     if check.duplicates:
-        lines.append(f"  {check.duplicates} rows repeat an earlier row exactly (counted as duplicates)")
+        lines.append("  " + _("{n} rows repeat an earlier row exactly (counted as duplicates)").format(
+            n=check.duplicates))
     if check.by_reason:
         total = ", ".join(f"{code} {n}" for code, n in sorted(check.by_reason.items()))
-        lines.append(f"  rows the city would quarantine, by reason: {total}; the first of them:")
-        lines += [f"    {example}" for example in check.examples]
-        lines.append("  these rows are sent too: the gateway decides and reports them (use --report)")
+        lines.append("  " + _("rows the city would quarantine, by reason: {total}; the first of them:").format(
+            total=total))
+        lines += ["    " + _describe(example, lang) for example in check.examples]
+        lines.append("  " + _("these rows are sent too: the gateway decides and reports them (use --report)"))
     else:
-        lines.append("  every row passes the local checks")
+        lines.append("  " + _("every row passes the local checks"))
     return "\n".join(lines)
 
 
@@ -180,40 +188,53 @@ def wait_for_verdict(gateway: str, token: str, status_url: str, wait: float,
             pause = min(pause * 1.5, 5.0)
 
 
-def render_report(status: dict[str, Any]) -> str:
+# the status's machine words and counts, as the sender reads them
+STATUS_WORDS = {"applied": N_("applied"), "refused": N_("refused"), "processing": N_("processing"),
+                "pending": N_("pending")}
+COUNT_WORDS = {"received": N_("received"), "applied": N_("applied"), "quarantined": N_("quarantined"),
+               "duplicates": N_("duplicates"), "held": N_("held")}
+
+
+def render_report(status: dict[str, Any], lang: str = DEFAULT_LANG) -> str:
     """The rejection report: the verdict, the counts, and each quarantined row with its reasons."""
+    _ = translation(lang).gettext
     c = status["counts"]
-    lines = [f"batch {status['batch_id']} ({status['file']}): {status['status']}",
-             "  " + ", ".join(f"{k} {c[k]}" for k in ("received", "applied", "quarantined", "duplicates", "held")
-                              if c.get(k) is not None)]
+    state = _(STATUS_WORDS.get(status["status"], status["status"]))
+    lines = [_("batch {batch} ({file}): {status}").format(batch=status["batch_id"], file=status["file"],
+                                                          status=state),
+             "  " + ", ".join(_(COUNT_WORDS[k]) + f" {c[k]}" for k in COUNT_WORDS if c.get(k) is not None)]
     if status.get("error"):
-        lines.append(f"  error: {status['error']}")
+        lines.append("  " + _("error: {error}").format(error=status["error"]))
     if status["quarantined_rows"]:
-        lines.append("  quarantined rows (fix them and send them again):")
-        lines += [f"    {_describe(row)}" for row in status["quarantined_rows"]]
+        lines.append("  " + _("quarantined rows (fix them and send them again):"))
+        lines += ["    " + _describe(row, lang) for row in status["quarantined_rows"]]
     if c.get("quarantined") and c["quarantined"] > len(status["quarantined_rows"]):
-        lines.append(f"    ... and {c['quarantined'] - len(status['quarantined_rows'])} more")
+        lines.append("    " + _("... and {n} more").format(n=c["quarantined"] - len(status["quarantined_rows"])))
     return "\n".join(lines)
 
 
-def fetch_report(gateway: str, token: str, report_url: str, session: requests.Session | None = None) -> str:
-    """The text form of a decided batch's rejection report, from the gateway."""
+def fetch_report(gateway: str, token: str, report_url: str, session: requests.Session | None = None,
+                 lang: str = DEFAULT_LANG) -> str:
+    """The text form of a decided batch's rejection report, from the gateway, in the reader's language."""
     with _or_new(session, token) as http:
-        answer = http.get(gateway.rstrip("/") + report_url, params={"format": "text"}, timeout=TIMEOUT)
+        answer = http.get(gateway.rstrip("/") + report_url, params={"format": "text", "lang": lang},
+                          headers={"Accept-Language": lang.replace("_", "-")}, timeout=TIMEOUT)
     answer.raise_for_status()
     return answer.text.rstrip("\n")
 
 
 def _verdict_text(gateway: str, token: str, status: dict[str, Any], err: TextIO,
-                  session: requests.Session | None = None) -> str:
+                  session: requests.Session | None = None, lang: str = DEFAULT_LANG) -> str:
     """The gateway's report once the batch is decided, else (or if it cannot be read) the status."""
     if status["status"] not in FINAL or not status.get("report"):
-        return render_report(status)
+        return render_report(status, lang)
     try:
-        return fetch_report(gateway, token, status["report"], session)
+        return fetch_report(gateway, token, status["report"], session, lang)
     except requests.RequestException as error:
-        print(f"civicnet push: the report could not be read ({error}); the batch status follows", file=err)
-        return render_report(status)
+        _ = translation(lang).gettext
+        print(_("civicnet push: the report could not be read ({error}); the batch status follows").format(
+            error=error), file=err)
+        return render_report(status, lang)
 
 
 def _gateway_error(answer: requests.Response) -> str:
@@ -224,32 +245,35 @@ def _gateway_error(answer: requests.Response) -> str:
 
 
 def push(gateway: str, token: str | None, dataset: str, path: Path, report: bool, wait: float,
-         out: TextIO, err: TextIO, today: dt.date) -> int:
-    """The whole of `civicnet push`; returns the exit code."""
+         out: TextIO, err: TextIO, today: dt.date, lang: str = DEFAULT_LANG) -> int:
+    """The whole of `civicnet push`; returns the exit code (messages in `lang`, zh-CN by default)."""
+    _ = translation(lang).gettext
     if not token:
-        print("civicnet push: no token; set CIVICNET_TOKEN (preferred) or pass --token", file=err)
+        print(_("civicnet push: no token; set CIVICNET_TOKEN (preferred) or pass --token"), file=err)
         return EXIT_LOCAL
     try:
         check = check_file(path, dataset, today)
     except LocalCheckError as error:
-        print(f"civicnet push: not sent: {error}", file=err)
+        print(_("civicnet push: not sent: {error}").format(error=error), file=err)
         return EXIT_LOCAL
-    print(render_check(path, check), file=err)
+    print(render_check(path, check, lang), file=err)
     with gateway_session(token) as session:
-        return _send_and_wait(gateway, token, dataset, path, check, report, wait, out, err, session)
+        return _send_and_wait(gateway, token, dataset, path, check, report, wait, out, err, session, lang)
 
 
 def _send_and_wait(gateway: str, token: str, dataset: str, path: Path, check: LocalCheck, report: bool,
-                   wait: float, out: TextIO, err: TextIO, session: requests.Session) -> int:
-    """Send a checked file and, with `report`, wait for its verdict; returns the exit code."""
+                   wait: float, out: TextIO, err: TextIO, session: requests.Session, lang: str = DEFAULT_LANG) -> int:
+    """Send a checked file and, with `report`, wait for its verdict; returns the exit code (messages in `lang`)."""
+    _ = translation(lang).gettext
     try:
         answer = send_file(gateway, token, dataset, path, check.media_type, session)
     except requests.RequestException as error:
-        print(f"civicnet push: could not reach the gateway at {gateway}: {error}", file=err)
+        print(_("civicnet push: could not reach the gateway at {gateway}: {error}").format(
+            gateway=gateway, error=error), file=err)
         return EXIT_GATEWAY
     if answer.status_code not in (200, 202):
-        print(f"civicnet push: the gateway refused the file (HTTP {answer.status_code}): {_gateway_error(answer)}",
-              file=err)
+        print(_("civicnet push: the gateway refused the file (HTTP {status}): {error}").format(
+            status=answer.status_code, error=_gateway_error(answer)), file=err)
         return EXIT_GATEWAY
     receipt = answer.json()
     print(json.dumps(receipt, ensure_ascii=False, indent=1), file=out)
@@ -258,10 +282,11 @@ def _send_and_wait(gateway: str, token: str, dataset: str, path: Path, check: Lo
     try:
         status = wait_for_verdict(gateway, token, receipt["status_url"], wait, session)
     except requests.RequestException as error:
-        print(f"civicnet push: sent, but the status could not be read: {error}", file=err)
+        print(_("civicnet push: sent, but the status could not be read: {error}").format(error=error), file=err)
         return EXIT_GATEWAY
-    print(_verdict_text(gateway, token, status, err, session), file=out)
+    print(_verdict_text(gateway, token, status, err, session, lang), file=out)
     if status["status"] not in FINAL:
-        print(f"civicnet push: no verdict within {wait:g} s; ask again at {receipt['status_url']}", file=err)
+        print(_("civicnet push: no verdict within {wait} s; ask again at {url}").format(
+            wait=f"{wait:g}", url=receipt["status_url"]), file=err)
         return EXIT_TIMEOUT
     return EXIT_SENT

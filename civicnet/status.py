@@ -15,6 +15,7 @@ from quality.freshness import BatchSeen, FreshnessRow, Subject, scoreboard
 from quality.page import write_quality_page
 from schemas.contract import load_contracts
 from schemas.divisions import TIERS
+from schemas.i18n import DEFAULT_LANG
 from warehouse import landing
 from warehouse.node import node_path
 from warehouse.status import batch_ledger, gate_results, quarantine_summary
@@ -174,7 +175,8 @@ def render_reconciliation(result: dict[str, Any] | None) -> str:
     return line
 
 
-def quality_page(home: Path, run_id: str | None = None, now: dt.datetime | None = None) -> Path:
+def quality_page(home: Path, run_id: str | None = None, now: dt.datetime | None = None,
+                 lang: str = DEFAULT_LANG) -> Path:
     """Collect the status and write this run's quality page (<home>/reports/quality/<run_id>.html,
-    copied to index.html); `now` is when freshness is judged (default: now)."""
-    return write_quality_page(home, collect(home, now), run_id)
+    copied to index.html); `now` is when freshness is judged (default: now); zh-CN unless `lang` says."""
+    return write_quality_page(home, collect(home, now), run_id, lang)

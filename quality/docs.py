@@ -5,6 +5,9 @@ tasks) and keeps GX's results beside the batch (`staging/<batch>/gx_results.json
 builds the Data Docs site from them in one file-backed GX project, `<home>/quality/gx/`: the
 suites generated from today's contracts, and one validation result per batch suite, named by
 batch. The site's index is `<home>/quality/gx/data_docs/index.html`.
+
+The built site is then made self-contained and given each batch's quarantine
+(`quality.docs_site`): GX's own pages fetch their styles and scripts from CDNs.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import great_expectations as gx
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResultSchema
 from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.resource_identifiers import (
@@ -23,10 +28,12 @@ from great_expectations.data_context.types.resource_identifiers import (
 )
 
 import quality.expectations  # noqa: F401  (registers the custom expectations the suites use)
+from quality.docs_site import BatchQuarantine, add_quarantine_to_page, index_page, make_self_contained
 from quality.gate import RESULTS_FILE
 from quality.suite import batch_expectations, contract_expectations
 from schemas.contract import Contract
 from schemas.homefiles import make_folder, secure_tree
+from schemas.i18n import DEFAULT_LANG
 
 SITE = "local_site"
 
@@ -70,8 +77,62 @@ def _store_results(ctx: Any, stage: Path) -> int:
     return stored
 
 
-def build_data_docs(home: Path, contracts: list[Contract], today: str) -> Path:
-    """Rebuild the Data Docs site: every contract's suites plus every checked batch's results."""
+def _by_reason(stage: Path) -> dict[str, int]:
+    """Quarantined rows of a staged batch counted by reason code (a row with two reasons counts in both)."""
+    path = stage / "quarantined.parquet"
+    if not path.exists():
+        return {}
+    reasons = pq.read_table(path, columns=["reasons"]).column("reasons")
+    if len(reasons) == 0:
+        return {}
+    codes = pc.struct_field(pc.list_flatten(reasons), "code")
+    counts = pc.value_counts(codes).to_pylist()
+    return {str(c["values"]): int(c["counts"]) for c in counts}
+
+
+def batch_quarantine(stage: Path) -> BatchQuarantine | None:
+    """What staging recorded of one checked batch (None when it was never checked)."""
+    check = stage / "check.json"
+    if not check.exists():
+        return None
+    summary = json.loads(check.read_text("utf-8"))
+    results = stage / RESULTS_FILE
+    checked = (dt.datetime.fromtimestamp(results.stat().st_mtime, dt.UTC).isoformat(timespec="seconds")
+               if results.exists() else None)
+    return BatchQuarantine(
+        batch_id=stage.name, dataset=str(summary.get("dataset", "")), feed=str(summary.get("feed", "")),
+        received=int(summary.get("received", 0)), accepted=int(summary.get("accepted", 0)),
+        quarantined=int(summary.get("quarantined", 0)), duplicates=int(summary.get("duplicates", 0)),
+        verdict=str((summary.get("gate") or {}).get("verdict", "")), checked_at=checked,
+        by_reason=_by_reason(stage))
+
+
+def _site_pages(site: Path, q: BatchQuarantine) -> dict[str, str]:
+    """The validation pages of one batch in the built site, by suite part, relative to the site."""
+    found = {}
+    for page in sorted((site / "validations" / q.dataset).glob(f"*/{q.batch_id[:16]}/*/*.html")):
+        found[page.relative_to(site / "validations" / q.dataset).parts[0]] = page.relative_to(site).as_posix()
+    return found
+
+
+def _finish_site(site: Path, batches: list[BatchQuarantine], lang: str) -> None:
+    """Quarantine beside each batch's validations, a static index, and nothing fetched from outside."""
+    listed = []
+    for q in batches:
+        pages = _site_pages(site, q)
+        for rel in pages.values():
+            page = site / rel
+            page.write_text(add_quarantine_to_page(page.read_text("utf-8"), q, lang), "utf-8")
+        listed.append(BatchQuarantine(**{**q.__dict__, "pages": pages}))
+    suites = {f"{p.parent.name}.{p.stem}": p.relative_to(site).as_posix()
+              for p in sorted((site / "expectations").glob("*/*.html"))}
+    (site / "index.html").write_text(index_page(listed, suites, lang), "utf-8")
+    make_self_contained(site)
+
+
+def build_data_docs(home: Path, contracts: list[Contract], today: str, lang: str = DEFAULT_LANG) -> Path:
+    """Rebuild the Data Docs site: every contract's suites plus every checked batch's results, each
+    beside its quarantine, self-contained (no file fetched from outside)."""
     ctx = _context(home)
     for contract in contracts:
         ctx.suites.add_or_update(gx.ExpectationSuite(name=f"{contract.name}.rows",
@@ -79,9 +140,14 @@ def build_data_docs(home: Path, contracts: list[Contract], today: str) -> Path:
         ctx.suites.add_or_update(gx.ExpectationSuite(name=f"{contract.name}.batch",
                                                      expectations=batch_expectations(full_delivery=True)))
     staging = home / "staging"
+    batches = []
     for stage in sorted(staging.iterdir()) if staging.exists() else []:
         if (stage / RESULTS_FILE).exists():
             _store_results(ctx, stage)
+            q = batch_quarantine(stage)
+            if q is not None:
+                batches.append(q)
     ctx.build_data_docs(site_names=[SITE])
+    _finish_site(docs_index(home).parent, batches, lang)
     secure_tree(project_root(home) / "gx")  # GX writes its files itself; the results list failed values
     return docs_index(home)

@@ -15,14 +15,13 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 from schemas.contract import Cadence
 from schemas.errors import TerminalError
+from schemas.i18n import format_time
 
 BatchStatus = Literal["applied", "refused", "pending"]
-# Dates are shown to people in the city's time.
-DISPLAY_TZ = ZoneInfo("Asia/Shanghai")
+# Dates are shown to people in the city's time (schemas.i18n.format_time).
 
 # cadence -> (period, grace). Late = now - last_updated > period + grace. The grace absorbs a
 # department's usual delay (a daily feed landing at 03:00 instead of 00:00, a month of 31 days,
@@ -120,8 +119,8 @@ def human_duration(span: dt.timedelta) -> str:
 
 
 def show_time(t: dt.datetime) -> str:
-    """A time for people, in the city's time zone."""
-    return t.astimezone(DISPLAY_TZ).strftime("%Y-%m-%d %H:%M") + " (UTC+8)"
+    """A time for people, in the city's time zone (schemas.i18n.format_time is its one home)."""
+    return format_time(t)
 
 
 def _who(subject: Subject) -> str:

@@ -14,10 +14,11 @@ import re
 from collections.abc import Iterable, Sequence
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder, write_atomic
+from schemas.i18n import DEFAULT_LANG, N_, format_time, parse_lang, translation
 
 # relative to <home>: where GX Data Docs are built, and where quality pages are written
 DATA_DOCS = Path("quality") / "gx" / "data_docs" / "index.html"
@@ -42,6 +43,19 @@ tr.bad td{background:#fde8e8}tr.late td,tr.warn td{background:#fff1d6}
 """
 
 
+class _Gettext(Protocol):
+    def __call__(self, message: str, /) -> str: ...
+
+
+# machine words in the status, and their words for people (translated where shown)
+STATES = {"applied": N_("applied"), "refused": N_("refused"), "pending": N_("pending")}
+VERDICTS = {"pass": N_("pass"), "warn": N_("warn"), "fail": N_("fail")}
+SEVERITIES = {"error": N_("error"), "warn": N_("warn")}
+CADENCES = {"hourly": N_("hourly"), "daily": N_("daily"), "weekly": N_("weekly"), "monthly": N_("monthly"),
+            "quarterly": N_("quarterly"), "yearly": N_("yearly")}
+RUN_LABELS = {"run_id": N_("run"), "written_at": N_("written at")}
+
+
 def _e(value: Any) -> str:
     """Any value as escaped text ('' for None)."""
     return "" if value is None else escape(str(value), quote=True)
@@ -52,7 +66,8 @@ def _n(value: Any) -> str:
     return f"{int(value):,}" if value is not None else ""
 
 
-def _table(headers: Sequence[str], rows: Iterable[tuple[str, Sequence[str]]], numeric: set[int]) -> str:
+def _table(headers: Sequence[str], rows: Iterable[tuple[str, Sequence[str]]], numeric: set[int],
+           none: str = "-") -> str:
     """A table from already-escaped cells; each row comes with its CSS class ('' for none)."""
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = []
@@ -60,133 +75,176 @@ def _table(headers: Sequence[str], rows: Iterable[tuple[str, Sequence[str]]], nu
         tds = "".join(f'<td class="n">{c}</td>' if i in numeric else f"<td>{c}</td>" for i, c in enumerate(cells))
         body.append(f'<tr class="{cls}">{tds}</tr>' if cls else f"<tr>{tds}</tr>")
     if not body:
-        body.append(f'<tr><td colspan="{len(headers)}">none</td></tr>')
+        body.append(f'<tr><td colspan="{len(headers)}">{_e(none)}</td></tr>')
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
-
-
-def _utc(iso: str | None) -> str:
-    """An ISO time as 'YYYY-MM-DD HH:MM' in UTC ('' for None)."""
-    return "" if iso is None else dt.datetime.fromisoformat(iso).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def _section(anchor: str, title: str, body: str) -> str:
     return f'<section id="{anchor}"><h2>{_e(title)}</h2>{body}</section>'
 
 
-def _batches(status: dict[str, Any]) -> str:
+def _batches(status: dict[str, Any], _: _Gettext, lang: str) -> str:
     errors = {g["batch_id"]: g.get("error") for g in status.get("gate", [])}
     rows = []
     for b in status.get("batches", []):
         refused = b["status"] != "applied"
-        state = _e(b["status"])
+        state = _e(_(STATES.get(b["status"], b["status"])))
         if refused and errors.get(b["batch_id"]):
             state += f'<div class="err">{_e(errors[b["batch_id"]])}</div>'
         rows.append(("bad" if refused else "", [
-            _e(b["feed"]), _e(b["source_name"]), state, _e(b.get("gate") or "-"), _e(b["received_at"]),
+            _e(b["feed"]), _e(b["source_name"]), state, _e(_(VERDICTS.get(b.get("gate") or "", "-"))),
+            _e(format_time(b["received_at"], lang)),
             _n(b["received"]), _n(b["applied"]), _n(b["quarantined"]), _n(b["duplicates"]), _n(b["held"])]))
     total = len(status.get("batches", []))
     refused_n = sum(1 for b in status.get("batches", []) if b["status"] != "applied")
-    intro = (f'<p>{_n(total)} batches, {_n(refused_n)} refused. Each batch: received = applied + quarantined '
-             "+ duplicates (+ held when refused).</p>")
-    return intro + _table(["feed", "source", "status", "gate verdict", "received at", "received", "applied",
-                           "quarantined", "duplicates", "held"], rows, {5, 6, 7, 8, 9})
+    intro = _("{total} batches, {refused} refused. Each batch: received = applied + quarantined + duplicates "
+              "(+ held when refused).").format(total=_n(total), refused=_n(refused_n))
+    return f"<p>{_e(intro)}</p>" + _table(
+        [_("feed"), _("source"), _("status"), _("gate verdict"), _("received at"), _("received"), _("applied"),
+         _("quarantined"), _("duplicates"), _("held")], rows, {5, 6, 7, 8, 9}, _("none"))
 
 
-def _detail(result: dict[str, Any]) -> str:
+def _detail(result: dict[str, Any], _: _Gettext) -> str:
     """What an unsuccessful expectation saw, in a few words."""
     parts = [str(result["description"])] if result.get("description") else []
     if result.get("unexpected_count") is not None:
-        parts.append(f"{int(result['unexpected_count']):,} unexpected")
+        parts.append(_("{n} unexpected").format(n=f"{int(result['unexpected_count']):,}"))
     if result.get("partial_unexpected"):
-        parts.append("e.g. " + ", ".join(map(str, result["partial_unexpected"])))
+        parts.append(_("e.g. {values}").format(values=", ".join(map(str, result["partial_unexpected"]))))
     if result.get("observed_value") is not None:
-        parts.append(f"observed {result['observed_value']}")
+        parts.append(_("observed {value}").format(value=result["observed_value"]))
     if result.get("exception"):
         parts.append(str(result["exception"]))
     return "; ".join(parts)
 
 
-def _gate(status: dict[str, Any]) -> str:
+def _gate(status: dict[str, Any], _: _Gettext) -> str:
     rows = []
     for g in status.get("gate", []):
         for r in g.get("failed", []):
             severity = r.get("severity") or "error"
             rows.append(("bad" if severity == "error" else "warn", [
-                _e(g["dataset"]), _e(g["batch_id"][:12]), _e(g.get("verdict")), _e(r.get("expectation")),
-                _e(r.get("column")), _e(severity), _e(_detail(r))]))
+                _e(g["dataset"]), _e(g["batch_id"][:12]), _e(_(VERDICTS.get(g.get("verdict") or "", "-"))),
+                _e(r.get("expectation")), _e(r.get("column")), _e(_(SEVERITIES.get(severity, severity))),
+                _e(_detail(r, _))]))
         if g.get("error") and not g.get("failed"):
-            rows.append(("bad", [_e(g["dataset"]), _e(g["batch_id"][:12]), _e(g.get("verdict")),
-                                 "batch refused", "", "error", _e(g["error"])]))
+            rows.append(("bad", [_e(g["dataset"]), _e(g["batch_id"][:12]),
+                                 _e(_(VERDICTS.get(g.get("verdict") or "", "-"))), _e(_("batch refused")), "",
+                                 _e(_("error")), _e(g["error"])]))
     checked = len(status.get("gate", []))
-    return (f"<p>{_n(checked)} batches checked; listed: expectations that failed (error) or warned.</p>"
-            + _table(["dataset", "batch", "verdict", "expectation", "column", "severity", "detail"], rows, set()))
+    intro = _("{n} batches checked; listed: expectations that failed (error) or warned.").format(n=_n(checked))
+    return f"<p>{_e(intro)}</p>" + _table(
+        [_("dataset"), _("batch"), _("verdict"), _("expectation"), _("column"), _("severity"), _("detail")],
+        rows, set(), _("none"))
 
 
-def _quarantine(status: dict[str, Any]) -> str:
+def _quarantine(status: dict[str, Any], _: _Gettext) -> str:
     rows = []
     for dataset, by_dept in sorted(status.get("quarantine", {}).items()):
         for dept, q in sorted(by_dept.items()):
             for code, count in sorted(q.get("by_reason", {}).items()):
-                rows.append(("", [_e(dataset), _e(dept), _e(code), _n(count), _n(q.get("rows")),
+                rows.append(("", [_e(dataset), _e(dept), f"<code>{_e(code)}</code>", _n(count), _n(q.get("rows")),
                                   _n(q.get("open")), _n(q.get("released"))]))
-    return ("<p>Rows held back with their reasons; a corrected re-submission of the same keys releases them.</p>"
-            + _table(["dataset", "sender department", "reason", "rows with reason", "rows (all reasons)",
-                      "open", "released"], rows, {3, 4, 5, 6}))
+    intro = _("Rows held back with their reasons; a corrected re-submission of the same keys releases them.")
+    return f"<p>{_e(intro)}</p>" + _table(
+        [_("dataset"), _("sender department"), _("reason"), _("rows with reason"), _("rows (all reasons)"),
+         _("open"), _("released")], rows, {3, 4, 5, 6}, _("none"))
 
 
-def _freshness(status: dict[str, Any]) -> str:
+def freshness_sentence(r: dict[str, Any], _: _Gettext, lang: str) -> str:
+    """One scoreboard row for people, with absolute times only (the page is a file: no "ago")."""
+    who = (_("community {code}").format(code=r["community"]) if r.get("community") else r["department"])
+    cadence = _(CADENCES.get(r["cadence"], r["cadence"]))
+    if r.get("last_updated") is None or r.get("due_by") is None:
+        text = _("Never updated; cadence {cadence}: late, {who} is due to send its first update.").format(
+            cadence=cadence, who=who)
+    elif r["late"]:
+        text = _("Last updated {last}; cadence {cadence}: late, {who} was due to send an update by {due}.").format(
+            last=format_time(r["last_updated"], lang), cadence=cadence, who=who, due=format_time(r["due_by"], lang))
+    else:
+        text = _("Last updated {last}; cadence {cadence}: on time, next update due by {due}.").format(
+            last=format_time(r["last_updated"], lang), cadence=cadence, due=format_time(r["due_by"], lang))
+    last, updated = r.get("last_received"), r.get("last_updated")
+    if last is not None and (updated is None or last > updated):
+        if r.get("last_status") == "refused":
+            text += " " + _("The newest batch, received {at}, was refused by the quality gate: see its rejection "
+                            "report.").format(at=format_time(last, lang))
+        elif r.get("last_status") == "pending":
+            text += " " + _("The newest batch, received {at}, is waiting to be checked.").format(
+                at=format_time(last, lang))
+    return text
+
+
+def _freshness(status: dict[str, Any], _: _Gettext, lang: str) -> str:
     items = sorted(status.get("freshness", []),
                    key=lambda r: (not r["late"], r["department"], r["dataset"], r.get("community") or ""))
+    # (no _() inside an f-string: Babel's extractor does not look into them)
+    on_time_tag = '<span class="ok">' + _e(_("on time")) + "</span>"
+    late_tag = '<span class="tag">' + _e(_("late")) + "</span>"
     rows = [("late" if r["late"] else "", [
-        _e(r["department"]), _e(r["dataset"]), _e(r.get("community") or ""), _e(r["cadence"]),
-        _e(_utc(r.get("last_updated")) or "never"), _e(_utc(r.get("last_received"))), _e(r.get("last_status") or ""),
-        '<span class="tag">late</span>' if r["late"] else '<span class="ok">on time</span>', _e(r["sentence"])])
-        for r in items]
+        _e(r["department"]), _e(r["dataset"]), _e(r.get("community") or ""), _e(_(CADENCES.get(r["cadence"],
+                                                                                              r["cadence"]))),
+        _e(format_time(r.get("last_updated"), lang) or _("never")), _e(format_time(r.get("last_received"), lang)),
+        _e(_(STATES.get(r.get("last_status") or "", r.get("last_status") or ""))),
+        late_tag if r["late"] else on_time_tag,
+        _e(freshness_sentence(r, _, lang))]) for r in items]
     late = sum(1 for r in items if r["late"])
-    return (f"<p>Art. 25: each department keeps its own data current. {_n(len(items))} subjects, {_n(late)} late "
-            "(period of the cadence plus a grace since the last applied batch).</p>"
-            + _table(["department", "dataset", "community", "cadence", "last updated (UTC)",
-                      "last received (UTC)", "newest batch", "state", "for people"], rows, set()))
+    intro = _("Art. 25: each department keeps its own data current. {n} subjects, {late} late (period of the "
+              "cadence plus a grace since the last applied batch).").format(n=_n(len(items)), late=_n(late))
+    return f"<p>{_e(intro)}</p>" + _table(
+        [_("department"), _("dataset"), _("community"), _("cadence"), _("last updated"), _("last received"),
+         _("newest batch"), _("state"), _("for people")], rows, set(), _("none"))
 
 
-def _reconciliation(status: dict[str, Any]) -> str:
+def _reconciliation(status: dict[str, Any], _: _Gettext, lang: str) -> str:
     result = status.get("reconciliation")
     if result is None:
-        return "<p>Not run yet: <code>civicnet verify</code> checks every node against its parent.</p>"
+        return "<p>" + _e(_("Not run yet: civicnet verify checks every node against its parent.")) + "</p>"
     mismatches, repaired = result.get("mismatches", []), result.get("repaired", [])
     remaining = result.get("remaining", mismatches)
     cls = "err" if remaining else "ok"
-    head = (f'<p class="{cls}">Checked {_e(result.get("checked_at"))}: {_n(result.get("nodes_checked", 0))} nodes, '
-            f"{_n(len(mismatches))} mismatches, {_n(len(repaired))} slices repaired, "
-            f"{_n(len(remaining))} remaining.</p>")
+    checked_at = result.get("checked_at")
+    head = _("Checked {at}: {nodes} nodes, {mismatches} mismatches, {repaired} slices repaired, "
+             "{remaining} remaining.").format(
+        at=format_time(checked_at, lang) if checked_at else "?", nodes=_n(result.get("nodes_checked", 0)),
+        mismatches=_n(len(mismatches)), repaired=_n(len(repaired)), remaining=_n(len(remaining)))
     rows = [("bad" if m in remaining else "", [_e(m.get("node")), _e(m.get("tier")), _e(m.get("parent")),
                                                _e(m.get("dataset")), _e(m.get("division")), _e(m.get("detail"))])
             for m in mismatches]
-    return head + _table(["node", "tier", "parent", "dataset", "division", "detail"], rows, set())
+    return f'<p class="{cls}">{_e(head)}</p>' + _table(
+        [_("node"), _("tier"), _("parent"), _("dataset"), _("division"), _("detail")], rows, set(), _("none"))
 
 
-def render_page(status: dict[str, Any], run: dict[str, Any] | None) -> str:
+def render_page(status: dict[str, Any], run: dict[str, Any] | None, lang: str = DEFAULT_LANG) -> str:
     """The quality page as one HTML document (inline CSS, no script, every value escaped)."""
+    lang = parse_lang(lang)
+    _ = translation(lang).gettext
     run = run or {}
-    meta = " · ".join(f"{_e(k)} {_e(v)}" for k, v in run.items())
+    meta = " · ".join(_e(_(RUN_LABELS.get(k, k))) + " " + _e(format_time(v, lang) if k == "written_at" else v)
+                      for k, v in run.items())
     docs = Path(status["home"]) / DATA_DOCS
     docs_link = (f'<p><a href="{_e(os.path.relpath(docs, Path(status["home"]) / PAGES))}">'
-                 "Great Expectations Data Docs (suites and validation results)</a></p>" if docs.exists() else "")
-    sections = [("batches", "Batches", _batches(status)), ("gate", "Quality gate", _gate(status)),
-                ("quarantine", "Quarantine by reason and sender", _quarantine(status)),
-                ("freshness", "Freshness scoreboard", _freshness(status)),
-                ("reconciliation", "Reconciliation across tiers", _reconciliation(status))]
-    nav = "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t, _ in sections)
-    return ("<!DOCTYPE html>\n" f'<html lang="zh-CN"><head><meta charset="utf-8">'
+                 + _e(_("Great Expectations Data Docs (suites and validation results)")) + "</a></p>"
+                 if docs.exists() else "")
+    sections = [("batches", _("Batches"), _batches(status, _, lang)), ("gate", _("Quality gate"), _gate(status, _)),
+                ("quarantine", _("Quarantine by reason and sender"), _quarantine(status, _)),
+                ("freshness", _("Freshness scoreboard"), _freshness(status, _, lang)),
+                ("reconciliation", _("Reconciliation across tiers"), _reconciliation(status, _, lang))]
+    nav = "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t, _body in sections)
+    facts = _("home {home} · division vintage {vintage} · {nodes} nodes").format(
+        home=status["home"], vintage=status.get("vintage"), nodes=_n(len(status.get("nodes", []))))
+    html_lang = "zh-CN" if lang == "zh_CN" else "en"
+    title = _e(_("civicnet quality report"))
+    return ("<!DOCTYPE html>\n" f'<html lang="{html_lang}"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>civicnet quality {_e(run.get('run_id', ''))}</title><style>{CSS}</style></head><body>"
-            f"<h1>civicnet quality report</h1><p class=\"meta\">{meta}</p>"
-            f'<p class="meta">home {_e(status["home"])} · division vintage {_e(status.get("vintage"))} · '
-            f"{_n(len(status.get('nodes', [])))} nodes</p><nav>{nav}</nav>{docs_link}"
+            f"<title>{title} {_e(run.get('run_id', ''))}</title><style>{CSS}</style>"
+            f"</head><body><h1>{title}</h1><p class=\"meta\">{meta}</p>"
+            f'<p class="meta">{_e(facts)}</p><nav>{nav}</nav>{docs_link}'
             + "".join(_section(a, t, body) for a, t, body in sections) + "</body></html>\n")
 
 
-def write_quality_page(home: Path, status: dict[str, Any], run_id: str | None = None) -> Path:
+def write_quality_page(home: Path, status: dict[str, Any], run_id: str | None = None,
+                       lang: str = DEFAULT_LANG) -> Path:
     """Write <home>/reports/quality/<run_id>.html from a `civicnet.status.collect` dict and
     replace index.html with it (both atomically); returns the run's page.
 
@@ -196,7 +254,7 @@ def write_quality_page(home: Path, status: dict[str, Any], run_id: str | None = 
     if not _RUN_ID.match(run_id):
         raise PageError(f"run id {run_id!r} cannot name a page file in {home / PAGES}; use 1-128 letters, "
                         "digits, '.', '_' or '-' (an Airflow run id with ':' or '+' must be slugged first)")
-    page = render_page(status, {"run_id": run_id, "written_at": written.isoformat(timespec="seconds")})
+    page = render_page(status, {"run_id": run_id, "written_at": written.isoformat(timespec="seconds")}, lang)
     folder = home / PAGES
     make_folder(folder)
     path = folder / f"{run_id}.html"

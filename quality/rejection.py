@@ -7,6 +7,11 @@ quarantined row with its line, key, reasons and the values as sent. It is render
 CSV (one line per row and reason, for Excel) and as text, and written to the sender's outbox
 folder, `<home>/outbox/<sender or department>/<dataset>/<batch_id>.{json,csv,txt}`.
 
+Its sentences are in zh-CN unless `lang="en"` is asked for (schemas/i18n.py, the `civicnet`
+catalogue): reason codes, JSON keys and CSV headers stay stable machine words; the sentences
+(refusal, warnings, each row's reason, what to do) and the text form are translated, and times in
+the text read in Asia/Shanghai.
+
 A report goes to the outbox for every decided batch that has quarantined rows, gate warnings
 or was refused; a clean batch gets none (`RejectionReport.needs_return` is False and
 `write_outbox` writes nothing).
@@ -25,11 +30,13 @@ from typing import Any, Protocol
 import duckdb
 
 from quality.conform import SourceMapping
+from quality.reasons import translated_message
 from quality.sql import quote_ident
 from schemas.contract import Contract
 from schemas.csvsafe import safe_cell
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder, write_atomic
+from schemas.i18n import DEFAULT_LANG, N_, format_time, parse_lang, translation
 
 COUNTS = ("received", "applied", "quarantined", "duplicates", "held")
 MAX_LISTED = 100_000  # quarantined rows listed in one report; `by_reason` always covers all of them
@@ -104,6 +111,7 @@ class RejectionReport:
     rows: tuple[QuarantinedRow, ...]  # the first MAX_LISTED, by line
     what_to_do: str
     released: int = 0  # quarantined rows of earlier batches that this batch's corrected rows released
+    lang: str = DEFAULT_LANG  # the language of its sentences ('zh_CN' or 'en')
 
     @property
     def needs_return(self) -> bool:
@@ -130,13 +138,16 @@ def _row_dict(row: QuarantinedRow) -> dict[str, Any]:
 
 
 def build_report(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, origin: BatchOrigin,
-                 mapping: SourceMapping | None = None, contract: Contract | None = None) -> RejectionReport:
+                 mapping: SourceMapping | None = None, contract: Contract | None = None,
+                 lang: str = DEFAULT_LANG) -> RejectionReport:
     """The report on a decided batch from the ledger and quarantine of node `node` (attached on `con`).
 
     `origin` is the batch's landing manifest (for the sender); `mapping` is the feed's source
     mapping, which names the raw column behind each reason's field; `contract` the dataset's, whose
-    number fields keep plain numbers unquoted in the CSV. Raises UndecidedBatchError if the ledger
-    has no row for the batch."""
+    number fields keep plain numbers unquoted in the CSV; `lang` the language of its sentences.
+    Raises UndecidedBatchError if the ledger has no row for the batch."""
+    lang = parse_lang(lang)
+    _ = translation(lang).gettext
     alias = quote_ident(node)
     found = con.execute(f"""SELECT dataset, feed, department, source_name, {_utc("received_at")},
             {_utc("decided_at")}, status, gate, released, {", ".join(COUNTS)}
@@ -149,15 +160,15 @@ def build_report(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, origi
     gate = json.loads(gate_json) if gate_json else {}
     results = gate.get("results") or []
     # the failed expectations, or, for a batch refused before the gate ran (columns missing), the error
-    refusal = [gate_sentence(r, counts) for r in results if not r["success"] and r["severity"] == "error"] or (
+    refusal = [gate_sentence(r, counts, lang) for r in results if not r["success"] and r["severity"] == "error"] or (
         [gate["error"]] if gate.get("error") else [])
     if status == "refused" and not refusal:
-        refusal = ["the quality gate refused the batch; the city's operators have the details"]
-    warnings = [gate_sentence(r, counts) for r in results if not r["success"] and r["severity"] != "error"]
+        refusal = [_("the quality gate refused the batch; the city's operators have the details")]
+    warnings = [gate_sentence(r, counts, lang) for r in results if not r["success"] and r["severity"] != "error"]
     balanced = counts["received"] == sum(counts[k] for k in COUNTS[1:])
     sources = {field: source for source, field in mapping.fields.items()} if mapping else {}
     number_fields = frozenset(f.name for f in contract.fields if f.type in NUMBER_TYPES) if contract else frozenset()
-    rows = _quarantined(con, node, batch_id, sources, number_fields)
+    rows = _quarantined(con, node, batch_id, sources, number_fields, lang)
     by_reason = con.execute(f"""SELECT r.code, r.field, count(*) FROM (SELECT unnest(reasons) AS r
             FROM {alias}._civicnet.quarantine WHERE batch_id = ?) GROUP BY ALL ORDER BY 3 DESC, 1, 2""",
                             [batch_id]).fetchall()
@@ -165,8 +176,9 @@ def build_report(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, origi
         batch_id, dataset, feed, department, origin.sender, source_name, received_at, decided_at, status,
         str(gate.get("verdict") or ("fail" if status == "refused" else "pass")), counts, balanced,
         tuple(refusal), tuple(warnings), tuple((c, f, int(n)) for c, f, n in by_reason), rows,
-        what_to_do(status, counts, bool(warnings), sum(int(n) for c, _, n in by_reason if c == "key_owned_elsewhere")),
-        int(freed or 0))
+        what_to_do(status, counts, bool(warnings),
+                   sum(int(n) for c, _f, n in by_reason if c == "key_owned_elsewhere"), lang),
+        int(freed or 0), lang)
 
 
 def _utc(column: str) -> str:
@@ -175,7 +187,7 @@ def _utc(column: str) -> str:
 
 
 def _quarantined(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, sources: dict[str, str],
-                 numbers: frozenset[str] = frozenset()) -> tuple[QuarantinedRow, ...]:
+                 numbers: frozenset[str] = frozenset(), lang: str = DEFAULT_LANG) -> tuple[QuarantinedRow, ...]:
     """The batch's quarantined rows by line, with their keys and releases."""
     found = con.execute(f"""SELECT line, reasons, raw, key, released_by, {_utc("released_at")}
                             FROM {quote_ident(node)}._civicnet.quarantine
@@ -183,93 +195,102 @@ def _quarantined(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, sourc
     out = []
     for line, reasons, raw_json, key, released_by, released_at in found:
         raw = json.loads(raw_json) if raw_json else None
-        listed = tuple(_reason(r, raw, sources.get(r["field"], r["field"]), numbers) for r in reasons)
+        listed = tuple(_reason(r, raw, sources.get(r["field"], r["field"]), numbers, lang) for r in reasons)
         out.append(QuarantinedRow(int(line), key, listed, raw, released_by, released_at))
     return tuple(out)
 
 
-def _reason(r: dict[str, str], raw: dict[str, Any] | None, column: str, numbers: frozenset[str]) -> RowReason:
+def _reason(r: dict[str, str], raw: dict[str, Any] | None, column: str, numbers: frozenset[str],
+            lang: str = DEFAULT_LANG) -> RowReason:
     value = (raw or {}).get(column)
     sent_as_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return RowReason(r["code"], r["field"], r["message"], None if value is None else str(value),
-                     r["field"] in numbers or sent_as_number)
+    return RowReason(r["code"], r["field"], translated_message(r["code"], r["message"], lang),
+                     None if value is None else str(value), r["field"] in numbers or sent_as_number)
 
 
 _GATE_SENTENCES = {
-    "expect_table_columns_to_match_set": "the rows that passed the checks do not have the contract's columns "
-                                         "(observed {observed})",
-    "expect_table_row_count_to_be_between": "no row of the batch passed the checks (a batch must deliver "
-                                            "at least one row)",
-    "expect_column_values_to_be_unique": "{n} rows repeat a value of the key {column}; each record must "
-                                         "appear once",
-    "expect_compound_columns_to_be_unique": "{n} rows repeat a key ({column}); each record must appear once",
-    "expect_column_values_to_not_be_null": "{n} rows have no {column}, which is required",
-    "expect_column_values_to_be_in_set": "{n} rows have a {column} outside its code list",
-    "expect_column_values_to_match_regex": "{n} rows have a {column} that is not in the required form",
-    "expect_column_values_to_be_between": "{n} rows have a {column} outside the allowed range",
-    "expect_column_value_lengths_to_be_between": "{n} rows have a {column} that is too short or too long",
-    "expect_column_values_to_be_in_type_list": "{n} rows have a {column} of the wrong type",
-    "expect_column_values_to_be_valid_citizen_id": "{n} rows have a {column} that fails the GB 11643 check",
-    "expect_column_pair_values_to_be_division_of_vintage": "{n} rows have a {column} that is not a division of "
-                                                           "the right tier in the row's vintage",
-    "unexpected_rows_expectation": "{n} rows break the {description}",
+    "expect_table_columns_to_match_set": N_("the rows that passed the checks do not have the contract's columns "
+                                         "(observed {observed})"),
+    "expect_table_row_count_to_be_between": N_("no row of the batch passed the checks (a batch must deliver "
+                                            "at least one row)"),
+    "expect_column_values_to_be_unique": N_("{n} rows repeat a value of the key {column}; each record must "
+                                         "appear once"),
+    "expect_compound_columns_to_be_unique": N_("{n} rows repeat a key ({column}); each record must appear once"),
+    "expect_column_values_to_not_be_null": N_("{n} rows have no {column}, which is required"),
+    "expect_column_values_to_be_in_set": N_("{n} rows have a {column} outside its code list"),
+    "expect_column_values_to_match_regex": N_("{n} rows have a {column} that is not in the required form"),
+    "expect_column_values_to_be_between": N_("{n} rows have a {column} outside the allowed range"),
+    "expect_column_value_lengths_to_be_between": N_("{n} rows have a {column} that is too short or too long"),
+    "expect_column_values_to_be_in_type_list": N_("{n} rows have a {column} of the wrong type"),
+    "expect_column_values_to_be_valid_citizen_id": N_("{n} rows have a {column} that fails the GB 11643 check"),
+    "expect_column_pair_values_to_be_division_of_vintage": N_("{n} rows have a {column} that is not a division of "
+                                                           "the right tier in the row's vintage"),
+    "unexpected_rows_expectation": N_("{n} rows break the {description}"),
 }
 # Checks over the batch's one-row summary (quality/suite.py): sentences from the ledger's counts.
 _SUMMARY_SENTENCES = {
-    ("quarantined_share", "error"): "{quarantined} of {received} rows ({share:.1%}) failed the row checks, more "
-                                    "than the gate accepts in one batch: the file as a whole looks wrong",
-    ("broken_key_share", "error"): "too many rows have no key or repeat a key with different content: the key "
-                                   "column is broken (check how the file's key column was exported)",
-    ("volume_ratio", "error"): "the batch has far fewer rows ({received}) than this dataset's recent "
-                               "deliveries: it is taken for a truncated export, and nothing of it was applied",
-    ("volume_ratio", "warn"): "the batch's row count ({received}) differs markedly from this dataset's recent "
-                              "deliveries; check that the file is complete",
+    ("quarantined_share", "error"): N_("{quarantined} of {received} rows ({share:.1%}) failed the row checks, more "
+                                    "than the gate accepts in one batch: the file as a whole looks wrong"),
+    ("broken_key_share", "error"): N_("too many rows have no key or repeat a key with different content: the key "
+                                   "column is broken (check how the file's key column was exported)"),
+    ("volume_ratio", "error"): N_("the batch has far fewer rows ({received}) than this dataset's recent "
+                               "deliveries: it is taken for a truncated export, and nothing of it was applied"),
+    ("volume_ratio", "warn"): N_("the batch's row count ({received}) differs markedly from this dataset's recent "
+                              "deliveries; check that the file is complete"),
 }
 
 
-def gate_sentence(result: dict[str, Any], counts: dict[str, int]) -> str:
-    """One failed gate expectation as a sentence for the sender."""
+def gate_sentence(result: dict[str, Any], counts: dict[str, int], lang: str = DEFAULT_LANG) -> str:
+    """One failed gate expectation as a sentence for the sender (in `lang`, zh-CN by default)."""
+    _ = translation(lang).gettext
     name, column = str(result.get("expectation")), result.get("column")
+    where = column or _("the batch")
     if result.get("exception"):
-        return f"the check {name} on {column or 'the batch'} could not run: {result['exception']}"
+        return _("the check {name} on {column} could not run: {error}").format(
+            name=name, column=where, error=result["exception"])
     summary = _SUMMARY_SENTENCES.get((str(column), str(result.get("severity"))))
     if summary is not None:
         share = counts["quarantined"] / counts["received"] if counts["received"] else 0.0
-        return summary.format(share=share, **counts)
+        return _(summary).format(share=share, **counts)
     template = _GATE_SENTENCES.get(name)
     n, observed = result.get("unexpected_count"), result.get("observed_value")
     if n is None and isinstance(observed, int) and name == "unexpected_rows_expectation":
         n = observed  # a custom-SQL expectation reports its row count as the observed value
     if template is None:
-        sentence = f"the check {name} on {column or 'the batch'} failed (observed {observed}, {n} unexpected values)"
+        sentence = _("the check {name} on {column} failed (observed {observed}, {n} unexpected values)").format(
+            name=name, column=where, observed=observed, n=n)
     else:
-        sentence = template.format(n=n if n is not None else "some", column=column, observed=observed,
-                                   description=result.get("description") or "dataset's rules")
+        sentence = _(template).format(n=n if n is not None else _("some"), column=column, observed=observed,
+                                      description=result.get("description") or _("dataset's rules"))
     examples = result.get("partial_unexpected") or []
-    return sentence + (f" (for example: {', '.join(map(str, examples))})" if examples else "")
+    return sentence + (_(" (for example: {values})").format(values=", ".join(map(str, examples))) if examples else "")
 
 
-def what_to_do(status: str, counts: dict[str, int], warned: bool, owned_elsewhere: int = 0) -> str:
-    """The paragraph that tells the sender what to do next (`owned_elsewhere`: rows quarantined because
-    their key is another division's current record, which no resubmission of the same key releases)."""
-    resend = ("A resubmission of the same keys releases the rows from quarantine; "
-              "rows sent again unchanged are quarantined again.")
+def what_to_do(status: str, counts: dict[str, int], warned: bool, owned_elsewhere: int = 0,
+               lang: str = DEFAULT_LANG) -> str:
+    """The paragraph that tells the sender what to do next, in `lang` (zh-CN by default); `owned_elsewhere`:
+    rows quarantined because their key is another division's current record, which no resubmission of the
+    same key releases."""
+    _ = translation(lang).gettext
+    resend = _("A resubmission of the same keys releases the rows from quarantine; "
+               "rows sent again unchanged are quarantined again.")
     if owned_elsewhere:
-        resend += (f" The {owned_elsewhere} rows marked key_owned_elsewhere are not released by sending them again: "
-                   "their keys are current records of other divisions. Correct the key, or ask the department "
-                   "that owns the dataset to record the move.")
+        resend += " " + _("The {n} rows marked key_owned_elsewhere are not released by sending them again: "
+                          "their keys are current records of other divisions. Correct the key, or ask the "
+                          "department that owns the dataset to record the move.").format(n=owned_elsewhere)
     if status == "refused":
-        return ("Nothing of this batch was applied: the city's data is unchanged and the batch's "
-                f"{counts['held']} clean rows are held, not applied. Correct the problems listed under "
-                f"'refused' and the quarantined rows listed in this report, then send the whole corrected file "
-                f"again. {resend}")
+        return _("Nothing of this batch was applied: the city's data is unchanged and the batch's "
+                 "{held} clean rows are held, not applied. Correct the problems listed under "
+                 "'refused' and the quarantined rows listed in this report, then send the whole corrected file "
+                 "again. {resend}").format(held=counts["held"], resend=resend)
     if counts["quarantined"]:
-        return (f"{counts['applied']} rows were applied; the {counts['quarantined']} quarantined rows listed "
-                "in this report were not. Fix those rows (each line number is the row's line in your file) and send "
-                f"the corrected rows again, in a file of the same form. {resend}")
+        return _("{applied} rows were applied; the {quarantined} quarantined rows listed "
+                 "in this report were not. Fix those rows (each line number is the row's line in your file) and send "
+                 "the corrected rows again, in a file of the same form. {resend}").format(
+            applied=counts["applied"], quarantined=counts["quarantined"], resend=resend)
     if warned:
-        return "The batch was applied. Nothing needs to be resent; check the warnings before your next delivery."
-    return "The batch was applied whole. Nothing needs to be done."
+        return _("The batch was applied. Nothing needs to be resent; check the warnings before your next delivery.")
+    return _("The batch was applied whole. Nothing needs to be done.")
 
 
 def _display_key(key: str | None) -> str:
@@ -304,32 +325,48 @@ def to_csv(report: RejectionReport) -> str:
 
 
 def to_text(report: RejectionReport) -> str:
-    """The report as plain text for people."""
-    c = report.counts
-    by = f"sender {report.sender} ({report.department})" if report.sender else f"department {report.department}"
-    lines = [f"batch {report.batch_id} ({report.source_name}): {report.status}",
-             f"  dataset {report.dataset}, feed {report.feed}, from {by}, received {report.received_at}, "
-             f"decided {report.decided_at}, gate {report.verdict}",
-             "  " + ", ".join(f"{k} {c[k]}" for k in COUNTS)
-             + ("" if report.balanced else "  UNBALANCED: received is not applied + quarantined + duplicates "
-                                           "+ held; tell the city's operators")]
-    lines += [f"  refused: {s}" for s in report.refusal] + [f"  warning: {s}" for s in report.warnings]
+    """The report as plain text for people, in the report's language, times in Asia/Shanghai."""
+    _ = translation(report.lang).gettext
+    c, lang = report.counts, report.lang
+    by = (_("sender {sender} ({department})").format(sender=report.sender, department=report.department)
+          if report.sender else _("department {department}").format(department=report.department))
+    lines = [_("batch {batch} ({file}): {status}").format(batch=report.batch_id, file=report.source_name,
+                                                          status=_(_STATUS_WORDS.get(report.status, report.status))),
+             "  " + _("dataset {dataset}, feed {feed}, from {by}, received {received}, decided {decided}, "
+                      "gate {verdict}").format(dataset=report.dataset, feed=report.feed, by=by,
+                                               received=format_time(report.received_at, lang),
+                                               decided=format_time(report.decided_at, lang),
+                                               verdict=_(_STATUS_WORDS.get(report.verdict, report.verdict))),
+             "  " + ", ".join(_(_COUNT_WORDS[k]) + f" {c[k]}" for k in COUNTS)
+             + ("" if report.balanced else "  " + _("UNBALANCED: received is not applied + quarantined + "
+                                                    "duplicates + held; tell the city's operators"))]
+    lines += ["  " + _("refused: {sentence}").format(sentence=s) for s in report.refusal]
+    lines += ["  " + _("warning: {sentence}").format(sentence=s) for s in report.warnings]
     if report.released:
-        lines.append(f"  released: {report.released} quarantined rows of earlier batches, corrected by this one")
+        lines.append("  " + _("released: {n} quarantined rows of earlier batches, corrected by this one").format(
+            n=report.released))
     if report.by_reason:
-        lines.append("  quarantined by reason: " + ", ".join(f"{code} ({f}) {n}" for code, f, n in report.by_reason))
+        lines.append("  " + _("quarantined by reason: {reasons}").format(
+            reasons=", ".join(f"{code} ({f}) {n}" for code, f, n in report.by_reason)))
     if report.rows:
-        lines.append("  quarantined rows (fix them and send them again):")
+        lines.append("  " + _("quarantined rows (fix them and send them again):"))
     for row in report.rows[:TEXT_ROWS]:
         reasons = "; ".join(f"{r.code} ({r.field}): {r.message}" for r in row.reasons)
-        key = f" [key {_display_key(row.key)}]" if row.key else ""
-        released = f" [released by batch {row.released_by}]" if row.released_by else ""
-        lines.append(f"    line {row.line}: {reasons}{key}{released}")
+        key = " " + _("[key {key}]").format(key=_display_key(row.key)) if row.key else ""
+        released = " " + _("[released by batch {batch}]").format(batch=row.released_by) if row.released_by else ""
+        lines.append("    " + _("line {line}: {reasons}").format(line=row.line, reasons=reasons) + key + released)
     if c["quarantined"] > min(len(report.rows), TEXT_ROWS):
-        lines.append(f"    ... and {c['quarantined'] - min(len(report.rows), TEXT_ROWS)} more rows: "
-                     "see the CSV report")
-    lines.append(f"  what to do: {report.what_to_do}")
+        lines.append("    " + _("... and {n} more rows: see the CSV report").format(
+            n=c["quarantined"] - min(len(report.rows), TEXT_ROWS)))
+    lines.append("  " + _("what to do: {what}").format(what=report.what_to_do))
     return "\n".join(lines) + "\n"
+
+
+# machine words of the ledger, as the text report says them
+_STATUS_WORDS = {"applied": N_("applied"), "refused": N_("refused"), "pass": N_("pass"), "warn": N_("warn"),
+                 "fail": N_("fail")}
+_COUNT_WORDS = {"received": N_("received"), "applied": N_("applied"), "quarantined": N_("quarantined"),
+                "duplicates": N_("duplicates"), "held": N_("held")}
 
 
 def outbox_dir(home: Path, who: str, dataset: str) -> Path:

@@ -318,8 +318,10 @@ def test_a_batch_that_cannot_be_conformed_is_refused_and_its_status_says_why(tmp
     assert status["gate"] == "fail"
 
 
-def get_report(gateway: Gateway, token: str, batch_id: str, fmt: str | None = None) -> requests.Response:
-    params = {"format": fmt} if fmt else None
+def get_report(gateway: Gateway, token: str, batch_id: str, fmt: str | None = None,
+               lang: str | None = "en") -> requests.Response:
+    """A report; English unless asked (the assertions read its English words; zh-CN, the default, has its test)."""
+    params = ({"format": fmt} if fmt else {}) | ({"lang": lang} if lang else {})
     return requests.get(f"{gateway.url}/v1/batches/{batch_id}/report", params=params,
                         headers={"Authorization": f"Bearer {token}"}, timeout=60)
 
@@ -410,3 +412,18 @@ def test_report_as_csv_has_no_cell_a_spreadsheet_would_run(gateway: Gateway) -> 
     assert "-5" in values and {"'" + bad for bad in hostile[::2]} <= set(values)
     assert {"'" + bad + "x" * 200 for bad in hostile[1::2]} <= set(values)
     assert [cell for line in lines for cell in line if is_formula(cell)] == ["-5"]
+
+
+def test_report_is_chinese_by_default_and_follows_accept_language(gateway: Gateway) -> None:
+    receipt = gateway.receipts["station"]
+    token = gateway.tokens["station"]
+    default = get_report(gateway, token, receipt["batch_id"], "text", lang=None)
+    assert default.status_code == 200 and "处理办法：" in default.text and "what to do:" not in default.text
+    english = requests.get(f"{gateway.url}/v1/batches/{receipt['batch_id']}/report", params={"format": "text"},
+                           headers={"Authorization": f"Bearer {token}", "Accept-Language": "en-US,en;q=0.8"},
+                           timeout=60)
+    assert english.status_code == 200 and "what to do:" in english.text
+    as_json = get_report(gateway, token, receipt["batch_id"], lang="zh-CN").json()
+    assert as_json["lang"] == "zh_CN" and as_json["rows"][0]["reasons"][0]["code"] == "outside_jurisdiction"
+    assert "辖区" in as_json["rows"][0]["reasons"][0]["message"]
+    assert get_report(gateway, token, receipt["batch_id"], lang="fr").status_code == 422

@@ -102,10 +102,11 @@ def test_a_broken_primary_key_refuses_the_batch_whole(home: Path) -> None:
     assert batch["balanced"]
     assert _node_digests(home) == before and _city_rows(home) == city_before
     report = _report(home, "public_security", "residents", batch["batch_id"])
-    assert "key column is broken" in json.dumps(report, ensure_ascii=False)
+    # the outbox report is in zh-CN, the departments' language (issue 9, item 18)
+    assert "主键列已损坏" in json.dumps(report, ensure_ascii=False)
     # said once (not once from the check and again from the report), beside the 10 % quarantined
-    assert sum("key column is broken" in r for r in report["refusal"]) == 1
-    assert any("failed the row checks" in r for r in report["refusal"])
+    assert sum("主键列已损坏" in r for r in report["refusal"]) == 1
+    assert any("未通过行检查" in r for r in report["refusal"])
 
 
 def test_a_whole_register_with_two_percent_of_its_rows_is_refused(home: Path) -> None:
@@ -120,7 +121,7 @@ def test_a_whole_register_with_two_percent_of_its_rows_is_refused(home: Path) ->
     assert (batch["status"], batch["gate"], batch["received"]) == ("refused", "fail", keep)
     assert _node_digests(home) == before and _city_rows(home) == city_before
     report = _report(home, "statistics", "divisions", batch["batch_id"])
-    assert "truncated export" in json.dumps(report, ensure_ascii=False)
+    assert "导出不完整" in json.dumps(report, ensure_ascii=False)  # zh-CN: the department's language
 
 
 def test_a_corrected_resubmission_releases_the_quarantined_rows(home: Path) -> None:

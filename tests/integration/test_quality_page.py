@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import shutil
 import struct
 import subprocess
@@ -60,7 +61,8 @@ def page(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
                         "dataset": "residents", "division": community, "detail": "row count 11, parent has 12"}],
     }), "utf-8")
     now = dt.datetime.now(dt.UTC) + LATER
-    return quality_page(home, "it-run", now), collect(home, now)
+    # English: the assertions below read the page's words (zh-CN, the default, is checked in test_page_is_chinese)
+    return quality_page(home, "it-run", now, lang="en"), collect(home, now)
 
 
 class _Dom(HTMLParser):
@@ -109,7 +111,8 @@ def test_dom_has_every_section_counts_and_late_rows(chromium: str, page: tuple[P
         for key in ("received", "applied", "quarantined"):
             assert f"{b[key]:,}" in text.split(), (key, text)
     late = [text for cls, text in dom.rows if cls == "late"]
-    assert any(text.startswith("public_security residents") and "late by" in text for text in late), late
+    assert any(text.startswith("public_security residents") and "was due to send an update by" in text
+               for text in late), late
     assert any("health_stations" in text and "never" in text for text in late)
     assert any("community:" in text and "community_expenditures" in text for text in late)
     on_time = [text for cls, text in dom.rows if cls == "" and text.startswith("civil_affairs facilities")]
@@ -174,3 +177,91 @@ def test_community_row_follows_its_pushed_batch(page: tuple[Path, dict[str, Any]
     assert applied["last_updated"] == pending["last_received"]
     department = next(r for r in freshness(home) if r.feed == "community_expenditures" and r.community is None)
     assert department.last_received is None  # the community's batch is not the department's update
+
+
+# --- GX Data Docs: self-contained, and each batch's quarantine beside its validation (issue 9, item 17)
+
+OFFLINE = ["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost"]  # no name resolves: the network is off
+_PROBE = """<script>
+window.addEventListener('load', () => {
+  const q = document.querySelector('#civicnet-quarantine.cn-held, tr.cn-held td');
+  const t = document.querySelector('table');
+  const links = [...document.querySelectorAll('link[rel=stylesheet]')];
+  document.body.setAttribute('data-probe', JSON.stringify({
+    quarantine_bg: q ? getComputedStyle(q).backgroundColor : null,
+    table_collapse: t ? getComputedStyle(t).borderCollapse : null,
+    links: links.length, loaded: links.filter(l => l.sheet !== null).length,
+    body_margin: getComputedStyle(document.body).marginTop}));
+});
+</script>"""
+
+
+@pytest.fixture(scope="module")
+def data_docs(page: tuple[Path, dict[str, Any]]) -> Path:
+    """The page home's Data Docs, built for the datasets that have batches (fewer suites: faster)."""
+    from quality.docs import build_data_docs
+
+    home = page[0].parent.parent.parent
+    datasets = {b["dataset"] for b in collect(home)["batches"]}  # now: earlier tests may have landed more
+    return build_data_docs(home, [c for c in pipeline.contracts() if c.name in datasets], "2026-12-01").parent
+
+
+def test_data_docs_reference_nothing_outside_the_site(data_docs: Path) -> None:
+    from quality.docs_site import external_references
+
+    files = [p for p in data_docs.rglob("*") if p.suffix in {".html", ".css", ".js"}]
+    assert any(p.name == "index.html" for p in files) and len(files) > 5
+    found = {str(p.relative_to(data_docs)): external_references(p.read_text("utf-8")) for p in files}
+    assert {k: v for k, v in found.items() if v} == {}
+    for page in (p for p in files if p.suffix == ".html"):  # every local reference resolves inside the site
+        text = page.read_text("utf-8")
+        for ref in re.findall(r'(?:src|href)="([^"#?]+)', text):
+            target = (page.parent / ref).resolve()
+            assert target.is_relative_to(data_docs.resolve()) and target.exists(), (page.name, ref)
+
+
+def test_data_docs_show_each_batch_quarantine_beside_its_validation(data_docs: Path,
+                                                                   page: tuple[Path, dict[str, Any]]) -> None:
+    status = page[1]
+    held = [b for b in status["batches"] if b["quarantined"]]
+    assert held
+    for b in held:
+        pages = list((data_docs / "validations" / b["dataset"]).glob(f"*/{b['batch_id'][:16]}/*/*.html"))
+        assert len(pages) == 2, pages  # the rows suite and the batch suite
+        for p in pages:
+            text = p.read_text("utf-8")
+            assert 'id="civicnet-quarantine"' in text and f"{b['quarantined']:,}" in text
+            by_reason = status["quarantine"][b["dataset"]]
+            codes = {c for q in by_reason.values() for c in q["by_reason"]}
+            assert codes and all(f"<code>{c}</code>" in text for c in codes)
+    index = (data_docs / "index.html").read_text("utf-8")
+    assert all(b["batch_id"][:16] in index for b in status["batches"])
+    assert "隔离" in index  # zh-CN by default
+
+
+def test_data_docs_render_styled_offline(chromium: str, data_docs: Path, tmp_path: Path) -> None:
+    held = next(p for p in sorted((data_docs / "validations").rglob("*.html"))
+                if 'class="cn-quarantine cn-held"' in p.read_text("utf-8"))
+    for target in (held, data_docs / "index.html"):
+        probe = target.with_name(f"probe-{target.name}")
+        probe.write_text(target.read_text("utf-8").replace("</body>", _PROBE + "</body>"), "utf-8")
+        try:
+            done = run_chromium(chromium, tmp_path / f"profile-{target.stem}", *OFFLINE, "--dump-dom",
+                                probe.as_uri())
+        finally:
+            probe.unlink()
+        assert "ERR_NAME_NOT_RESOLVED" not in done.stderr and "Failed to load resource" not in done.stderr
+        found = re.search(r'data-probe="([^"]+)"', done.stdout)
+        assert found, done.stdout[-500:]
+        seen = json.loads(found.group(1).replace("&quot;", '"'))
+        assert seen["links"] >= 1 and seen["loaded"] == seen["links"], seen  # civicnet's stylesheet, loaded
+        # rules only civicnet's stylesheet has: the quarantine highlighted, Bootstrap-like tables and body
+        assert seen["quarantine_bg"] == "rgb(255, 241, 214)", seen
+        assert seen["table_collapse"] == "collapse" and seen["body_margin"] == "0px", seen
+
+
+def test_page_is_chinese_by_default_with_shanghai_times(page: tuple[Path, dict[str, Any]]) -> None:
+    home = page[0].parent.parent.parent
+    zh = quality_page(home, "it-run-zh").read_text("utf-8")
+    assert '<html lang="zh-CN">' in zh and "数据质量报告" in zh and "(UTC+8)" in zh
+    assert "(UTC)" not in zh and " ago" not in zh

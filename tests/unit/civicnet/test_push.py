@@ -55,9 +55,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 
 
 def run_push(gateway: Gateway, path: Path, token: str | None, report: bool = False,
-             wait: float = 120) -> tuple[int, str, str]:
+             wait: float = 120, lang: str = "en") -> tuple[int, str, str]:
+    """One push; English unless asked (the assertions read English words; zh-CN, the default, has its test)."""
     out, err = io.StringIO(), io.StringIO()
-    code = push(gateway.url, token, DATASET, path, report, wait, out, err, AS_OF)
+    code = push(gateway.url, token, DATASET, path, report, wait, out, err, AS_OF, lang)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -233,3 +234,26 @@ def test_report_falls_back_to_the_status_when_it_cannot_be_read(gateway: Gateway
     assert code == 0, err
     assert "report could not be read (connection reset)" in err
     assert ": applied" in out and "what to do:" not in out
+
+
+def test_the_push_client_speaks_chinese_by_default(gateway: Gateway, tmp_path: Path) -> None:
+    rows: list[tuple[object, ...]] = list(expenditure_rows(COMMUNITY, random.Random(11)))
+    rows[1] = (*rows[1][:4], "旅游", *rows[1][5:])  # not a category of the contract
+    path = write_csv(tmp_path / "expenditures-zh.csv", rows)
+    out, err = io.StringIO(), io.StringIO()
+
+    code = push(gateway.url, gateway.tokens["ca"], DATASET, path, True, 120, out, err, AS_OF)
+
+    assert code == 0, err.getvalue()
+    assert f"读取 {len(rows)} 行" in err.getvalue() and "not_in_code_list 1" in err.getvalue()
+    assert "rows read" not in err.getvalue()
+    code, _, no_token = run_push(gateway, path, None, lang="zh-CN")
+    assert code == 2 and "没有令牌" in no_token and "CIVICNET_TOKEN" in no_token
+
+
+def test_cli_push_takes_a_language() -> None:
+    args = parser().parse_args(["push", "--dataset", DATASET, "--file", "x.csv", "--lang", "en"])
+    assert args.lang == "en"
+    assert parser().parse_args(["push", "--dataset", DATASET, "--file", "x.csv"]).lang in {"zh-CN", "en"}
+    assert parser().parse_args(["report"]).lang == "zh-CN"  # the quality page: zh-CN unless asked
+    assert parser().parse_args(["report", "--lang", "en"]).lang == "en"

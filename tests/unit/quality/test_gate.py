@@ -144,7 +144,7 @@ def test_warn_rule_is_reported_and_the_batch_passes_with_a_warning(tmp_path: Pat
     assert result.verdict == "warn"
     (warning,) = result.failed("warn")
     assert warning["description"] == "dataset rule floor_area_implausibly_large"
-    assert "1 rows" in gate_sentence(warning, {"received": 2, "quarantined": 0})
+    assert "1 rows" in gate_sentence(warning, {"received": 2, "quarantined": 0}, "en")
 
 
 def test_quarantine_share_above_the_maximum_fails(tmp_path: Path) -> None:
@@ -167,7 +167,7 @@ def test_a_broken_key_refuses_the_batch(tmp_path: Path) -> None:
     assert failed(result) == {("expect_column_values_to_be_between", "broken_key_share")}
     (failure,) = result.failed("error")
     assert "key column is broken" in gate_sentence(failure, {"received": summary.received,
-                                                             "quarantined": summary.quarantined})
+                                                             "quarantined": summary.quarantined}, "en")
 
 
 @pytest.mark.parametrize(("ratio", "verdict"), [(0.02, "fail"), (0.3, "warn"), (1.0, "pass"), (None, "pass")])

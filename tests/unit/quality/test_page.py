@@ -82,10 +82,11 @@ def parse(page: str) -> _Rows:
 
 
 def test_sent_text_is_escaped_everywhere(tmp_path: Path) -> None:
-    page = render_page(make_status(tmp_path), {"run_id": EVIL})
+    page = render_page(make_status(tmp_path), {"run_id": EVIL}, "en")
     assert "<script" not in page
-    # source name, run id (title and header), gate sample, gate error (batches and gate), sentence, detail
-    assert page.count("&lt;script&gt;") == 8
+    # source name, run id (title and header), gate sample, gate error (batches and gate), detail (the
+    # freshness sentence is now written by the page from the row's fields, not copied from the status)
+    assert page.count("&lt;script&gt;") == 7
     assert parse(page).scripts == 0
 
 
@@ -98,7 +99,7 @@ def test_every_section_and_document_basics(tmp_path: Path) -> None:
 
 
 def test_refused_batch_highlighted_with_gate_error(tmp_path: Path) -> None:
-    page = render_page(make_status(tmp_path), None)
+    page = render_page(make_status(tmp_path), None, "en")
     row = re.search(r'<tr class="bad"><td>health_stations</td>.*?</tr>', page)
     assert row is not None
     assert "primary key station_id is not unique" in row.group(0)
@@ -106,7 +107,7 @@ def test_refused_batch_highlighted_with_gate_error(tmp_path: Path) -> None:
 
 
 def test_numbers_have_thousands_separators(tmp_path: Path) -> None:
-    page = render_page(make_status(tmp_path), None)
+    page = render_page(make_status(tmp_path), None, "en")
     for number in ("1,234,567", "1,234,000", "2,500", "1,500", "2,000", "899"):
         assert f">{number}<" in page or f"{number} nodes" in page, number
 
@@ -114,7 +115,7 @@ def test_numbers_have_thousands_separators(tmp_path: Path) -> None:
 def test_late_rows_first_and_highlighted(tmp_path: Path) -> None:
     status = make_status(tmp_path)
     status["freshness"].reverse()  # the on-time row first: the page still lists the late one first
-    page = render_page(status, None)
+    page = render_page(status, None, "en")
     freshness = page[page.index('id="freshness"'):page.index('id="reconciliation"')]
     classes = parse(freshness).row_classes
     assert classes[1:] == ["late", ""]  # after the header row
@@ -122,7 +123,7 @@ def test_late_rows_first_and_highlighted(tmp_path: Path) -> None:
 
 
 def test_warned_expectation_and_mismatch_are_listed(tmp_path: Path) -> None:
-    page = render_page(make_status(tmp_path), None)
+    page = render_page(make_status(tmp_path), None, "en")
     gate = page[page.index('id="gate"'):page.index('id="quarantine"')]
     assert '<tr class="warn"><td>residents</td>' in gate and "3 unexpected" in gate
     reconciliation = page[page.index('id="reconciliation"'):]
@@ -130,16 +131,16 @@ def test_warned_expectation_and_mismatch_are_listed(tmp_path: Path) -> None:
 
 
 def test_reconciliation_never_run(tmp_path: Path) -> None:
-    page = render_page(make_status(tmp_path, reconciliation=None), None)
+    page = render_page(make_status(tmp_path, reconciliation=None), None, "en")
     assert "Not run yet" in page[page.index('id="reconciliation"'):]
 
 
 def test_data_docs_link_only_when_built(tmp_path: Path) -> None:
-    assert "Data Docs" not in render_page(make_status(tmp_path), None)
+    assert "Data Docs" not in render_page(make_status(tmp_path), None, "en")
     docs = tmp_path / DATA_DOCS
     docs.parent.mkdir(parents=True)
     docs.write_text("<html></html>", "utf-8")
-    assert 'href="../../quality/gx/data_docs/index.html"' in render_page(make_status(tmp_path), None)
+    assert 'href="../../quality/gx/data_docs/index.html"' in render_page(make_status(tmp_path), None, "en")
 
 
 def test_write_quality_page_writes_run_and_index(tmp_path: Path) -> None:
@@ -161,3 +162,24 @@ def test_default_run_id_is_a_utc_timestamp(tmp_path: Path) -> None:
 def test_unsafe_run_id_is_refused(tmp_path: Path, run_id: str) -> None:
     with pytest.raises(PageError, match="run id"):
         write_quality_page(tmp_path, make_status(tmp_path), run_id)
+
+
+def test_the_page_is_in_chinese_by_default_and_english_on_request(tmp_path: Path) -> None:
+    zh, en = render_page(make_status(tmp_path), None), render_page(make_status(tmp_path), None, "en")
+    for word in ("数据质量报告", "批次", "数据更新及时性", "逾期", "按时", "四级节点对账"):
+        assert word in zh and word not in en, word
+    assert "Freshness scoreboard" in en and "Freshness scoreboard" not in zh
+    assert '<html lang="en">' in en
+
+
+def test_every_time_is_in_shanghai_with_its_date_and_none_is_relative(tmp_path: Path) -> None:
+    status = make_status(tmp_path)
+    for page in (render_page(status, {"written_at": "2026-11-27T16:30:00+00:00"}),
+                 render_page(status, {"written_at": "2026-11-27T16:30:00+00:00"}, "en")):
+        text = re.sub(r"<[^>]+>", " ", page)
+        # batch received 10:00 UTC, reconciliation 12:00 UTC, the page written 16:30 UTC (next day in Shanghai)
+        for shown in ("2026-11-27 18:00 (UTC+8)", "2026-11-27 20:00 (UTC+8)", "2026-11-28 00:30 (UTC+8)",
+                      "2027-12-12 18:00 (UTC+8)"):
+            assert shown in text, shown
+        assert "(UTC)" not in text and "2026-11-27T" not in text
+        assert not re.search(r"\bago\b|前更新了|分钟前|小时前", text)

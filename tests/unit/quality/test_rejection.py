@@ -16,17 +16,18 @@ import duckdb
 import pytest
 
 from quality.conform import SourceMapping
+from quality.reasons import MESSAGES, translated_message
 from quality.rejection import (
     OutboxPathError,
     RejectionReport,
     UndecidedBatchError,
-    build_report,
     gate_sentence,
     to_csv,
     to_json,
     to_text,
     write_outbox,
 )
+from quality.rejection import build_report as build_report_in
 from schemas.contract import load_contracts
 from schemas.csvsafe import is_formula
 from schemas.divisions import load_registry
@@ -38,6 +39,11 @@ COMMUNITY = load_registry(2020).by_tier("community")[0].code
 MAPPING = SourceMapping(DATASET, {"支出编号": "expenditure_id", "社区代码": "division_code", "年度": "year",
                                   "季度": "quarter", "支出类别": "category", "金额": "amount_yuan", "说明": "note"})
 REFUSED, APPLIED, CLEAN = "a1" * 32, "b2" * 32, "c3" * 32
+
+
+def build_report(*args: Any, lang: str = "en", **kwargs: Any) -> RejectionReport:
+    """A report in English unless asked (these tests read its English words; zh-CN, the default, has its tests)."""
+    return build_report_in(*args, lang=lang, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -286,7 +292,7 @@ COUNTS = {"received": 40, "applied": 0, "quarantined": 0, "duplicates": 0, "held
      "could not run: connection closed"),
 ], ids=["volume-drop", "volume-warn", "broken-key", "dataset-rule", "examples", "unknown", "exception"])
 def test_gate_failures_become_sentences(failed: dict[str, Any], expected: str) -> None:
-    assert expected in gate_sentence(failed, COUNTS)
+    assert expected in gate_sentence(failed, COUNTS, "en")
 
 
 DANGEROUS = ["-2+3+cmd|' /C calc'!A0", "+1", "@SUM(A1)", "\t=1", "\r=1", " =1", "＝1+1", "－2+3", "-5"]
@@ -338,3 +344,45 @@ def test_rows_whose_key_another_division_holds_are_not_promised_a_release(con: d
     assert "key_owned_elsewhere" not in build_report(con, "city", APPLIED, Origin("station"), MAPPING).what_to_do
     (row,) = report.rows
     assert [(r.code, r.value) for r in row.reasons] == [("key_owned_elsewhere", "E7")]
+
+
+
+
+def test_the_report_is_in_chinese_by_default_with_stable_codes_and_keys(con: duckdb.DuckDBPyConnection) -> None:
+    zh, en = build_report_in(con, "city", APPLIED, Origin("station"), MAPPING), build_report(
+        con, "city", APPLIED, Origin("station"), MAPPING)
+    assert zh.lang == "zh_CN" and en.lang == "en"
+    assert zh.to_dict().keys() == en.to_dict().keys()
+    assert [r.code for row in zh.rows for r in row.reasons] == [r.code for row in en.rows for r in row.reasons]
+    assert "已入库" in zh.what_to_do and "rows were applied" not in zh.what_to_do
+    # this node's hand-made sentences follow no template: they are shown as stored, in both languages
+    assert [r.message for row in zh.rows for r in row.reasons] == [r.message for row in en.rows for r in row.reasons]
+    text = to_text(zh)
+    assert "处理办法：" in text and "what to do:" not in text and "(UTC+8)" in text
+    assert "第 " in text and " 行：" in text
+    header = next(csv.reader(io.StringIO(to_csv(zh)[1:])))
+    assert header[:6] == ["line", "key", "field", "code", "message", "value"]  # machine-readable columns
+
+
+def test_a_refusal_is_said_in_chinese(con: duckdb.DuckDBPyConnection) -> None:
+    report = build_report_in(con, "city", REFUSED, Origin(), MAPPING)
+    assert report.refusal and all(not s.startswith("the ") for s in report.refusal)
+    assert "本批次未入库" in report.what_to_do
+
+
+@pytest.mark.parametrize("code", sorted(MESSAGES), ids=sorted(MESSAGES))
+def test_each_stored_reason_sentence_is_said_in_chinese(code: str) -> None:
+    stored = MESSAGES[code].format(title="金额", field="amount_yuan", value="12'3 (x)",  # type: ignore[index]
+                                   owner="440304001002", owner_name="园岭街道红荔社区居委会")
+    zh = translated_message(code, stored)
+    assert zh != stored and "金额" in zh and "amount_yuan" in zh and ("12'3 (x)" in zh or "{value}" not in
+                                                                      MESSAGES[code])  # type: ignore[index]
+    assert translated_message(code, stored, "en") == stored
+    assert translated_message(code, "a sentence of another form") == "a sentence of another form"
+
+
+def test_the_owner_of_a_taken_key_is_named_in_chinese_and_nothing_else_of_its_record() -> None:
+    stored = MESSAGES["key_owned_elsewhere"].format(title="支出编号", field="expenditure_id", value="E7",
+                                                    owner="440304001002", owner_name="园岭街道红荔社区居委会")
+    zh = translated_message("key_owned_elsewhere", stored)
+    assert "440304001002 园岭街道红荔社区居委会" in zh and "“E7”" in zh and "现有记录" in zh
