@@ -38,8 +38,7 @@ def _sync(args: argparse.Namespace, settings: Settings) -> int:
     from civicnet import pipeline
 
     if args.district:
-        for code in args.district:
-            pipeline.sync_district(settings.home, code, on_node=report_node)
+        pipeline.sync_districts(settings.home, args.district, on_node=report_node)
     else:
         print(pipeline.sync_network(settings.home, on_node=report_node, workers=args.workers))
     return 0
@@ -75,6 +74,17 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
     report = verify_and_record(settings.home, repair=args.repair)
     print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1) if args.json else render(report))
     return 0 if report.agrees else 1
+
+
+def _rebuild_node(args: argparse.Namespace, settings: Settings) -> int:
+    """Move a damaged node file aside and sync a new one from its nearest healthy ancestor."""
+    from civicnet import pipeline
+
+    rebuilt = pipeline.rebuild_node(settings.home, args.code)
+    kept = ", ".join(rebuilt.kept_at) or "no old file"
+    print(f"rebuilt {rebuilt.code} from {rebuilt.source}: {sum(rebuilt.stats.rows.values()):,} rows in "
+          f"{len(rebuilt.stats.rows)} datasets; the old file is kept at {kept}")
+    return 0
 
 
 def report_node(code: str, results: list[object]) -> None:
@@ -178,6 +188,9 @@ def parser() -> argparse.ArgumentParser:
                                            "(exit 1 while any differs)")
     verify.add_argument("--repair", action="store_true", help="re-copy the differing slices from the parents")
     verify.add_argument("--json", action="store_true")
+    rebuild = sub.add_parser("rebuild-node", help="move a damaged node file aside (never deleted) and sync a new "
+                                                  "one from its nearest healthy ancestor")
+    rebuild.add_argument("code", help="the node's 12-digit division code, as sync or verify named it")
     close = sub.add_parser("quarantine-close", help="close quarantined rows no resubmission can release "
                                                      "(e.g. a wrong key), saying why")
     close.add_argument("--batch", required=True, help="the batch id, as in the rejection report")
@@ -185,7 +198,7 @@ def parser() -> argparse.ArgumentParser:
     close.add_argument("--why", required=True, help="kept with each row, e.g. 'resent under the corrected ID'")
     report = sub.add_parser("report", help="write the quality page and rebuild GX Data Docs")
     report.add_argument("--run-id", help="name of the page (default: the UTC time)")
-    for sp in (demo, status, sync, verify, close, report, ingest, *_add_gateway_parsers(sub)):
+    for sp in (demo, status, sync, verify, rebuild, close, report, ingest, *_add_gateway_parsers(sub)):
         sp.add_argument("--home", default=argparse.SUPPRESS, help="civicnet home")
     return p
 
@@ -194,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `civicnet`."""
     args = parser().parse_args(argv)
     settings = Settings.from_env(getattr(args, "home", None))
-    handlers = {"demo": _demo, "status": _status, "sync": _sync, "verify": _verify,
+    handlers = {"demo": _demo, "status": _status, "sync": _sync, "verify": _verify, "rebuild-node": _rebuild_node,
                 "quarantine-close": _quarantine, "report": _report, "ingest": _ingest, "push": _push,
                 "gateway": _gateway}
     try:

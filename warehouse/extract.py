@@ -7,12 +7,11 @@ holds a lock that blocks the next sync.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
+from schemas.atomic import copy_atomic
 from schemas.divisions import tier_of, validate_code
-from warehouse.node import node_path
+from warehouse.node import node_errors, node_path
 
 
 def extract_path(home: Path, code: str) -> Path:
@@ -32,8 +31,5 @@ def extract_is_stale(home: Path, code: str) -> bool:
 def publish_extract(home: Path, code: str) -> Path:
     """Copy a (detached) node file to its extract path atomically; returns the path."""
     source, target = node_path(home, code), extract_path(home, code)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
-    return target
+    with node_errors(target):  # a full disk is said as such; the old extract stays whole
+        return copy_atomic(source, target)
