@@ -36,6 +36,7 @@ from warehouse.node import (
     node_errors,
     node_path,
     prepare_node,
+    rebuild_hint,
 )
 from warehouse.stats import NodeStats, node_stats
 from warehouse.sync import SyncResult, sync_node
@@ -227,10 +228,7 @@ def rebuild_node(home: Path, code: str, contracts: list[Contract], now: dt.datet
 
     Its children need nothing: they hold their own rows and marks, and sync from it as before."""
     if tier_of(code) == "city":
-        raise CityNotRebuildableError(
-            f"the city node {code} has no parent to rebuild it from: move its file aside, copy its last published "
-            f"extract (extracts/city/{code}.duckdb) in its place, and run the ingest DAGs again: batches decided "
-            "after that extract are applied again from landing")
+        raise CityNotRebuildableError(rebuild_hint(code))
     path = node_path(home, code)
     con = connect()
     try:

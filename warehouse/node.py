@@ -86,7 +86,11 @@ def node_code(path: Path) -> str:
 
 
 def rebuild_hint(code: str) -> str:
-    """How to rebuild one node, for messages."""
+    """How to rebuild one node, for messages (the city, which has no parent, from its last extract)."""
+    if code.isdigit() and len(code) == 12 and tier_of(code) == "city":
+        return (f"the city node has no parent to rebuild it from: move the file aside, copy its last published "
+                f"extract (extracts/city/{code}.duckdb) in its place, and run the ingest DAGs again (batches "
+                "decided after that extract are applied again from landing)")
     return (f"rebuild it from its parent with `civicnet rebuild-node {code}` (the damaged file is moved aside, "
             "never deleted, and the node is synced again from its nearest healthy ancestor)")
 
@@ -95,14 +99,15 @@ def classify_error(err: BaseException, path: Path | None = None) -> CivicnetErro
     """DuckDB's or the OS's error about a node file as civicnet's own: a locked node (transient),
     a corrupt node or a full disk (terminal); None when it is none of these.
 
-    `path` is the file the caller was working on; without it, the file DuckDB names is used."""
+    `path` is the file the caller was working on; the file DuckDB names, if it names one, wins (a
+    parent's damage found while syncing its child is the parent's)."""
     if isinstance(err, CivicnetError):
         return err
     text = str(err)
     lowered = text.lower()
-    if path is None:
-        named = _FILE_IN_MESSAGE.search(text)
-        path = Path(named.group(1)) if named else None
+    named = _FILE_IN_MESSAGE.search(text)
+    if named:
+        path = Path(named.group(1))
     if (isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)) or any(s in lowered for s in _FULL):
         return DiskFullError(disk_full_message(path))
     if not isinstance(err, duckdb.Error) or path is None:
