@@ -21,7 +21,7 @@ import pytest
 from civicnet import cli, pipeline
 from schemas.divisions import subtree_prefix, tier_of
 from warehouse.extract import extract_path
-from warehouse.node import attach, connect, detach, node_path
+from warehouse.node import NodeCorruptError, NodeLockedError, attach, connect, detach, node_path
 from warehouse.stats import NodeStats, node_stats
 
 pytestmark = pytest.mark.slow  # walks a district's node files several times (seconds)
@@ -90,7 +90,9 @@ def test_a_locked_node_is_skipped_and_named_while_every_other_node_syncs(
         extract_path(home, code).unlink()
     with held_open(node_path(home, MEISHA)) as pid:
         assert sync(home) == 2
-    out = capsys.readouterr()
+        out = capsys.readouterr()
+        with pytest.raises(NodeLockedError, match=MEISHA):  # the DAG's district task: transient, retried
+            pipeline.sync_district(home, YANTIAN)
     assert f"locked street {MEISHA}" in out.err and f"PID {pid}" in out.err and "close that session" in out.err
     synced = {line.split()[1] for line in out.out.splitlines() if line.startswith("synced ")}
     yantian = {d.code for d in pipeline.registry().walk() if d.code.startswith(subtree_prefix(YANTIAN))}
@@ -113,6 +115,8 @@ def test_a_damaged_node_is_named_with_the_fix_and_rebuilding_it_restores_it(
     err = capsys.readouterr().err
     assert f"corrupt community {damaged}" in err and "damaged" in err and f"civicnet rebuild-node {damaged}" in err
     assert stats(home, later) == stats(demo_home, later)  # the walk went on after it
+    with pytest.raises(NodeCorruptError, match=damaged):  # the DAG's district task: terminal, not retried
+        pipeline.sync_district(home, YANTIAN)
 
     assert cli.main(["rebuild-node", damaged, "--home", str(home)]) == 0
     assert f"rebuilt {damaged} from {SHATOUJIAO}" in capsys.readouterr().out
