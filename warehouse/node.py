@@ -110,8 +110,8 @@ def classify_error(err: BaseException, path: Path | None = None) -> CivicnetErro
         path = Path(named.group(1))
     if (isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)) or any(s in lowered for s in _FULL):
         return DiskFullError(disk_full_message(path))
-    if not isinstance(err, duckdb.Error) or path is None:
-        return None
+    if not isinstance(err, duckdb.Error) or path is None or ".duckdb" not in path.name:
+        return None  # not about a node file (a damaged Parquet file is its reader's to report)
     code = node_code(path)
     if any(s in lowered for s in _LOCKED):
         holder = _HOLDER.search(text)
