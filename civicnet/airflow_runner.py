@@ -7,6 +7,7 @@ engineer would inspect with `airflow` afterwards.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -21,10 +22,29 @@ class DagRunFailedError(TerminalError):
     """An Airflow DAG run did not succeed."""
 
 
+class DagsNotFoundError(TerminalError):
+    """The DAG files are not where this installation of civicnet keeps them."""
+
+
 def dags_folder() -> Path:
-    """The repository's dags/ folder (override with $CIVICNET_DAGS_FOLDER)."""
+    """The folder of civicnet's DAG files (override with $CIVICNET_DAGS_FOLDER).
+
+    In a source checkout, the repository's dags/ beside this package (the files being edited);
+    in an installed copy, the package data `civicnet_dags` the wheel ships dags/ as."""
     override = os.environ.get("CIVICNET_DAGS_FOLDER")
-    return Path(override) if override else Path(__file__).resolve().parent.parent / "dags"
+    if override:
+        return Path(override)
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "dags").is_dir():
+        return checkout / "dags"
+    # dags/ has no __init__.py (Airflow parses every file in it), so civicnet_dags is a namespace
+    # package: its spec names its folder, where importlib.resources would give a MultiplexedPath
+    spec = importlib.util.find_spec("civicnet_dags")
+    if spec is None or not spec.submodule_search_locations:
+        raise DagsNotFoundError(
+            f"civicnet's DAG files are neither in a source checkout ({checkout / 'dags'}) nor installed as the "
+            "package civicnet_dags; reinstall civicnet (`pip install .` ships them) or set CIVICNET_DAGS_FOLDER")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def airflow_env(home: Path) -> dict[str, str]:
@@ -35,6 +55,11 @@ def airflow_env(home: Path) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{af / 'airflow.db'}",
+        # airflow.cfg, written once, names these by absolute path: set them from the home, so a
+        # moved or copied home never writes back to where it used to be
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(af / "plugins"),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(af / "logs"),
+        "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY": str(af / "logs" / "dag_processor"),
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         "AIRFLOW_VAR_CIVICNET_HOME": str(home),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(dags_folder()), os.environ.get("PYTHONPATH")])),

@@ -1,22 +1,50 @@
-"""The civicnet command line: demo, status, sync, verify, quarantine-close, report, ingest, push, gateway."""
+"""The civicnet command line: init, demo, status, sync, verify, quarantine-close, report, ingest,
+feeds, datasets, push, gateway."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.metadata
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from civicnet.home import create_home, ensure_home, require_home
 from civicnet.settings import Settings
-from schemas.errors import CivicnetError
+from schemas.errors import CivicnetError, TerminalError
+
+DEFAULT_WAIT_S = 300.0  # `push --report`: how long to wait for the verdict
+
+
+class ContradictoryOptionsError(TerminalError):
+    """Options were given together that do not apply together (one would be silently ignored)."""
+
+
+def version() -> str:
+    """This installation's version, from the package metadata."""
+    try:
+        return importlib.metadata.version("civicnet")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def _init(args: argparse.Namespace, settings: Settings) -> int:
+    """Make an empty home (for a deployment whose first step is registering push senders)."""
+    if create_home(settings.home, version()):
+        print(f"civicnet home created at {settings.home}; next: `civicnet ingest <feed> --home {settings.home}` "
+              f"or `civicnet gateway add-sender --home {settings.home} ...`")
+    else:
+        print(f"{settings.home} is already a civicnet home")
+    return 0
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from civicnet import status
     from civicnet.demo import run_demo
 
+    ensure_home(settings.home, version())
     run_demo(settings.home, args.scale)
     print(status.render(status.collect(settings.home)))
     print(f"quality page: {settings.home / 'reports' / 'quality' / 'index.html'}\n"
@@ -93,9 +121,27 @@ def report_node(code: str, results: list[object]) -> None:
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from civicnet.airflow_runner import run_dag
+    from civicnet import airflow_runner, pipeline
 
-    print(run_dag(settings.home, f"ingest_{args.feed}"))
+    pipeline.feed(args.feed)  # an unknown feed is refused before anything is created
+    ensure_home(settings.home, version())
+    print(airflow_runner.run_dag(settings.home, f"ingest_{args.feed}"))
+    return 0
+
+
+def _feeds(args: argparse.Namespace, settings: Settings) -> int:
+    from civicnet import catalog
+
+    records = catalog.feed_records()
+    print(json.dumps(records, ensure_ascii=False, indent=1) if args.json else catalog.feeds_table(records))
+    return 0
+
+
+def _datasets(args: argparse.Namespace, settings: Settings) -> int:
+    from civicnet import catalog
+
+    records = catalog.dataset_records()
+    print(json.dumps(records, ensure_ascii=False, indent=1) if args.json else catalog.datasets_table(records))
     return 0
 
 
@@ -108,8 +154,8 @@ def _push(args: argparse.Namespace, settings: Settings) -> int:
     token = os.environ.get("CIVICNET_TOKEN") or args.token
     gateway = args.gateway or os.environ.get("CIVICNET_GATEWAY", "http://127.0.0.1:8765")
     today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
-    return push(gateway, token, args.dataset, Path(args.file), args.report, args.wait,
-                sys.stdout, sys.stderr, today)
+    wait = DEFAULT_WAIT_S if args.wait is None else args.wait
+    return push(gateway, token, args.dataset, Path(args.file), args.report, wait, sys.stdout, sys.stderr, today)
 
 
 def _gateway(args: argparse.Namespace, settings: Settings) -> int:
@@ -141,80 +187,140 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show (no value, a flag that is off):
+    those options say in their help what applies without them."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _command(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
+             text: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help says what it does and shows every default."""
+    return sub.add_parser(name, help=text, description=text, formatter_class=_Formatter)
+
+
 def _add_gateway_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> list[argparse.ArgumentParser]:
-    push = sub.add_parser("push", help="check a file locally and send it to the push gateway")
+    push = _command(sub, "push", "check a file locally and send it to the push gateway")
     push.add_argument("--dataset", required=True, help="dataset slug, e.g. community_expenditures")
     push.add_argument("--file", required=True, help="the file: .csv, .xlsx, .parquet or .jsonl")
-    push.add_argument("--gateway", help="gateway URL (default $CIVICNET_GATEWAY or http://127.0.0.1:8765)")
-    push.add_argument("--token", help="sender token; prefer the environment variable CIVICNET_TOKEN (a token "
-                                      "on the command line is visible to other users and kept in shell history)")
+    push.add_argument("--gateway", help="gateway URL (default: $CIVICNET_GATEWAY or http://127.0.0.1:8765)")
+    push.add_argument("--token", help="sender token (default: $CIVICNET_TOKEN, which wins when both are set; prefer "
+                                      "it: a token on the command line is visible to other users and kept in "
+                                      "shell history)")
     push.add_argument("--report", action="store_true", help="wait for the verdict and print the rejection report")
-    push.add_argument("--wait", type=float, default=300.0, help="seconds to wait for the verdict (default 300)")
-    gateway = sub.add_parser("gateway", help="the push gateway: serve it, manage its senders")
+    push.add_argument("--wait", type=float, help=f"seconds to wait for the verdict, with --report only "
+                                                 f"(default: {DEFAULT_WAIT_S:g})")
+    gateway = _command(sub, "gateway", "the push gateway: serve it, manage its senders")
     gsub = gateway.add_subparsers(dest="gateway_command", required=True)
-    serve = gsub.add_parser("serve", help="run the gateway (HTTP, uvicorn)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8765)
+    serve = _command(gsub, "serve", "run the gateway (HTTP, uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback unless you put a TLS "
+                                                           "proxy in front)")
+    serve.add_argument("--port", type=int, default=8765, help="TCP port to listen on")
     serve.add_argument("--trigger", choices=["airflow", "inline", "none"], default="airflow",
                        help="after a batch lands: run its ingest DAG through Airflow, run it in this process, "
                             "or nothing")
-    add = gsub.add_parser("add-sender", help="register a sender and print its token once")
+    add = _command(gsub, "add-sender", "register a sender and print its token once")
     add.add_argument("--id", required=True, help="sender id, e.g. futian-xxx-community")
-    add.add_argument("--kind", required=True, choices=["department", "community"])
-    add.add_argument("--department", help="department slug (a department sender); a community's is "
-                                          "community:<division>")
-    add.add_argument("--division", help="the community's 12-digit code (a community sender)")
-    revoke = gsub.add_parser("revoke-sender", help="remove a sender: its token stops working")
+    add.add_argument("--kind", required=True, choices=["department", "community"],
+                     help="a department (sends its own datasets) or a community work station (its own rows)")
+    add.add_argument("--department", help="department slug, for a department sender only (a community sender's "
+                                          "department is community:<its --division>)")
+    add.add_argument("--division", help="the community's 12-digit code, for a community sender only")
+    revoke = _command(gsub, "revoke-sender", "remove a sender: its token stops working")
     revoke.add_argument("--id", required=True, help="sender id, as `civicnet gateway senders` lists it")
-    listed = gsub.add_parser("senders", help="list the senders (ids, kinds, departments, divisions)")
+    listed = _command(gsub, "senders", "list the senders (ids, kinds, departments, divisions)")
     return [serve, add, revoke, listed]  # push talks to a gateway: it needs no home
 
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser (also used by tests)."""
-    p = argparse.ArgumentParser(prog="civicnet", description=__doc__)
-    p.add_argument("--home", help="civicnet home (default $CIVICNET_HOME or ./var)")
+    p = argparse.ArgumentParser(prog="civicnet", description=__doc__, formatter_class=_Formatter)
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    p.add_argument("--home", help=HOME_HELP)
     sub = p.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="generate feeds and run every DAG through Airflow")
+    init = _command(sub, "init", "make an empty civicnet home (demo and ingest make one too)")
+    demo = _command(sub, "demo", "generate feeds and run every DAG through Airflow")
     demo.add_argument("--scale", type=float, default=0.002, help="1.0 = 17.56 million residents")
-    status = sub.add_parser("status", help="nodes, extracts, rows, quarantine and batches")
-    status.add_argument("--json", action="store_true")
-    sync = sub.add_parser("sync", help="sync districts' subtrees from the city without Airflow")
-    sync.add_argument("--district", action="append", help="a district code (repeatable; default all)")
-    sync.add_argument("--workers", type=int, default=1, help="districts synced in parallel processes")
-    ingest = sub.add_parser("ingest", help="run one feed's ingest DAG through Airflow")
-    ingest.add_argument("feed", help="feed slug, e.g. public_security_residents")
-    verify = sub.add_parser("verify", help="check every node against its parent by control totals "
-                                           "(exit 1 while any differs)")
+    status = _command(sub, "status", "nodes, extracts, rows, quarantine and batches")
+    status.add_argument("--json", action="store_true", help="print JSON instead of text")
+    sync = _command(sub, "sync", "sync districts' subtrees from the city without Airflow")
+    sync.add_argument("--district", action="append", help="a district code (repeatable; default: every district)")
+    sync.add_argument("--workers", type=int, default=1, help="districts synced in parallel processes, in a sync "
+                                                             "of every district")
+    ingest = _command(sub, "ingest", "run one feed's ingest DAG through Airflow")
+    ingest.add_argument("feed", help="feed slug, e.g. public_security_residents (`civicnet feeds` lists them)")
+    verify = _command(sub, "verify", "check every node against its parent by control totals "
+                                     "(exit 1 while any differs)")
     verify.add_argument("--repair", action="store_true", help="re-copy the differing slices from the parents")
-    verify.add_argument("--json", action="store_true")
-    rebuild = sub.add_parser("rebuild-node", help="move a damaged node file aside (never deleted) and sync a new "
-                                                  "one from its nearest healthy ancestor")
+    verify.add_argument("--json", action="store_true", help="print JSON instead of text")
+    rebuild = _command(sub, "rebuild-node", "move a damaged node file aside (never deleted) and sync a new one "
+                                            "from its nearest healthy ancestor")
     rebuild.add_argument("code", help="the node's 12-digit division code, as sync or verify named it")
-    close = sub.add_parser("quarantine-close", help="close quarantined rows no resubmission can release "
-                                                     "(e.g. a wrong key), saying why")
+    close = _command(sub, "quarantine-close", "close quarantined rows no resubmission can release "
+                                              "(e.g. a wrong key), saying why")
     close.add_argument("--batch", required=True, help="the batch id, as in the rejection report")
     close.add_argument("--line", required=True, type=int, action="append", help="a line of that batch (repeatable)")
     close.add_argument("--why", required=True, help="kept with each row, e.g. 'resent under the corrected ID'")
-    report = sub.add_parser("report", help="write the quality page and rebuild GX Data Docs")
+    report = _command(sub, "report", "write the quality page and rebuild GX Data Docs")
     report.add_argument("--run-id", help="name of the page (default: the UTC time)")
-    for sp in (demo, status, sync, verify, rebuild, close, report, ingest, *_add_gateway_parsers(sub)):
-        sp.add_argument("--home", default=argparse.SUPPRESS, help="civicnet home")
+    feeds = _command(sub, "feeds", "list the feeds: department, dataset, connector kind, schedule")
+    feeds.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    datasets = _command(sub, "datasets", "list the dataset contracts: Chinese title, owner, tiers, version")
+    datasets.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    for sp in (init, demo, status, sync, verify, rebuild, close, report, ingest, *_add_gateway_parsers(sub)):
+        sp.add_argument("--home", default=argparse.SUPPRESS, help=HOME_HELP)
     return p
 
 
+HOME_HELP = "civicnet home (default: $CIVICNET_HOME or ./var)"
+HANDLERS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "init": _init, "demo": _demo, "status": _status, "sync": _sync, "verify": _verify,
+    "rebuild-node": _rebuild_node, "quarantine-close": _quarantine, "report": _report, "ingest": _ingest,
+    "feeds": _feeds, "datasets": _datasets, "push": _push, "gateway": _gateway}
+# commands that make a home if there is none; `feeds`, `datasets` and `push` use no home; every
+# other command needs an existing one and creates nothing where there is none
+MAKES_A_HOME = frozenset({"init", "demo", "ingest"})
+USES_NO_HOME = frozenset({"feeds", "datasets", "push"})
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse options given together where one would be silently ignored."""
+    if args.command == "push" and args.wait is not None and not args.report:
+        raise ContradictoryOptionsError("--wait applies only with --report (how long to wait for the verdict); "
+                                        "add --report or leave --wait out")
+    if args.command == "sync" and args.district and args.workers != 1:
+        raise ContradictoryOptionsError("--workers applies to a sync of every district; the districts named with "
+                                        "--district are synced one after another: leave one of them out")
+
+
+def one_line(err: BaseException) -> str:
+    """An error as one line: its first (details such as a log's tail stay in the log it names)."""
+    lines = str(err).strip().splitlines() or [type(err).__name__]
+    return lines[0].rstrip(":")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `civicnet`."""
+    """Entry point of `civicnet`: every error is one line on stderr and a non-zero exit."""
     args = parser().parse_args(argv)
-    settings = Settings.from_env(getattr(args, "home", None))
-    handlers = {"demo": _demo, "status": _status, "sync": _sync, "verify": _verify, "rebuild-node": _rebuild_node,
-                "quarantine-close": _quarantine, "report": _report, "ingest": _ingest, "push": _push,
-                "gateway": _gateway}
     try:
-        return handlers[args.command](args, settings)
+        settings = Settings.from_env(getattr(args, "home", None))
+        check_options(args)
+        if args.command not in MAKES_A_HOME | USES_NO_HOME:
+            require_home(settings.home)
+        return HANDLERS[args.command](args, settings)
     except CivicnetError as err:
-        print(f"civicnet: {err}", file=sys.stderr)
+        print(f"civicnet: {one_line(err)}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk, a permission, a path that is a file: the system's own words
+        print(f"civicnet: {one_line(err)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("civicnet: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -9,13 +9,14 @@ returns its rejection report (quality/rejection.py: JSON, `?format=csv` or `?for
 report a sender fixes its data from.
 
 Checks run cheapest first and before the body is read where they can (auth, dataset, rights,
-declared size), so a refused upload costs the gateway little. Tokens and the Authorization
+declared size), so a refused upload costs the gateway little; the body is then parsed within the
+push limits (connectors.parse.PUSH_LIMITS: rows, columns or JSON keys, inflated size), stopping at
+the first one it passes (413 for rows or size, 422 for columns). Tokens and the Authorization
 header are never logged; every refusal is JSON `{"error": "<what to do>"}`.
 """
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import json
 import logging
@@ -41,7 +42,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from civicnet import pipeline
 from connectors.feeds import Feed, PushSource, load_feeds
-from connectors.parse import CSV, MEDIA_TYPES, UnreadablePayloadError, detect_encoding, read_payload
+from connectors.parse import (
+    CSV,
+    MEDIA_TYPES,
+    PUSH_LIMITS,
+    ParseLimits,
+    PayloadTooLargeError,
+    UnreadablePayloadError,
+    detect_encoding,
+    read_payload,
+    text_encoding,
+)
 from connectors.senders import Sender, authenticate
 from quality.conform import check_columns
 from quality.rejection import RejectionReport, build_report, to_csv, to_text
@@ -83,10 +94,12 @@ class Trigger(Protocol):
         """Why the last run that took this batch failed, if it did."""
 
 
-def read_upload(data: bytes, media_type: str, encoding: str | None, name: str) -> pa.Table:
-    """Decode an uploaded file like `read_payload`, with every unreadable file as UnreadablePayloadError."""
+def read_upload(data: bytes, media_type: str, encoding: str | None, name: str,
+                limits: ParseLimits = PUSH_LIMITS) -> pa.Table:
+    """Decode an uploaded file like `read_payload`, within the push limits (connectors.parse.PUSH_LIMITS),
+    with every unreadable file as UnreadablePayloadError."""
     try:
-        return read_payload(data, media_type, encoding, name)
+        return read_payload(data, media_type, encoding, name, limits)
     except zipfile.BadZipFile:  # openpyxl lets this through for bytes that are not a zip archive at all
         raise UnreadablePayloadError(f"{name}: not a readable XLSX workbook (not a zip archive); "
                                      "save it again as .xlsx") from None
@@ -125,10 +138,9 @@ def media_type_of(headers: Headers) -> tuple[str, str | None]:
     encoding = headers.get("x-encoding") or charset
     if encoding is not None:
         try:
-            codecs.lookup(encoding)
-        except LookupError:
-            raise GatewayError(422, f"encoding {encoding!r} is unknown; send X-Encoding: utf-8 or gb18030, "
-                                    "or leave it out to have it detected") from None
+            text_encoding(encoding)  # unknown, or a codec that is not text (rot13, zlib_codec, base64): 422
+        except UnreadablePayloadError as err:
+            raise GatewayError(422, f"header X-Encoding (or charset): {err}") from None
     return media_type, encoding
 
 
@@ -158,8 +170,10 @@ async def _read_body(request: Request, limit: int) -> bytes:
 class _Gateway:
     """The routes' state: the home, the push feeds and contracts (read once), the trigger."""
 
-    def __init__(self, home: Path, trigger: Trigger, feeds: dict[str, Feed] | None = None) -> None:
+    def __init__(self, home: Path, trigger: Trigger, feeds: dict[str, Feed] | None = None,
+                 limits: ParseLimits = PUSH_LIMITS) -> None:
         self.home = home
+        self.limits = limits
         self.trigger = trigger
         self.feeds = push_feeds(feeds)
         self.contracts: dict[str, Contract] = load_contracts()
@@ -225,9 +239,11 @@ class _Gateway:
         if first is not None:
             return self.replayed(sender, feed, first), False
         try:
-            table = read_upload(data, media_type, encoding, name)
+            table = read_upload(data, media_type, encoding, name, self.limits)
             check_columns(table.column_names, pipeline.source_mapping(feed), self.contracts[feed.dataset])
-        except TerminalError as err:  # unreadable, or not the columns the feed maps
+        except PayloadTooLargeError as err:  # more rows or inflated bytes than one upload may hold
+            raise GatewayError(413, str(err)) from None
+        except TerminalError as err:  # unreadable, too many columns, or not the columns the feed maps
             raise GatewayError(422, str(err)) from None
         if table.num_rows == 0:
             raise GatewayError(422, f"{name} has a header but no data rows; send the rows")
@@ -362,10 +378,11 @@ def _error_response(status: int, message: str, headers: dict[str, str] | None = 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def create_app(home: Path, trigger: Trigger, feeds: dict[str, Feed] | None = None) -> FastAPI:
+def create_app(home: Path, trigger: Trigger, feeds: dict[str, Feed] | None = None,
+               limits: ParseLimits = PUSH_LIMITS) -> FastAPI:
     """The gateway as an ASGI app (run it with uvicorn) over a civicnet home; `feeds` (by slug) are
-    the shipped feed configs unless given."""
-    gateway = _Gateway(home, trigger, feeds)
+    the shipped feed configs unless given; `limits` bound the work one upload may cause."""
+    gateway = _Gateway(home, trigger, feeds, limits)
     app = FastAPI(title="civicnet push gateway", docs_url=None, redoc_url=None, openapi_url=None)
 
     async def refused(_: Request, exc: Exception) -> JSONResponse:

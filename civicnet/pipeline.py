@@ -69,7 +69,8 @@ def feed(slug: str) -> Feed:
     """The feed config with this slug."""
     feeds = load_feeds()
     if slug not in feeds:
-        raise FeedConfigError(f"no feed {slug!r} in connectors/feeds/; known feeds: {sorted(feeds)}")
+        raise FeedConfigError(f"no feed {slug!r}; known feeds: {', '.join(sorted(feeds))} "
+                              "(`civicnet feeds` lists them with their departments and schedules)")
     return feeds[slug]
 
 
@@ -335,18 +336,43 @@ def publish_city(home: Path) -> dict[str, Any]:
     return stats.__dict__
 
 
+def network_index_path(home: Path) -> Path:
+    """Where the network index is: <home>/extracts/network.json."""
+    return home / "extracts" / "network.json"
+
+
 def write_network_index(home: Path, subtrees: list[list[dict[str, Any]]], city: dict[str, Any]) -> str:
-    """Write extracts/network.json: every node, its extract and its rows; returns the path."""
+    """Write extracts/network.json: every node, its extract (relative to the home, so a moved or
+    copied home still reads) and its rows; returns the path."""
     from warehouse.extract import extract_path
 
     nodes = [city] + [n for subtree in subtrees for n in subtree]
     index = {"vintage": VINTAGE, "nodes": [
-        {"tier": n["tier"], "code": n["code"], "extract": str(extract_path(home, n["code"])),
+        {"tier": n["tier"], "code": n["code"], "extract": extract_path(Path(), n["code"]).as_posix(),
          "rows": n["rows"], "checksums": n["checksums"]}
         for n in sorted(nodes, key=lambda n: n["code"])]}
-    path = home / "extracts" / "network.json"
+    path = network_index_path(home)
     write_atomic(path, json.dumps(index, ensure_ascii=False, indent=1))
     return str(path)
+
+
+def read_network_index(home: Path) -> dict[str, Any]:
+    """extracts/network.json with each node's extract as a path in this home (an empty index if
+    no network run wrote one yet).
+
+    The path is resolved in the home it is read from, by the node's code (where
+    warehouse.extract puts every extract): the stored relative path says the same to a person
+    reading the file, and an index written before paths were relative, naming the home it was
+    written in, still reads after that home moved."""
+    from warehouse.extract import extract_path
+
+    path = network_index_path(home)
+    if not path.exists():
+        return {"vintage": VINTAGE, "nodes": []}
+    index: dict[str, Any] = json.loads(path.read_text("utf-8"))
+    for node in index["nodes"]:
+        node["extract"] = extract_path(home, node["code"])
+    return index
 
 
 def ingest_feed(home: Path, slug: str, as_of: dt.date) -> list[dict[str, Any]]:

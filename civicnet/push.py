@@ -17,13 +17,16 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
 import requests
+from requests.adapters import HTTPAdapter
 from tqdm import tqdm
+from urllib3.util.retry import Retry
 
 from schemas.errors import TerminalError
 
@@ -32,6 +35,12 @@ CHUNK = 1 << 20  # upload in 1 MiB pieces; a progress bar above this size
 SHOWN = 5  # quarantined rows listed by the local check
 FINAL = ("applied", "refused")
 TIMEOUT = (10.0, 300.0)  # seconds to connect, to wait for an answer
+# A connection the gateway dropped (its keep-alive ran out while we waited between polls, a restart)
+# is retried on a fresh one: the polls are GETs, and the POST of a batch is idempotent too (the batch id
+# is the content hash; a resent body lands nothing and answers with the first receipt). Only connection
+# errors are retried, never an answer: a refusal is the gateway's word.
+RETRY = Retry(total=4, connect=4, read=4, status=0, other=0, redirect=0, backoff_factor=0.1,
+              allowed_methods=frozenset({"GET", "HEAD", "POST"}), raise_on_status=False)
 
 
 class LocalCheckError(TerminalError):
@@ -123,24 +132,46 @@ class _Body:
                 yield chunk
 
 
-def send_file(gateway: str, token: str, dataset: str, path: Path, media_type: str) -> requests.Response:
-    """POST the file to the gateway, streaming it."""
+def gateway_session(token: str) -> requests.Session:
+    """A session that sends the token and retries requests on dropped connections (RETRY)."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token}"
+    adapter = HTTPAdapter(max_retries=RETRY)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def send_file(gateway: str, token: str, dataset: str, path: Path, media_type: str,
+              session: requests.Session | None = None) -> requests.Response:
+    """POST the file to the gateway, streaming it (again from the start if the connection drops)."""
     size = path.stat().st_size
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": media_type,
-               "X-Filename": quote(path.name, safe="")}
+    headers = {"Content-Type": media_type, "X-Filename": quote(path.name, safe="")}
     with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=path.name,
-              disable=size <= CHUNK, leave=False) as bar:
-        return requests.post(f"{gateway.rstrip('/')}/v1/datasets/{quote(dataset, safe='')}/batches",
-                             data=_Body(path, bar), headers=headers, timeout=TIMEOUT)
+              disable=size <= CHUNK, leave=False) as bar, _or_new(session, token) as http:
+        return http.post(f"{gateway.rstrip('/')}/v1/datasets/{quote(dataset, safe='')}/batches",
+                         data=_Body(path, bar), headers=headers, timeout=TIMEOUT)
 
 
-def wait_for_verdict(gateway: str, token: str, status_url: str, wait: float) -> dict[str, Any]:
-    """Poll a batch's status until it is applied or refused, or `wait` seconds pass (the last status)."""
+@contextmanager
+def _or_new(session: requests.Session | None, token: str) -> Iterator[requests.Session]:
+    """The caller's session (left open), else a new one, closed after use."""
+    if session is not None:
+        yield session
+        return
+    with gateway_session(token) as own:
+        yield own
+
+
+def wait_for_verdict(gateway: str, token: str, status_url: str, wait: float,
+                     session: requests.Session | None = None) -> dict[str, Any]:
+    """Poll a batch's status until it is applied or refused, or `wait` seconds pass (the last status).
+    The pause between polls grows to 5 s, longer than many servers keep an idle connection: a
+    dropped connection is retried (RETRY), not reported."""
     deadline, pause = time.monotonic() + wait, 0.5
-    with requests.Session() as session:
-        session.headers["Authorization"] = f"Bearer {token}"
+    with _or_new(session, token) as http:
         while True:
-            answer = session.get(gateway.rstrip("/") + status_url, timeout=TIMEOUT)
+            answer = http.get(gateway.rstrip("/") + status_url, timeout=TIMEOUT)
             answer.raise_for_status()
             status: dict[str, Any] = answer.json()
             if status["status"] in FINAL or time.monotonic() >= deadline:
@@ -165,20 +196,21 @@ def render_report(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def fetch_report(gateway: str, token: str, report_url: str) -> str:
+def fetch_report(gateway: str, token: str, report_url: str, session: requests.Session | None = None) -> str:
     """The text form of a decided batch's rejection report, from the gateway."""
-    answer = requests.get(gateway.rstrip("/") + report_url, params={"format": "text"},
-                          headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT)
+    with _or_new(session, token) as http:
+        answer = http.get(gateway.rstrip("/") + report_url, params={"format": "text"}, timeout=TIMEOUT)
     answer.raise_for_status()
     return answer.text.rstrip("\n")
 
 
-def _verdict_text(gateway: str, token: str, status: dict[str, Any], err: TextIO) -> str:
+def _verdict_text(gateway: str, token: str, status: dict[str, Any], err: TextIO,
+                  session: requests.Session | None = None) -> str:
     """The gateway's report once the batch is decided, else (or if it cannot be read) the status."""
     if status["status"] not in FINAL or not status.get("report"):
         return render_report(status)
     try:
-        return fetch_report(gateway, token, status["report"])
+        return fetch_report(gateway, token, status["report"], session)
     except requests.RequestException as error:
         print(f"civicnet push: the report could not be read ({error}); the batch status follows", file=err)
         return render_report(status)
@@ -203,8 +235,15 @@ def push(gateway: str, token: str | None, dataset: str, path: Path, report: bool
         print(f"civicnet push: not sent: {error}", file=err)
         return EXIT_LOCAL
     print(render_check(path, check), file=err)
+    with gateway_session(token) as session:
+        return _send_and_wait(gateway, token, dataset, path, check, report, wait, out, err, session)
+
+
+def _send_and_wait(gateway: str, token: str, dataset: str, path: Path, check: LocalCheck, report: bool,
+                   wait: float, out: TextIO, err: TextIO, session: requests.Session) -> int:
+    """Send a checked file and, with `report`, wait for its verdict; returns the exit code."""
     try:
-        answer = send_file(gateway, token, dataset, path, check.media_type)
+        answer = send_file(gateway, token, dataset, path, check.media_type, session)
     except requests.RequestException as error:
         print(f"civicnet push: could not reach the gateway at {gateway}: {error}", file=err)
         return EXIT_GATEWAY
@@ -217,11 +256,11 @@ def push(gateway: str, token: str | None, dataset: str, path: Path, report: bool
     if not report:
         return EXIT_SENT
     try:
-        status = wait_for_verdict(gateway, token, receipt["status_url"], wait)
+        status = wait_for_verdict(gateway, token, receipt["status_url"], wait, session)
     except requests.RequestException as error:
         print(f"civicnet push: sent, but the status could not be read: {error}", file=err)
         return EXIT_GATEWAY
-    print(_verdict_text(gateway, token, status, err), file=out)
+    print(_verdict_text(gateway, token, status, err, session), file=out)
     if status["status"] not in FINAL:
         print(f"civicnet push: no verdict within {wait:g} s; ask again at {receipt['status_url']}", file=err)
         return EXIT_TIMEOUT

@@ -89,11 +89,9 @@ def reconciliation(home: Path) -> dict[str, Any] | None:
 
 def collect(home: Path, now: dt.datetime | None = None) -> dict[str, Any]:
     """Everything `status --json` prints (`now`: the time freshness is judged at; default UTC now)."""
-    index_path = home / "extracts" / "network.json"
-    index: dict[str, Any] = {"vintage": pipeline.VINTAGE, "nodes": []}
-    if index_path.exists():
-        index = json.loads(index_path.read_text("utf-8"))
-    nodes = [{k: n[k] for k in ("tier", "code", "extract", "rows")} for n in index["nodes"]]
+    index = pipeline.read_network_index(home)
+    nodes = [{"tier": n["tier"], "code": n["code"], "extract": str(n["extract"]), "rows": n["rows"]}
+             for n in index["nodes"]]
     out: dict[str, Any] = {"home": str(home), "vintage": index["vintage"], "nodes": nodes,
                            "quarantine": {}, "batches": [], "gate": []}
     if node_path(home, pipeline.city_code()).exists():

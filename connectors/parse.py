@@ -7,10 +7,13 @@ at the row the department sent.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
 import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -18,6 +21,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from schemas.errors import TerminalError
+from schemas.messages import HEADER_MISSING, header_looks_missing, looks_like_value, shown_name
 
 LINE_COLUMN = "_line"
 CSV, PARQUET, JSONL = "text/csv", "application/vnd.apache.parquet", "application/x-ndjson"
@@ -31,6 +35,84 @@ _ENCODINGS = ("gb18030",)
 
 class UnreadablePayloadError(TerminalError):
     """A payload cannot be decoded in the encoding or format its feed declares."""
+
+
+class PayloadTooLargeError(UnreadablePayloadError):
+    """A payload holds more rows, or inflates to more bytes, than its reader's limits allow (HTTP 413)."""
+
+
+class TooManyColumnsError(UnreadablePayloadError):
+    """A payload has more columns (or distinct JSON keys) than its reader's limits allow (HTTP 422)."""
+
+
+@dataclass(frozen=True)
+class ParseLimits:
+    """How much work one payload may cause before its columns are checked; every reader stops at
+    the first limit it reaches, so a hostile file costs no more than a file at the limits."""
+
+    rows: int  # data records
+    columns: int  # header columns, distinct JSON keys, or the width of any spreadsheet row
+    uncompressed_bytes: int  # XLSX zip members (declared and as inflated), Parquet pages (declared)
+    zip_members: int = 1000
+
+
+# The limits, in one place. A push (gateway and `civicnet push`) is a department's or a community's
+# file of at most a few MiB; a pulled file (a drop, an export) may be a whole city's register
+# (17.5 million residents at the 2020 census).
+PUSH_LIMITS = ParseLimits(rows=1_000_000, columns=200, uncompressed_bytes=256 << 20)
+PULL_LIMITS = ParseLimits(rows=25_000_000, columns=500, uncompressed_bytes=4 << 30)
+_SPLIT = "split it into smaller files and send each"
+
+
+def _too_many_rows(name: str, limits: ParseLimits) -> PayloadTooLargeError:
+    return PayloadTooLargeError(f"{name}: more than {limits.rows} rows, the limit for one file; {_SPLIT}")
+
+
+def _too_many_columns(name: str, what: str, limits: ParseLimits) -> TooManyColumnsError:
+    return TooManyColumnsError(f"{name}: {what} more than {limits.columns} columns, the limit for one file; "
+                               "remove the columns the feed does not map, or split the file by columns")
+
+
+def column_label(index: int, header: str | None) -> str:
+    """A header cell as a message may show it: its name if it looks like one, else only its position
+    (a headerless file's first row is data, possibly a citizen ID or a name)."""
+    if header is None or not header.strip():
+        return f"column {index} (empty)"
+    if looks_like_value(header):
+        return f"column {index} (its name looks like a value: is the header row missing?)"
+    return f"column {index} {header!r}"
+
+
+class RepeatedKeyError(ValueError):
+    """A JSON object names one key twice (json.loads would keep the last value silently)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"a JSON object repeats the key {shown_name(key)}")
+        self.key = key
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`object_pairs_hook` for json.loads: an object, refusing one that repeats a key (RepeatedKeyError)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise RepeatedKeyError(key)
+        out[key] = value
+    return out
+
+
+def text_encoding(encoding: str) -> str:
+    """The canonical name of a text encoding; refuses unknown codecs and those that are not text
+    (rot13, zlib_codec, base64, ...), which Python's codecs also offer under an encoding's name."""
+    try:
+        info = codecs.lookup(encoding)
+    except LookupError:
+        raise UnreadablePayloadError(f"encoding {encoding[:40]!r} is unknown; use utf-8 or gb18030, or leave it "
+                                     "out to have it detected") from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise UnreadablePayloadError(f"encoding {encoding[:40]!r} is not a text encoding; use utf-8 or gb18030, "
+                                     "or leave it out to have it detected")
+    return info.name
 
 
 def detect_encoding(data: bytes) -> str:
@@ -78,11 +160,35 @@ def _pointer(key: str) -> str:
     return "/" + key.replace("~", "~0").replace("/", "~1")
 
 
-def read_jsonl(data: bytes, name: str) -> pa.Table:
+def _json_checks(con: Any, name: str, limits: ParseLimits) -> None:
+    """Refuse, before any value is extracted: too many lines, a line that is not one JSON object,
+    an object that repeats a key (which value counts would be a guess), too many distinct keys."""
+    (rows,), = con.execute("SELECT count(*) FROM j").fetchall()
+    if rows > limits.rows:
+        raise _too_many_rows(name, limits)
+    bad = con.execute("""SELECT n, json_valid(line) FROM j WHERE NOT json_valid(line)
+                         OR json_type(line) <> 'OBJECT' ORDER BY n LIMIT 1""").fetchall()
+    if bad:
+        what = "not a JSON object; send one object per line" if bad[0][1] else "not valid JSON; fix or remove it"
+        raise UnreadablePayloadError(f"{name}: line {bad[0][0]} is {what}")
+    repeated = con.execute("""SELECT n, k FROM (SELECT n, json_keys(line) AS k FROM j)
+                              WHERE len(k) <> len(list_distinct(k)) ORDER BY n LIMIT 1""").fetchall()
+    if repeated:
+        keys: list[str] = repeated[0][1]
+        key = next(k for i, k in enumerate(keys) if k in keys[:i])
+        raise UnreadablePayloadError(f"{name}: line {repeated[0][0]} repeats the key {shown_name(key)}; an object "
+                                     "may name each key once: keep the right value and resend")
+    (distinct,), = con.execute("SELECT count(DISTINCT k) FROM (SELECT unnest(json_keys(line)) AS k FROM j)").fetchall()
+    if distinct > limits.columns:
+        raise _too_many_columns(name, f"its objects have {distinct} distinct keys,", limits)
+
+
+def read_jsonl(data: bytes, name: str, limits: ParseLimits = PULL_LIMITS) -> pa.Table:
     """JSON Lines (one object per line, UTF-8) → text columns plus `_line`; blank lines are skipped,
     a line that is not an object is refused with its line number. Columns are the union of keys in
     order of first appearance; values are the text as sent (numbers as written, true/false, nested
-    values as JSON, null and "" as null). DuckDB's JSON functions do the work, not a Python loop."""
+    values as JSON, null and "" as null). DuckDB's JSON functions do the work, not a Python loop;
+    the limits are checked before a single value is extracted."""
     import duckdb  # one connection per payload: JSON parsing in C++
 
     lines = pa.array(data.split(b"\n"), pa.binary())
@@ -95,11 +201,7 @@ def read_jsonl(data: bytes, name: str) -> pa.Table:
         con.register("src", pa.Table.from_arrays([pa.array(range(1, len(text) + 1), pa.int64()), text],
                                                  names=["n", "line"]))
         con.execute("CREATE TEMP TABLE j AS SELECT n, line FROM src WHERE trim(line) <> ''")
-        bad = con.execute("""SELECT n, json_valid(line) FROM j WHERE NOT json_valid(line)
-                             OR json_type(line) <> 'OBJECT' ORDER BY n LIMIT 1""").fetchall()
-        if bad:
-            what = "not a JSON object; send one object per line" if bad[0][1] else "not valid JSON; fix or remove it"
-            raise UnreadablePayloadError(f"{name}: line {bad[0][0]} is {what}")
+        _json_checks(con, name, limits)
         keys = [k for (k,) in con.execute("""SELECT k FROM (SELECT unnest(json_keys(line)) AS k,
                                                  n * 100000 + unnest(range(len(json_keys(line)))) AS pos FROM j)
                                              GROUP BY k ORDER BY min(pos)""").fetchall()]
@@ -113,33 +215,101 @@ def read_jsonl(data: bytes, name: str) -> pa.Table:
         pa.schema([*((k, pa.string()) for k in keys), (LINE_COLUMN, pa.int64())]))
 
 
-def read_xlsx(data: bytes, name: str, sheet: str | None = None) -> pa.Table:
+def _column_letter(index: int) -> str:
+    """Excel's name of a 1-based column (1 → A, 27 → AA)."""
+    letters = ""
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
+
+
+def _check_zip(data: bytes, name: str, limits: ParseLimits) -> None:
+    """Refuse a workbook whose archive declares more members or inflated bytes than the limits. What
+    zipfile inflates never exceeds a member's declared size (it stops there and fails the CRC check,
+    which the caller reports as unreadable), so the declared sizes bound the work."""
+    try:
+        members = zipfile.ZipFile(io.BytesIO(data)).infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise UnreadablePayloadError(f"{name}: not a readable XLSX workbook (not a zip archive); "
+                                     "save it again as .xlsx") from None
+    if len(members) > limits.zip_members:
+        raise PayloadTooLargeError(f"{name}: the workbook has more than {limits.zip_members} members, the limit "
+                                   f"for one file; save only the sheet to send in a workbook of its own")
+    if sum(m.file_size for m in members) > limits.uncompressed_bytes:
+        raise PayloadTooLargeError(f"{name}: the workbook inflates to more than {limits.uncompressed_bytes} bytes, "
+                                   f"the limit for one file; {_SPLIT}")
+
+
+def _xlsx_header(rows: Iterator[tuple[Any, ...]], name: str, limits: ParseLimits) -> list[str]:
+    first = next(rows, ())
+    if len(first) > limits.columns:
+        raise _too_many_columns(name, "row 1 has", limits)
+    header = [_text(v) for v in first]
+    while header and header[-1] is None:
+        header.pop()
+    if header_looks_missing(header):
+        raise UnreadablePayloadError(f"{name}: {HEADER_MISSING}")
+    if not header:
+        raise UnreadablePayloadError(f"{name}: the first row must name every column once; it is empty")
+    for i, h in enumerate(header):
+        if h is None or header.index(h) != i:
+            problem = "is empty" if h is None else f"{shown_name(h)} repeats an earlier column's name"
+            raise UnreadablePayloadError(f"{name}: the first row must name every column once; column "
+                                         f"{_column_letter(i + 1)} {problem}")
+    return [str(h) for h in header]
+
+
+def _xlsx_columns(rows: Iterator[tuple[Any, ...]], header: list[str], name: str,
+                  limits: ParseLimits) -> dict[str, list[str | None]]:
+    """The data rows below the header, counted as they are read (empty sheet rows too: they cost work)."""
+    columns: dict[str, list[str | None]] = {h: [] for h in header}
+    width = len(header)
+    for number, row in enumerate(rows, start=2):
+        if number > limits.rows + 1:
+            raise _too_many_rows(name, limits)
+        if len(row) > limits.columns:
+            raise _too_many_columns(name, f"row {number} has", limits)
+        past = next((i for i in range(width, len(row)) if _text(row[i]) is not None), None)
+        if past is not None:
+            raise UnreadablePayloadError(
+                f"{name}: row {number}, column {_column_letter(past + 1)} has a value but the header names only "
+                f"{width} columns (A to {_column_letter(width)}); name that column in the first row, or delete "
+                "the cell, and resend")
+        values = [_text(v) for v in row[:width]]
+        if all(v is None for v in values):
+            continue  # Excel keeps formatted empty rows
+        values += [None] * (width - len(values))
+        for h, v in zip(header, values, strict=True):
+            columns[h].append(v)
+    return columns
+
+
+def read_xlsx(data: bytes, name: str, sheet: str | None = None, limits: ParseLimits = PULL_LIMITS) -> pa.Table:
     """An Excel workbook's first (or named) sheet: first row the header, values as text. File drops and
-    pushes read the first sheet; a department keeps one table per workbook."""
+    pushes read the first sheet; a department keeps one table per workbook. A value right of the header
+    is refused (it would be dropped); the limits are checked as the rows are read."""
     import openpyxl  # only when a workbook arrives
     from openpyxl.utils.exceptions import InvalidFileException
 
+    _check_zip(data, name, limits)
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as err:
-        raise UnreadablePayloadError(f"{name}: not a readable XLSX workbook ({err}); save it again as .xlsx") from None
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as err:
+        raise UnreadablePayloadError(f"{name}: not a readable XLSX workbook ({type(err).__name__}); "
+                                     "save it again as .xlsx") from None
     try:
         if sheet is not None and sheet not in book.sheetnames:
             raise UnreadablePayloadError(f"{name}: no sheet {sheet!r}; sheets are {book.sheetnames}")
-        rows = book[sheet].iter_rows(values_only=True) if sheet else book.worksheets[0].iter_rows(values_only=True)
-        header = [_text(v) for v in next(rows, ())]
-        while header and header[-1] is None:
-            header.pop()
-        if not header or None in header or len(set(header)) != len(header):
-            raise UnreadablePayloadError(f"{name}: the first row must name every column once; it is {header}")
-        columns: dict[str, list[str | None]] = {str(h): [] for h in header}
-        for row in rows:
-            values = [_text(v) for v in row[: len(header)]]
-            if all(v is None for v in values):
-                continue  # Excel keeps formatted empty rows
-            values += [None] * (len(header) - len(values))
-            for h, v in zip(header, values, strict=True):
-                columns[str(h)].append(v)
+        worksheet = book[sheet] if sheet else book.worksheets[0]
+        # the declared dimension would pad every row to it (a tiny file may claim A1:XFD1048576)
+        worksheet.reset_dimensions()
+        rows = worksheet.iter_rows(values_only=True)
+        header = _xlsx_header(rows, name, limits)
+        columns = _xlsx_columns(rows, header, name, limits)
+    except (zipfile.BadZipFile, OSError, ValueError, TypeError, KeyError) as err:  # a corrupt or lying member
+        raise UnreadablePayloadError(f"{name}: not a readable XLSX workbook ({type(err).__name__} while reading "
+                                     "the sheet); save it again as .xlsx") from None
     finally:
         book.close()
     return _table_with_lines(columns)
@@ -153,48 +323,110 @@ def _csv_header(data: bytes, encoding: str, name: str) -> list[str]:
         raise UnreadablePayloadError(
             f"{name}: header is not valid {encoding} ({err.reason} at byte {err.start}); "
             "fix 'encoding' in the feed config or resend the file in that encoding") from None
-    return next(csv.reader([text]))
+    return next(csv.reader([text]), [])
 
 
-def read_csv(data: bytes, encoding: str, name: str) -> pa.Table:
-    """CSV bytes in any Python codec (GB18030 included) → Arrow text columns plus `_line`."""
+def _check_csv_header(header: list[str], name: str, limits: ParseLimits) -> None:
+    if len(header) > limits.columns:
+        raise _too_many_columns(name, f"its header has {len(header)} columns,", limits)
+    if len(set(header)) != len(header) and header_looks_missing(header):
+        raise UnreadablePayloadError(f"{name}: {HEADER_MISSING}")
+    for i, h in enumerate(header):
+        if header.index(h) != i:
+            raise UnreadablePayloadError(f"{name}: header repeats a column name: {column_label(i + 1, h)} has the "
+                                         f"name of column {header.index(h) + 1}; rename it")
+
+
+def _csv_fault(data: bytes, codec: str, encoding: str, width: int, name: str) -> UnreadablePayloadError:
+    """Why pyarrow could not read a CSV, said by record and byte, never by value (pyarrow's own
+    message quotes the offending row, which may hold a citizen ID and a name)."""
+    prefix = f"{name}: not a readable {encoding} CSV"
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        return UnreadablePayloadError(f"{prefix}: line {line} (byte {err.start}) is not {encoding} text; check the "
+                                      "file's encoding ('encoding' in the feed config, X-Encoding for a push)")
+    records = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+    next(records, None)
+    number = 0
+    for record in records:
+        if not record:
+            continue  # pyarrow skips empty lines too
+        number += 1
+        if len(record) != width:
+            return UnreadablePayloadError(
+                f"{prefix}: record {number} (after the header) has {len(record)} fields but the header has "
+                f"{width}; check its quoting (a value with a comma, quote or line break must be in double quotes)")
+    return UnreadablePayloadError(f"{prefix}: its quoting or structure is broken; check the file's encoding and "
+                                  "quoting")
+
+
+def _csv_options(header: list[str], codec: str) -> dict[str, Any]:
+    return {"read_options": pacsv.ReadOptions(encoding=codec, block_size=16 << 20),
+            "convert_options": pacsv.ConvertOptions(column_types={c: pa.string() for c in header},
+                                                    strings_can_be_null=True, null_values=[""],
+                                                    quoted_strings_can_be_null=True)}
+
+
+def _read_csv_bounded(data: bytes, options: dict[str, Any], name: str, limits: ParseLimits) -> pa.Table:
+    """The whole CSV at once when it cannot hold more records than allowed (records ≤ lines), else
+    streamed block by block, stopping as soon as the count passes the limit."""
+    if data.count(b"\n") <= limits.rows:
+        return pacsv.read_csv(io.BytesIO(data), **options)
+    batches, rows = [], 0
+    with pacsv.open_csv(io.BytesIO(data), **options) as reader:
+        for batch in reader:
+            rows += batch.num_rows
+            if rows > limits.rows:
+                raise _too_many_rows(name, limits)
+            batches.append(batch)
+        return pa.Table.from_batches(batches, reader.schema)
+
+
+def read_csv(data: bytes, encoding: str, name: str, limits: ParseLimits = PULL_LIMITS) -> pa.Table:
+    """CSV bytes in any Python text codec (GB18030 included) → Arrow text columns plus `_line`."""
+    encoding = text_encoding(encoding) if encoding.lower().replace("_", "-") not in ("utf-8", "utf8") else encoding
     header = _csv_header(data, encoding, name)
-    if len(set(header)) != len(header):
-        raise UnreadablePayloadError(f"{name}: header repeats a column name: {header}; rename it")
+    _check_csv_header(header, name, limits)
     codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig") else encoding
     try:
-        table = pacsv.read_csv(
-            io.BytesIO(data),
-            read_options=pacsv.ReadOptions(encoding=codec, block_size=16 << 20),
-            convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in header}, strings_can_be_null=True,
-                null_values=[""], quoted_strings_can_be_null=True),
-        )
-    except (pa.ArrowInvalid, UnicodeDecodeError) as err:
-        raise UnreadablePayloadError(
-            f"{name}: not a readable {encoding} CSV ({err}); check the file's encoding and quoting") from None
+        table = _read_csv_bounded(data, _csv_options(header, codec), name, limits)
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        raise _csv_fault(data, codec, encoding, len(header), name) from None
     return table.append_column(LINE_COLUMN, pa.array(range(1, table.num_rows + 1), pa.int64()))
 
 
-def read_parquet(data: bytes, name: str) -> pa.Table:
-    """Parquet bytes (as the SQL connector lands them, or a dropped file) → text columns plus `_line`."""
+def read_parquet(data: bytes, name: str, limits: ParseLimits = PULL_LIMITS) -> pa.Table:
+    """Parquet bytes (as the SQL connector lands them, or a dropped file) → text columns plus `_line`;
+    rows, columns and inflated size are checked from the footer before any page is read."""
     try:
+        meta = pq.ParquetFile(io.BytesIO(data)).metadata
+        if meta.num_rows > limits.rows:
+            raise _too_many_rows(name, limits)
+        if meta.num_columns > limits.columns:
+            raise _too_many_columns(name, f"it has {meta.num_columns} columns,", limits)
+        if sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)) > limits.uncompressed_bytes:
+            raise PayloadTooLargeError(f"{name}: the file inflates to more than {limits.uncompressed_bytes} bytes, "
+                                       f"the limit for one file; {_SPLIT}")
         table = pq.read_table(io.BytesIO(data))
     except (pa.ArrowInvalid, OSError) as err:
-        raise UnreadablePayloadError(f"{name}: not a readable Parquet file ({err}); write it again") from None
+        raise UnreadablePayloadError(f"{name}: not a readable Parquet file ({type(err).__name__}); "
+                                     "write it again") from None
     table = table.cast(pa.schema([(f.name, pa.string()) for f in table.schema]))
     return table.append_column(LINE_COLUMN, pa.array(range(1, table.num_rows + 1), pa.int64()))
 
 
-def read_payload(data: bytes, media_type: str, encoding: str | None, name: str) -> pa.Table:
-    """Decode a payload by its media type."""
+def read_payload(data: bytes, media_type: str, encoding: str | None, name: str,
+                 limits: ParseLimits = PULL_LIMITS) -> pa.Table:
+    """Decode a payload by its media type, within `limits` (PUSH_LIMITS for what the gateway receives)."""
     if media_type == CSV:
-        return read_csv(data, encoding or detect_encoding(data), name)
+        return read_csv(data, encoding or detect_encoding(data), name, limits)
     if media_type == PARQUET:
-        return read_parquet(data, name)
+        return read_parquet(data, name, limits)
     if media_type == JSONL:
-        return read_jsonl(data, name)
+        return read_jsonl(data, name, limits)
     if media_type == XLSX:
-        return read_xlsx(data, name)
+        return read_xlsx(data, name, limits=limits)
     raise UnreadablePayloadError(f"{name}: media type {media_type!r} has no reader; "
                                  f"send one of {sorted(MEDIA_TYPES)}")

@@ -45,10 +45,11 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from connectors.feeds import RestSource
-from connectors.parse import JSONL
+from connectors.parse import JSONL, RepeatedKeyError, unique_keys
 from connectors.payload import Payload
 from connectors.secrets import Connection, get_connection
 from schemas.errors import TerminalError, TransientError
+from schemas.messages import excerpt_unless_data
 
 log = logging.getLogger(__name__)
 
@@ -172,9 +173,12 @@ def cursor_value(record: Mapping[str, Any], name: str) -> dt.datetime:
     """A record's cursor field as an aware datetime; a missing, malformed or naive value is refused."""
     moment = _aware(record.get(name))
     if moment is None:
-        raise RestSourceError(f"a record's cursor field {name!r} is {record.get(name)!r}, not an ISO 8601 timestamp "
-                              "with a UTC offset; fix 'cursor.field' in the feed config or ask the department to "
-                              "send offsets")
+        value = record.get(name)
+        # the value's kind, never the value: a mis-set cursor field may hold personal data
+        held = "missing" if value is None else f"a {type(value).__name__} of {len(str(value))} characters"
+        raise RestSourceError(f"a record's cursor field {name!r} is {held}, not an ISO 8601 timestamp "
+                              "with a UTC offset; fix 'cursor.field' in the feed "
+                              "config or ask the department to send offsets")
     return moment
 
 
@@ -302,11 +306,14 @@ class ApiClient:
         """One page: the records under `source.records` of the JSON body."""
         response = self.get(url, params)
         try:
-            body = response.json()
+            body = response.json(object_pairs_hook=unique_keys)
+        except RepeatedKeyError as err:
+            raise RestSourceError(f"{self.where(url)}: {err}; which value counts would be a guess: ask the "
+                                  "department to fix its API") from None
         except ValueError:
-            excerpt = self._scrub(" ".join(response.text[:EXCERPT_CHARS].split()))
+            excerpt = excerpt_unless_data(self._scrub(" ".join(response.text[:EXCERPT_CHARS].split())))
             raise RestSourceError(f"{self.where(url)} did not answer JSON (Content-Type "
-                                  f"{response.headers.get('Content-Type')!r}, body {excerpt!r}); fix 'path' in the "
+                                  f"{response.headers.get('Content-Type')!r}, body {excerpt}); fix 'path' in the "
                                   "feed config") from None
         return Page(self._records(body, url), body, response)
 

@@ -105,6 +105,9 @@ def _community_code(division: str | None) -> str:
 def _record(kind: str, department: str | None, division: str | None) -> tuple[str, str | None]:
     """The department and division stored for a new sender, validated."""
     if kind == "community":
+        if department is not None:
+            raise SenderError(f"--department applies to a department sender only; a community sender's department is "
+                              f"always community:<its --division>, so leave --department out (got {department!r})")
         code = _community_code(division)
         return f"community:{code}", code
     if kind != "department":
@@ -113,15 +116,16 @@ def _record(kind: str, department: str | None, division: str | None) -> tuple[st
         raise SenderError(f"department {department!r} must be a department slug such as civil_affairs "
                           "(lower-case letters, digits and _), the owner name the dataset contracts use")
     if division is not None:
-        raise SenderError("only a community sender has a division; leave it out for a department")
+        raise SenderError("--division applies to a community sender only (its community's code); leave it out "
+                          "for a department sender")
     return department, None
 
 
 def add_sender(home: Path, sender_id: str, kind: str, department: str | None, division: str | None = None) -> str:
     """Register a sender and return its new token (the only time the token exists in the clear).
 
-    A community sender's department is always `community:<division>` (whatever `department`
-    says), so that it can write only what the gateway lets communities write."""
+    A community sender's department is always `community:<division>`, so that it can write only
+    what the gateway lets communities write: a `department` given for one is refused, not ignored."""
     if not _ID.match(sender_id):
         raise SenderError(f"sender id {sender_id!r} must be 1-64 letters, digits, '.', '_' or '-'")
     stored_department, stored_division = _record(kind, department, division)

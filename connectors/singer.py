@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from connectors.feeds import SingerSource
-from connectors.parse import JSONL
+from connectors.parse import JSONL, RepeatedKeyError, unique_keys
 from connectors.payload import Payload
 from connectors.secrets import env_name, get_connection
 from schemas.errors import TerminalError, TransientError
+from schemas.messages import excerpt_unless_data
 
 log = logging.getLogger(__name__)
 
@@ -204,11 +205,14 @@ class SingerConnector:
     def _message(self, tap: _Tap, line: bytes, number: int) -> dict[str, Any]:
         """One stdout line as a Singer message; anything else is refused with its line number."""
         try:
-            message = json.loads(line)
+            message = json.loads(line, object_pairs_hook=unique_keys)
+        except RepeatedKeyError as err:
+            raise TapOutputError(f"Singer tap {self._name()}: stdout line {number}: {err}; which value counts would "
+                                 "be a guess, so fix the tap to name each key once") from None
         except (json.JSONDecodeError, UnicodeDecodeError):
-            excerpt = tap.redact(line[:80].decode("utf-8", errors="replace").rstrip())
+            excerpt = excerpt_unless_data(tap.redact(line[:80].decode("utf-8", errors="replace").rstrip()))
             raise TapOutputError(f"Singer tap {self._name()}: stdout line {number} is not a JSON message "
-                                 f"({excerpt!r}); a tap must print only Singer messages to stdout") from None
+                                 f"({excerpt}); a tap must print only Singer messages to stdout") from None
         if not isinstance(message, dict):
             raise TapOutputError(f"Singer tap {self._name()}: stdout line {number} is not a JSON object; "
                                  "a tap must print only Singer messages to stdout")

@@ -20,6 +20,8 @@ import pyarrow.parquet as pq
 from quality.reasons import template
 from quality.sql import (
     anchor_checks,
+    control_check,
+    control_flag_sql,
     field_checks,
     key_text_sql,
     quote_ident,
@@ -33,6 +35,7 @@ from schemas.contract import Contract
 from schemas.derive import arrow_schema
 from schemas.divisions import Registry
 from schemas.errors import TerminalError
+from schemas.messages import HEADER_MISSING, header_looks_missing, shown_names
 
 LINE = "_line"
 _FALSE_TEXT = "('', '0', 'false', 'f', 'no', 'n', '否')"
@@ -89,9 +92,13 @@ def check_columns(columns: list[str], mapping: SourceMapping, contract: Contract
     expected = mapping.source_columns
     missing = [s for s in expected if s not in sent]
     extra = sorted(sent - set(expected) - set(mapping.ignore))
+    if (missing or extra) and header_looks_missing(sent):
+        raise SourceColumnsError(f"Feed {mapping.feed!r}: {HEADER_MISSING} with the columns {expected} "
+                                 f"(see the feed config connectors/feeds/ and {contract.source})")
     if missing or extra:
         raise SourceColumnsError(
-            f"Feed {mapping.feed!r} sent columns {sorted(sent)}; missing {missing}, unmapped {extra}. "
+            f"Feed {mapping.feed!r} sent columns {shown_names(sorted(sent))}; missing {missing}, "
+            f"unmapped {shown_names(extra)}. "
             f"The contract is {contract.source}: add a field mapping in the feed config "
             "(connectors/feeds/) or ask the department to send the agreed columns.")
     unmapped = [f for f in contract.field_names
@@ -123,6 +130,9 @@ def _select_sql(contract: Contract, mapping: SourceMapping, today: dt.date, scop
         text = text_expr(by_field.get(f.name), mapping.constants.get(f.name), mapping.values.get(f.name),
                          normalise=f.type == "string")
         texts.append(f"{text} AS {quote_ident('t_' + f.name)}")
+        if by_field.get(f.name) is not None and f.type == "string":
+            texts.append(f"{control_flag_sql(quote_ident(by_field[f.name]))} AS {quote_ident('c_' + f.name)}")
+            checks.append(control_check(f, quote_ident("c_" + f.name), _message_sql))
         typed.append(f"{typed_expr(f, quote_ident('t_' + f.name), mapping.dates.get(f.name))} AS {quote_ident(f.name)}")
         checks.extend(field_checks(f, quote_ident("t_" + f.name), quote_ident(f.name), today, _message_sql))
     checks.extend(anchor_checks(contract, quote_ident("t_" + contract.anchor), _message_sql, scope))

@@ -7,7 +7,7 @@ from typing import Literal
 Reason = Literal[
     "required_missing", "invalid_date", "invalid_number", "invalid_integer", "not_in_code_list",
     "pattern_mismatch", "out_of_range", "invalid_length", "invalid_citizen_id", "mojibake",
-    "unknown_division", "wrong_tier", "duplicate_key", "outside_jurisdiction",
+    "unknown_division", "wrong_tier", "duplicate_key", "outside_jurisdiction", "control_character",
 ]
 
 
@@ -33,6 +33,9 @@ MESSAGES: dict[Reason, str] = {
                             "may send only rows of its own community: remove the row or ask its community",
     "duplicate_key": "{title} ({field}) '{value}' repeats the key of an earlier row in this batch with different "
                      "content; keep one version of the record and resend",
+    # no {value}: the value is not shown, since its control characters would garble the report
+    "control_character": "{title} ({field}) contains a control character (such as NUL or a form feed), which "
+                         "text may not hold; remove it in the source system and resend",
 }
 
 

@@ -36,6 +36,10 @@ class Rule:
         return self.violation(today)
 
 
+EARLIEST_DATE = dt.date(1900, 1, 1)  # no facility, station or move civicnet records is older
+PLANNING_YEARS = 10  # a facility planned further ahead than this is a mistyped year (9999, 2201)
+
+
 def _date(day: dt.date) -> str:
     return f"DATE '{day.isoformat()}'"
 
@@ -51,6 +55,9 @@ RULES: tuple[Rule, ...] = (
     Rule("moved_in_before_birth", "residents", "error", "moved_in_date",
          lambda today: "moved_in_date < birth_date",
          "{title} ({field}) '{value}' is before the person's birth date; correct one of the two and resend"),
+    Rule("moved_in_date_in_future", "residents", "error", "moved_in_date",
+         lambda today: f"moved_in_date > {_date(today)}",
+         "{title} ({field}) '{value}' is after today; correct the moved-in date and resend"),
     Rule("birth_date_implausibly_old", "residents", "warn", "birth_date",
          lambda today: f"birth_date < {_date(_years_before(today, 120))}",
          "{title} ({field}) '{value}' means an age over 120 years; check the record"),
@@ -63,6 +70,11 @@ RULES: tuple[Rule, ...] = (
     Rule("facility_opens_in_future", "facilities", "warn", "opening_date",
          lambda today: f"opening_date > {_date(today)}",
          "{title} ({field}) '{value}' is in the future; send planned facilities once they open"),
+    Rule("opening_date_implausible", "facilities", "error", "opening_date",
+         lambda today: f"opening_date > {_date(_years_before(today, -PLANNING_YEARS))} "
+                       f"OR opening_date < {_date(EARLIEST_DATE)}",
+         "{title} ({field}) '{value}' is not a plausible opening date (before 1900, or more than "
+         f"{PLANNING_YEARS} years ahead); correct the year and resend"),
     Rule("centre_without_doctor", "health_stations", "warn", "doctors",
          lambda today: "station_type = 'centre' AND doctors = 0",
          "{title} ({field}) '{value}': a health service centre with no doctor; check the staffing"),

@@ -113,6 +113,21 @@ def field_checks(f: Field, text: str, typed: str, today: dt.date, message: Messa
     return out
 
 
+# C0 controls and DEL, except tab, line feed and carriage return (multi-line addresses in quoted CSV)
+CONTROL_RE = r"[\x{00}-\x{08}\x{0B}\x{0C}\x{0E}-\x{1F}\x{7F}]"
+
+
+def control_flag_sql(source_column: str) -> str:
+    """True where a source value holds a control character. Computed on the value as sent, before NFC
+    normalisation: DuckDB's nfc_normalize stops at a NUL, so a check after it would see a cut value."""
+    return f"coalesce(regexp_matches({source_column}, {sql_literal(CONTROL_RE)}), false)"
+
+
+def control_check(f: Field, flag_column: str, message: MessageSql) -> str:
+    """The `control_character` reason where `flag_column` (control_flag_sql) is true."""
+    return _case(flag_column, "control_character", f, "NULL", message)
+
+
 def anchor_checks(contract: Contract, text: str, message: MessageSql, scope: str | None = None) -> list[str]:
     """The anchor must be a division of the row's vintage (`r.vintage`), at the contract's tier, and,
     for a batch a community sent, inside that community (`scope`)."""

@@ -164,18 +164,21 @@ def contract_from_mapping(raw: Any, source: str) -> Contract:
     )
 
 
-def load_contract(path: Path | str) -> Contract:
-    """Load one contract file (YAML or JSON)."""
+def load_contract(path: Path | str, shown: str | None = None) -> Contract:
+    """Load one contract file (YAML or JSON). `shown` is how messages name the file (its `source`):
+    the path itself unless given; shipped contracts are named by their path in the repository, so a
+    message that reaches a remote sender never reveals where the server keeps its files."""
     path = Path(path)
+    source = shown if shown is not None else str(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise ContractError(f"{path}: is not valid YAML ({err}); fix the syntax") from None
+        raise ContractError(f"{source}: is not valid YAML ({err}); fix the syntax") from None
     except UnicodeDecodeError as err:
-        raise ContractError(f"{path}: is not UTF-8 ({err.reason} at byte {err.start}); save it as UTF-8") from None
-    contract = contract_from_mapping(raw, str(path))
+        raise ContractError(f"{source}: is not UTF-8 ({err.reason} at byte {err.start}); save it as UTF-8") from None
+    contract = contract_from_mapping(raw, source)
     if contract.name != path.stem:
-        raise _fail(str(path), "name", f"{contract.name!r} differs from the file name",
+        raise _fail(source, "name", f"{contract.name!r} differs from the file name",
                     f"rename the file to {contract.name}.yaml or fix 'name'")
     return contract
 
@@ -186,6 +189,6 @@ def load_contracts() -> dict[str, Contract]:
     out = {}
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".yaml"):
-            contract = load_contract(Path(str(entry)))
+            contract = load_contract(Path(str(entry)), f"schemas/datasets/{entry.name}")
             out[contract.name] = contract
     return out

@@ -71,8 +71,9 @@ def raise_for_skipped(skipped: list[SkippedNode], done: str) -> None:
     (transient: a retry may find the lock released). `done` says what was done meanwhile."""
     if not skipped:
         return
-    lines = "\n".join(f"  {s.cause} {tier_of(s.code)} {s.code}: {s.message}" for s in skipped)
-    text = f"{len(skipped)} nodes skipped ({', '.join(s.code for s in skipped)}); {done}:\n{lines}"
+    # one line (the CLI shows an error's first line only): every node with its cause and fix
+    causes = " | ".join(f"{s.cause} {tier_of(s.code)} {s.code}: {' '.join(s.message.split())}" for s in skipped)
+    text = f"{len(skipped)} nodes skipped, {done}: {causes}"
     if any(s.cause == "corrupt" for s in skipped):
         raise NodeCorruptError(text)
     raise NodeLockedError(text)

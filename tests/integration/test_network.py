@@ -134,6 +134,21 @@ def test_every_extract_holds_what_the_status_lists_and_every_division_of_its_sub
     assert short == {}
 
 
+def test_a_moved_home_still_reads_every_extract(demo_home: Path, tmp_path: Path,
+                                                nodes: dict[str, dict[str, Any]]) -> None:
+    """Copy the home (hard links: the shared home is never written), move the copy, ask its status."""
+    shutil.copytree(demo_home, tmp_path / "copied", copy_function=os.link)
+    moved = (tmp_path / "copied").rename(tmp_path / "moved")
+
+    status = json.loads(run_cli("status", "--json", "--home", str(moved)))
+
+    listed = {n["code"]: Path(n["extract"]) for n in status["nodes"]}
+    assert sorted(listed) == sorted(nodes)
+    assert [c for c, p in listed.items() if not (p.is_relative_to(moved) and p.is_file())] == []
+    with duckdb.connect() as con:
+        assert {c: scan(con, p, c).rows for c, p in listed.items()} == {c: n["rows"] for c, n in nodes.items()}
+
+
 @pytest.mark.parametrize("dataset", SUMMED)
 def test_each_tier_adds_up_to_the_tier_above(nodes: dict[str, dict[str, Any]], dataset: str) -> None:
     assert nodes[CITY]["rows"][dataset] > 0

@@ -59,6 +59,9 @@ def test_civicnet_error_exits_2_with_a_message(tmp_path: Path,
 
 
 def test_status_json_on_an_empty_home(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["init", "--home", str(tmp_path)]) == 0  # a folder that is not a home is refused
+    capsys.readouterr()
+
     code = main(["status", "--json", "--home", str(tmp_path)])
 
     status = json.loads(capsys.readouterr().out)

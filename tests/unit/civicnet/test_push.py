@@ -186,6 +186,8 @@ def test_cli_prefers_the_token_from_the_environment(gateway: Gateway, tmp_path: 
 
 
 def test_cli_add_sender_prints_the_token_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["init", "--home", str(tmp_path)]) == 0  # senders are added to an existing home
+    capsys.readouterr()
     assert main(["gateway", "add-sender", "--home", str(tmp_path), "--id", "station", "--kind", "community",
                  "--division", COMMUNITY]) == 0
     added = capsys.readouterr().out
@@ -206,6 +208,7 @@ def test_cli_add_sender_prints_the_token_once(tmp_path: Path, capsys: pytest.Cap
 
 def test_cli_add_sender_refuses_a_street_as_community(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     street = registry().by_tier("street")[0].code
+    assert main(["init", "--home", str(tmp_path)]) == 0
     code = main(["gateway", "add-sender", "--home", str(tmp_path), "--id", "s", "--kind", "community",
                  "--division", street])
     assert code == 2 and "community code" in capsys.readouterr().err

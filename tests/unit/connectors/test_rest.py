@@ -155,6 +155,12 @@ def test_a_cursor_field_without_an_aware_timestamp_is_refused(value: Any) -> Non
         select_new(by_key(record("H1", updated_at=value)), "updated_at", 0, {})
 
 
+def test_a_bad_cursor_value_is_described_not_quoted() -> None:
+    with pytest.raises(RestSourceError, match="a str of 3 characters") as caught:
+        select_new(by_key(record("H1", updated_at="王小明")), "updated_at", 0, {})
+    assert "王小明" not in str(caught.value)
+
+
 def test_a_broken_watermark_in_the_state_asks_for_a_reset() -> None:
     with pytest.raises(RestSourceError, match="reset the feed's state"):
         select_new(by_key(record("H1")), "updated_at", 0, {"watermark": "yesterday"})
@@ -199,6 +205,23 @@ def test_a_body_that_is_not_json_is_terminal() -> None:
     api.get = lambda url, params: answer  # type: ignore[method-assign]
     with pytest.raises(RestSourceError, match=r"did not answer JSON \(Content-Type 'text/html'.*maintenance"):
         api.page("http://api.health.sz/api/v1/health-stations", {})
+
+
+def test_a_body_repeating_a_key_is_refused() -> None:
+    api = client()
+    answer = response(b'{"data": [{"id": "H1", "name": "a", "name": "b"}]}')
+    api.get = lambda url, params: answer  # type: ignore[method-assign]
+    with pytest.raises(RestSourceError, match="repeats the key 'name'"):
+        api.page("http://api.health.sz/api/v1/health-stations", {})
+
+
+def test_a_truncated_json_body_is_not_quoted() -> None:
+    api = client()
+    answer = response(b'{"data": [{"id": "440304199001011233", "name": "\xe7\x8e\x8b', content_type="application/json")
+    api.get = lambda url, params: answer  # type: ignore[method-assign]
+    with pytest.raises(RestSourceError, match="did not answer JSON") as caught:
+        api.page("http://api.health.sz/api/v1/health-stations", {})
+    assert "440304199001011233" not in str(caught.value)
 
 
 @pytest.mark.parametrize(("link", "message"), [

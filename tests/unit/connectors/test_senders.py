@@ -59,7 +59,7 @@ def test_revoked_token_stops_working(tmp_path: Path) -> None:
 
 
 def test_community_sender_is_its_community(tmp_path: Path) -> None:
-    add_sender(tmp_path, "station", "community", "civil_affairs", COMMUNITY)
+    add_sender(tmp_path, "station", "community", None, COMMUNITY)
 
     (sender,) = list_senders(tmp_path)
     assert (sender.kind, sender.department, sender.division) == ("community", f"community:{COMMUNITY}", COMMUNITY)
@@ -77,9 +77,11 @@ def test_community_sender_needs_a_community_code(tmp_path: Path, division: str |
     ("../x", "department", "civil_affairs", None, "sender id"),
     ("ca", "department", "Civil Affairs", None, "department slug"),
     ("ca", "department", None, None, "department slug"),
-    ("ca", "department", "civil_affairs", COMMUNITY, "only a community sender has a division"),
+    ("ca", "department", "civil_affairs", COMMUNITY, "--division applies to a community sender only"),
+    ("station", "community", "civil_affairs", COMMUNITY, "--department applies to a department sender only"),
     ("ca", "street", "civil_affairs", None, "kind 'street'"),
-], ids=["bad-id", "bad-department", "no-department", "department-with-division", "unknown-kind"])
+], ids=["bad-id", "bad-department", "no-department", "department-with-division",
+        "community-with-department", "unknown-kind"])
 def test_invalid_senders_are_refused(tmp_path: Path, sender_id: str, kind: str, department: str | None,
                                      division: str | None, message: str) -> None:
     with pytest.raises(SenderError, match=message):

@@ -192,6 +192,25 @@ def test_a_tap_printing_garbage_is_refused_with_the_line_number(tmp_path: Path) 
         list(tap.fetch({}))
 
 
+def test_a_broken_record_line_is_refused_without_showing_it(tmp_path: Path) -> None:
+    tap = script_tap(tmp_path, """
+        print(json.dumps({"type": "SCHEMA", "stream": "mediation_committees", "schema": {}}))
+        print('{"type": "RECORD", "stream": "mediation_committees", "record": {"id": "440304199001011233"')
+    """)
+    with pytest.raises(TerminalError, match="line 2 is not a JSON message") as caught:
+        list(tap.fetch({}))
+    assert "440304199001011233" not in str(caught.value)
+
+
+def test_a_record_repeating_a_key_is_refused(tmp_path: Path) -> None:
+    tap = script_tap(tmp_path, """
+        print(json.dumps({"type": "SCHEMA", "stream": "mediation_committees", "schema": {}}))
+        print('{"type": "RECORD", "stream": "mediation_committees", "record": {"id": "a", "id": "b"}}')
+    """)
+    with pytest.raises(TerminalError, match="line 2: a JSON object repeats the key 'id'"):
+        list(tap.fetch({}))
+
+
 def test_a_record_before_its_schema_is_refused(tmp_path: Path) -> None:
     tap = script_tap(tmp_path, """
         print(json.dumps({"type": "RECORD", "stream": "mediation_committees", "record": {"id": "a"}}))

@@ -175,6 +175,13 @@ BAD_ROWS: dict[str, tuple[dict[str, str | None], str, str]] = {
     "pattern_mismatch-phone": ({"联系电话": "12345"}, "pattern_mismatch", "phone"),
     "pattern_mismatch-division": ({"社区代码": "4403040010"}, "pattern_mismatch", "division_code"),
     "invalid_length-name": ({"姓名": "张" * 51}, "invalid_length", "name"),
+    "invalid_length-address": ({"住址": "滨江路" * 67}, "invalid_length", "address"),
+    "invalid_length-household": ({"户号": "H" * 51}, "invalid_length", "household_id"),
+    "control_character-nul-in-name": ({"姓名": "张\x00三"}, "control_character", "name"),
+    "control_character-nul-ascii": ({"户号": "H1\x00"}, "control_character", "household_id"),
+    "control_character-form-feed": ({"住址": "滨江路\x0c1号"}, "control_character", "address"),
+    "moved_in_date_in_future-9999": ({"迁入日期": "9999-12-31"}, "moved_in_date_in_future", "moved_in_date"),
+    "moved_in_date_in_future-tomorrow": ({"迁入日期": "2021-07-01"}, "moved_in_date_in_future", "moved_in_date"),
 }
 
 
@@ -352,3 +359,28 @@ def test_rows_outside_a_pushing_community_are_quarantined_as_outside_jurisdictio
     assert reasons_of(result, 2) == {("outside_jurisdiction", "division_code")}
     (row,) = result.quarantined.to_pylist()
     assert BAOMIN in row["reasons"][0]["message"] and "own community" in row["reasons"][0]["message"]
+
+
+def test_a_value_cut_short_by_a_nul_is_never_accepted() -> None:
+    result = conform([make_row(1, 姓名="张\x00三丰")])
+    assert result.accepted.num_rows == 0
+    (row,) = result.quarantined.to_pylist()
+    (reason,) = row["reasons"]
+    assert "\x00" not in reason["message"] and "control character" in reason["message"]
+    assert json.loads(row["raw"])["姓名"] == "张\x00三丰"  # the raw value is kept whole for the report
+
+
+@pytest.mark.parametrize("text", ["多行\n地址", "制表\t符", "回车\r\n换行"], ids=["lf", "tab", "crlf"])
+def test_line_breaks_and_tabs_are_not_control_characters(text: str) -> None:
+    result = conform([make_row(1, 住址=text)])
+    assert result.quarantined.num_rows == 0
+
+
+def test_a_file_without_its_header_row_does_not_echo_its_first_record() -> None:
+    first = make_row(1)
+    columns = [str(v) for v in first.values()]  # the first record where the header should be
+    with pytest.raises(SourceColumnsError) as caught:
+        conform([first], columns=columns)
+    message = str(caught.value)
+    assert make_id(1) not in message and "13800000000" not in message and "张三" not in message
+    assert "header row is probably missing" in message

@@ -201,3 +201,16 @@ def test_contract_not_in_utf8_is_refused_with_a_contract_error(tmp_path: Path) -
 def test_contract_errors_are_terminal() -> None:
     assert issubclass(ContractError, TerminalError)
     assert not ContractError.transient
+
+
+def test_every_text_field_is_bounded() -> None:
+    """Free text without a maxLength would let one value be megabytes long (it reaches every tier)."""
+    unbounded = [f"{c.name}.{f.name}" for c in load_contracts().values() for f in c.fields
+                 if f.type == "string" and not {"maxLength", "pattern", "enum"} & set(f.constraints)]
+    assert unbounded == []
+
+
+def test_shipped_contracts_are_named_by_their_repository_path() -> None:
+    """Messages (a gateway's 422 included) name a contract without the server's directories."""
+    for name, contract in load_contracts().items():
+        assert contract.source == f"schemas/datasets/{name}.yaml"
