@@ -7,6 +7,7 @@ engineer would inspect with `airflow` afterwards.
 
 from __future__ import annotations
 
+import grp
 import importlib.util
 import os
 import subprocess
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 from schemas.errors import TerminalError
+from schemas.homefiles import current_modes, make_folder, open_private, write_atomic
 
 CITY_POOL = "civicnet_city_node"
 
@@ -48,9 +50,14 @@ def dags_folder() -> Path:
 
 
 def airflow_env(home: Path) -> dict[str, str]:
-    """The environment of every Airflow subprocess for this home."""
+    """The environment of every Airflow subprocess for this home: its task logs and task writes get
+    this process's home modes (Airflow chmods its log files itself, past the umask)."""
     af = home / "airflow"
-    return os.environ | {
+    modes = current_modes()
+    share = {} if modes.gid is None else {"AIRFLOW_VAR_CIVICNET_SHARE_GROUP": grp.getgrgid(modes.gid).gr_name}
+    return os.environ | share | {
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": oct(modes.file),
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": oct(modes.folder),
         "AIRFLOW_HOME": str(af),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -68,10 +75,11 @@ def airflow_env(home: Path) -> dict[str, str]:
 
 def _airflow(home: Path, args: list[str], log: Path) -> int:
     exe = Path(sys.executable).parent / "airflow"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        return subprocess.run([str(exe), *args], env=airflow_env(home), stdout=out,
-                              stderr=subprocess.STDOUT, check=False).returncode
+    make_folder(log.parent)
+    with open_private(log, append=True) as out:
+        # Airflow's metadata database, config and logs are written under the home's umask
+        return subprocess.run([str(exe), *args], env=airflow_env(home), stdout=out, stderr=subprocess.STDOUT,
+                              check=False, umask=current_modes().umask).returncode
 
 
 def _tail(log: Path, lines: int = 25) -> str:
@@ -84,13 +92,13 @@ def ensure_metadata(home: Path) -> None:
     stamp = af / ".civicnet-ready"
     if stamp.exists():
         return
-    af.mkdir(parents=True, exist_ok=True)
+    make_folder(af)
     log = af / "logs" / "setup.log"
     if _airflow(home, ["db", "migrate"], log) != 0:
         raise DagRunFailedError(f"airflow db migrate failed; see {log}:\n{_tail(log)}")
     if _airflow(home, ["pools", "set", CITY_POOL, "1", "single writer of the city node"], log) != 0:
         raise DagRunFailedError(f"could not create pool {CITY_POOL}; see {log}:\n{_tail(log)}")
-    stamp.write_text("ok\n")
+    write_atomic(stamp, "ok\n")
 
 
 def run_dag(home: Path, dag_id: str) -> Path:

@@ -311,6 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_options(args)
         if args.command not in MAKES_A_HOME | USES_NO_HOME:
             require_home(settings.home)
+        settings.apply_file_modes()  # before anything is written: the home stays owner-only (or shared)
         return HANDLERS[args.command](args, settings)
     except CivicnetError as err:
         print(f"civicnet: {one_line(err)}", file=sys.stderr)

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from civicnet.airflow_runner import run_dag
 from connectors.secrets import env_name
 from schemas.errors import TerminalError
+from schemas.homefiles import make_folder
 
 PULL_FEEDS = ("statistics_divisions", "public_security_residents", "civil_affairs_facilities",
               "health_stations", "justice_mediation_committees")
@@ -63,7 +64,7 @@ def _once(home: Path, name: str, make: Callable[[], object]) -> None:
     if stamp.exists():
         return
     result = make()
-    stamp.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(stamp.parent)
     stamp.write_text(json.dumps(result, ensure_ascii=False, default=str) + "\n", "utf-8")
 
 
@@ -74,7 +75,7 @@ def demo_secrets(home: Path) -> dict[str, str]:
         stored: dict[str, str] = json.loads(path.read_text("utf-8"))
         return stored
     values = {"health_api_token": secrets.token_urlsafe(24), "justice_tap_token": secrets.token_urlsafe(24)}
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         json.dump(values, out)

@@ -32,6 +32,7 @@ from civicnet.demo_residents import (
     render_fields,
 )
 from schemas.divisions import load_registry
+from schemas.homefiles import make_folder
 
 VINTAGE = 2020
 RESIDENTS_FEED = "public_security_residents.yaml"
@@ -65,7 +66,7 @@ def generate_feeds(home: Path, scale: float, seed: int = 20050222) -> dict[str, 
 
     The report is also written to home/feeds/planted.json.
     """
-    feeds = Path(home) / "feeds"
+    feeds = make_folder(Path(home) / "feeds")  # the home too, if new: owner-only (or the share group's)
     feed = load_residents_feed()
     table = community_table(load_registry(VINTAGE))
     resident_rng, facility_rng = np.random.default_rng(seed).spawn(2)

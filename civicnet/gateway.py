@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -58,6 +57,7 @@ from quality.conform import check_columns
 from quality.rejection import RejectionReport, build_report, to_csv, to_text
 from schemas.contract import Contract, load_contracts
 from schemas.errors import TerminalError
+from schemas.homefiles import make_folder, write_atomic
 from warehouse import landing
 from warehouse.merge import BatchOutcome, ledger_entry
 from warehouse.node import NodeLockedError, node_path
@@ -145,10 +145,7 @@ def media_type_of(headers: Headers) -> tuple[str, str | None]:
 
 
 def _json_atomic(path: Path, content: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(content, ensure_ascii=False, indent=1), "utf-8")
-    os.replace(tmp, path)
+    write_atomic(make_folder(path.parent) / path.name, json.dumps(content, ensure_ascii=False, indent=1))
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -317,7 +314,7 @@ class _Gateway:
         manifest = landing.read_manifest(self.home, receipt["dataset"], receipt["batch_id"])
         feed = self.feeds.get(manifest.dataset)
         mapping = pipeline.source_mapping(feed) if feed is not None and feed.slug == manifest.feed else None
-        return build_report(con, "city", manifest.batch_id, manifest, mapping)
+        return build_report(con, "city", manifest.batch_id, manifest, mapping, self.contracts.get(manifest.dataset))
 
 
 def _city_read(home: Path, trigger: Trigger, read: Callable[[duckdb.DuckDBPyConnection], T]) -> tuple[T | None, bool]:

@@ -32,10 +32,10 @@ from quality.conform import QUARANTINE_SCHEMA, SourceMapping, conform_batch
 from quality.rejection import build_report, gate_sentence, write_outbox
 from quality.volume import record as record_volume
 from quality.volume import volume_ratio
-from schemas.atomic import write_atomic
 from schemas.contract import Contract, load_contracts
 from schemas.divisions import Registry, in_subtree, load_registry
 from schemas.errors import TerminalError
+from schemas.homefiles import make_folder, open_private, secure, write_atomic
 from warehouse import landing
 from warehouse.merge import BatchInput, BatchOutcome, apply_batch, ledger_entry, refuse_batch
 from warehouse.network import RebuiltNode, SkippedNode, publish_origin, raise_for_skipped, sync_subtree
@@ -149,8 +149,8 @@ def _staged_check(out: Path) -> Iterator[Path]:
     once it holds a check result. Two checks of one batch (two ingests of a feed at once) take
     turns on a lock; a reader of `out` (the merge, the gateway) sees the last complete check."""
     with node_errors(out):  # a full disk is said as such
-        out.mkdir(parents=True, exist_ok=True)
-        with (out / ".lock").open("a") as lock:
+        make_folder(out)
+        with open_private(out / ".lock", append=True) as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also on a kill
             work = Path(tempfile.mkdtemp(prefix=".check-", dir=out))
             try:
@@ -171,6 +171,7 @@ def _publish_stage(work: Path, out: Path) -> None:
             old.unlink()
     for f in sorted(work.iterdir()):
         if f.name != "check.json":
+            secure(f)  # pyarrow and GX created it under the umask
             os.replace(f, out / f.name)
     os.replace(work / "check.json", out / "check.json")
 
@@ -251,7 +252,7 @@ def merge(home: Path, slug: str, batch_ids: list[str]) -> list[dict[str, Any]]:
             # after the merge, also for a batch decided before: a run killed between the merge's
             # commit and this write writes the report when it runs again (same content: no-op)
             manifest = landing.read_manifest(home, f.dataset, b)
-            write_outbox(home, build_report(con, "city", b, manifest, source_mapping(f)))
+            write_outbox(home, build_report(con, "city", b, manifest, source_mapping(f), contract))
     finally:
         con.close()
         pa.default_memory_pool().release_unused()
@@ -352,6 +353,7 @@ def write_network_index(home: Path, subtrees: list[list[dict[str, Any]]], city: 
          "rows": n["rows"], "checksums": n["checksums"]}
         for n in sorted(nodes, key=lambda n: n["code"])]}
     path = network_index_path(home)
+    make_folder(path.parent)
     write_atomic(path, json.dumps(index, ensure_ascii=False, indent=1))
     return str(path)
 

@@ -24,10 +24,10 @@ from typing import Any
 import duckdb
 
 from civicnet import pipeline
-from schemas.atomic import write_atomic
 from schemas.contract import Contract
 from schemas.divisions import Tier, parent_of, subtree_prefix, tier_of
 from schemas.errors import TerminalError
+from schemas.homefiles import make_folder, write_atomic
 from warehouse.extract import publish_extract
 from warehouse.network import UNAVAILABLE, SkippedNode, raise_for_skipped, skipped_node
 from warehouse.node import attach, connect, detach, high_water_marks, node_errors, node_path
@@ -247,7 +247,7 @@ def verify_district(home: Path, district: str, repair: bool = False) -> VerifyRe
 
 def write_reconciliation(home: Path, report: VerifyReport) -> Path:
     """Write <home>/quality/reconciliation.json atomically; returns its path."""
-    path = home / "quality" / "reconciliation.json"
+    path = make_folder(home / "quality") / "reconciliation.json"
     return write_atomic(path, json.dumps(report.to_dict(), ensure_ascii=False, indent=1))
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from schemas.errors import TerminalError
+from schemas.homefiles import make_folder
 
 SenderKind = Literal["department", "community"]
 KINDS: tuple[SenderKind, ...] = ("department", "community")
@@ -80,8 +81,7 @@ def _write(home: Path, senders: dict[str, dict[str, Any]]) -> None:
 @contextmanager
 def _locked(home: Path) -> Iterator[None]:
     """One read-modify-write of the registry at a time (two `add-sender` commands at once)."""
-    folder = registry_path(home).parent
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_folder(registry_path(home).parent)
     with (folder / ".senders.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:

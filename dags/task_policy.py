@@ -39,7 +39,7 @@ def airflow_connection(conn_id: str) -> Any:
 
 def translate_errors(fn: F) -> F:
     """Wrap a task body so terminal civicnet errors skip Airflow's retries; connectors may read
-    Airflow connections while it runs."""
+    Airflow connections while it runs, and what it writes is private (`use_home_modes`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -50,11 +50,23 @@ def translate_errors(fn: F) -> F:
 
         register_lookup(airflow_connection)
         try:
+            use_home_modes()
             return fn(*args, **kwargs)
         except TerminalError as err:
             raise AirflowFailException(str(err)) from err
 
     return wrapper  # type: ignore[return-value]
+
+
+def use_home_modes() -> None:
+    """Make the task write the home owner-only, or readable by the Airflow variable
+    `civicnet_share_group` (the umask also covers what DuckDB, pyarrow and GX write)."""
+    from airflow.sdk import Variable
+
+    from schemas.homefiles import OWNER_ONLY, shared, use_modes
+
+    group = Variable.get("civicnet_share_group", default=None)
+    use_modes(shared(group) if group else OWNER_ONLY)
 
 
 def civicnet_home() -> Any:

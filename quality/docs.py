@@ -26,6 +26,7 @@ import quality.expectations  # noqa: F401  (registers the custom expectations th
 from quality.gate import RESULTS_FILE
 from quality.suite import batch_expectations, contract_expectations
 from schemas.contract import Contract
+from schemas.homefiles import make_folder, secure_tree
 
 SITE = "local_site"
 
@@ -41,6 +42,7 @@ def docs_index(home: Path) -> Path:
 
 
 def _context(home: Path) -> Any:
+    make_folder(project_root(home))
     ctx = gx.get_context(mode="file", project_root_dir=str(project_root(home)))
     site = {"class_name": "SiteBuilder", "show_how_to_buttons": False,
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": "data_docs/"},
@@ -81,4 +83,5 @@ def build_data_docs(home: Path, contracts: list[Contract], today: str) -> Path:
         if (stage / RESULTS_FILE).exists():
             _store_results(ctx, stage)
     ctx.build_data_docs(site_names=[SITE])
+    secure_tree(project_root(home) / "gx")  # GX writes its files itself; the results list failed values
     return docs_index(home)

@@ -25,6 +25,7 @@ from quality.gx_engine import add_datasource, close_datasource, ephemeral_contex
 from quality.sql import quote_ident, sql_literal
 from quality.suite import batch_expectations, contract_expectations
 from schemas.contract import Contract
+from schemas.homefiles import secure
 
 Verdict = Literal["pass", "warn", "fail"]
 GATE_FILE = "gate.duckdb"
@@ -131,6 +132,7 @@ def run_gate(contract: Contract, stage: Path, summary: BatchSummary, today: str,
     rows += more
     (stage / RESULTS_FILE).write_text(json.dumps(
         [batch_result.to_json_dict(), summary_result.to_json_dict()], ensure_ascii=False), "utf-8")
+    secure(stage / RESULTS_FILE)  # the failed values GX lists may be personal data
     (stage / GATE_FILE).unlink(missing_ok=True)
     failed = {r["severity"] for r in rows if not r["success"]}
     verdict: Verdict = "fail" if "error" in failed else "warn" if failed else "pass"

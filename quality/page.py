@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.errors import TerminalError
+from schemas.homefiles import make_folder, write_atomic
 
 # relative to <home>: where GX Data Docs are built, and where quality pages are written
 DATA_DOCS = Path("quality") / "gx" / "data_docs" / "index.html"
@@ -185,12 +186,6 @@ def render_page(status: dict[str, Any], run: dict[str, Any] | None) -> str:
             + "".join(_section(a, t, body) for a, t, body in sections) + "</body></html>\n")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, "utf-8")
-    os.replace(tmp, path)
-
-
 def write_quality_page(home: Path, status: dict[str, Any], run_id: str | None = None) -> Path:
     """Write <home>/reports/quality/<run_id>.html from a `civicnet.status.collect` dict and
     replace index.html with it (both atomically); returns the run's page.
@@ -203,8 +198,8 @@ def write_quality_page(home: Path, status: dict[str, Any], run_id: str | None = 
                         "digits, '.', '_' or '-' (an Airflow run id with ':' or '+' must be slugged first)")
     page = render_page(status, {"run_id": run_id, "written_at": written.isoformat(timespec="seconds")})
     folder = home / PAGES
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
     path = folder / f"{run_id}.html"
-    _write_atomic(path, page)
-    _write_atomic(folder / "index.html", page)
+    write_atomic(path, page)
+    write_atomic(folder / "index.html", page)
     return path

@@ -17,9 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
-import threading
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,7 +26,10 @@ import duckdb
 
 from quality.conform import SourceMapping
 from quality.sql import quote_ident
+from schemas.contract import Contract
+from schemas.csvsafe import safe_cell
 from schemas.errors import TerminalError
+from schemas.homefiles import make_folder, write_atomic
 
 COUNTS = ("received", "applied", "quarantined", "duplicates", "held")
 MAX_LISTED = 100_000  # quarantined rows listed in one report; `by_reason` always covers all of them
@@ -37,7 +38,7 @@ KEY_SEPARATOR = chr(31)  # between the parts of a compound key, as schemas.deriv
 # A folder name: letters, digits, _ - : and (not first, so never '.' or '..') dots, as sender ids have.
 _SLUG = re.compile(r"^[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,127}$")
 _HEX = re.compile(r"^[0-9a-f]{1,128}$")
-_FORMULA = re.compile(r"^[=+@\t\r]|^-[^0-9.]")  # cells Excel would run as a formula
+NUMBER_TYPES = ("integer", "number")
 
 
 class UndecidedBatchError(TerminalError):
@@ -57,12 +58,16 @@ class BatchOrigin(Protocol):
 
 @dataclass(frozen=True)
 class RowReason:
-    """One reason a row was quarantined, with the raw value of its field as sent (None if not sent)."""
+    """One reason a row was quarantined, with the raw value of its field as sent (None if not sent).
+
+    `numeric`: the field is a number in the contract, or the value was sent as a number (the CSV
+    keeps a plain number in it unquoted)."""
 
     code: str
     field: str
     message: str
     value: str | None
+    numeric: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,12 +130,13 @@ def _row_dict(row: QuarantinedRow) -> dict[str, Any]:
 
 
 def build_report(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, origin: BatchOrigin,
-                 mapping: SourceMapping | None = None) -> RejectionReport:
+                 mapping: SourceMapping | None = None, contract: Contract | None = None) -> RejectionReport:
     """The report on a decided batch from the ledger and quarantine of node `node` (attached on `con`).
 
     `origin` is the batch's landing manifest (for the sender); `mapping` is the feed's source
-    mapping, which names the raw column behind each reason's field. Raises UndecidedBatchError if
-    the ledger has no row for the batch."""
+    mapping, which names the raw column behind each reason's field; `contract` the dataset's, whose
+    number fields keep plain numbers unquoted in the CSV. Raises UndecidedBatchError if the ledger
+    has no row for the batch."""
     alias = quote_ident(node)
     found = con.execute(f"""SELECT dataset, feed, department, source_name, {_utc("received_at")},
             {_utc("decided_at")}, status, gate, released, {", ".join(COUNTS)}
@@ -150,7 +156,8 @@ def build_report(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, origi
     warnings = [gate_sentence(r, counts) for r in results if not r["success"] and r["severity"] != "error"]
     balanced = counts["received"] == sum(counts[k] for k in COUNTS[1:])
     sources = {field: source for source, field in mapping.fields.items()} if mapping else {}
-    rows = _quarantined(con, node, batch_id, sources)
+    number_fields = frozenset(f.name for f in contract.fields if f.type in NUMBER_TYPES) if contract else frozenset()
+    rows = _quarantined(con, node, batch_id, sources, number_fields)
     by_reason = con.execute(f"""SELECT r.code, r.field, count(*) FROM (SELECT unnest(reasons) AS r
             FROM {alias}._civicnet.quarantine WHERE batch_id = ?) GROUP BY ALL ORDER BY 3 DESC, 1, 2""",
                             [batch_id]).fetchall()
@@ -166,8 +173,8 @@ def _utc(column: str) -> str:
     return f"strftime(timezone('UTC', {column}), '%Y-%m-%dT%H:%M:%S.%fZ')"
 
 
-def _quarantined(con: duckdb.DuckDBPyConnection, node: str, batch_id: str,
-                 sources: dict[str, str]) -> tuple[QuarantinedRow, ...]:
+def _quarantined(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, sources: dict[str, str],
+                 numbers: frozenset[str] = frozenset()) -> tuple[QuarantinedRow, ...]:
     """The batch's quarantined rows by line, with their keys and releases."""
     found = con.execute(f"""SELECT line, reasons, raw, key, released_by, {_utc("released_at")}
                             FROM {quote_ident(node)}._civicnet.quarantine
@@ -175,15 +182,16 @@ def _quarantined(con: duckdb.DuckDBPyConnection, node: str, batch_id: str,
     out = []
     for line, reasons, raw_json, key, released_by, released_at in found:
         raw = json.loads(raw_json) if raw_json else None
-        listed = tuple(RowReason(r["code"], r["field"], r["message"],
-                                 _raw_value(raw, sources.get(r["field"], r["field"]))) for r in reasons)
+        listed = tuple(_reason(r, raw, sources.get(r["field"], r["field"]), numbers) for r in reasons)
         out.append(QuarantinedRow(int(line), key, listed, raw, released_by, released_at))
     return tuple(out)
 
 
-def _raw_value(raw: dict[str, Any] | None, column: str) -> str | None:
+def _reason(r: dict[str, str], raw: dict[str, Any] | None, column: str, numbers: frozenset[str]) -> RowReason:
     value = (raw or {}).get(column)
-    return None if value is None else str(value)
+    sent_as_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return RowReason(r["code"], r["field"], r["message"], None if value is None else str(value),
+                     r["field"] in numbers or sent_as_number)
 
 
 _GATE_SENTENCES = {
@@ -271,25 +279,21 @@ def to_json(report: RejectionReport) -> str:
     return head + (f',\n "rows": [\n{listed}\n ]\n}}' if rows else ',\n "rows": []\n}')
 
 
-def _cell(value: str | None) -> str:
-    if value is None:
-        return ""
-    return "'" + value if _FORMULA.match(value) else value
-
-
 def to_csv(report: RejectionReport) -> str:
     """One line per quarantined row and reason: line, key, field, code, message, the field's raw value.
 
     The text starts with a byte-order mark, so that Excel opens the UTF-8 (and its Chinese) correctly
-    once written as UTF-8; a value Excel would take for a formula is prefixed with an apostrophe."""
+    once written as UTF-8. Every cell goes through `schemas.csvsafe.safe_cell`: one a spreadsheet
+    would evaluate is prefixed with an apostrophe (a plain number of a number field stays a number)."""
     out = io.StringIO()
     out.write("\ufeff")
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["line", "key", "field", "code", "message", "value", "released_by"])
     for row in report.rows:
         for r in row.reasons:
-            writer.writerow([row.line, _cell(_display_key(row.key)), r.field, r.code, _cell(r.message),
-                             _cell(r.value), row.released_by or ""])
+            writer.writerow([safe_cell(row.line), safe_cell(_display_key(row.key)), safe_cell(r.field),
+                             safe_cell(r.code), safe_cell(r.message), safe_cell(r.value, numeric=r.numeric),
+                             safe_cell(row.released_by)])
     return out.getvalue()
 
 
@@ -340,9 +344,7 @@ def _write_atomic(path: Path, text: str) -> None:
     data = text.encode("utf-8")
     if path.exists() and path.read_bytes() == data:
         return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_atomic(path, data)
 
 
 def write_outbox(home: Path, report: RejectionReport) -> list[Path]:
@@ -355,7 +357,7 @@ def write_outbox(home: Path, report: RejectionReport) -> list[Path]:
     if not _HEX.match(report.batch_id):
         raise OutboxPathError(f"batch id {report.batch_id!r} is not hex; a report is written only for landed batches")
     folder = outbox_dir(home, report.recipient, report.dataset)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
     paths = []
     for suffix, render in (("json", to_json), ("csv", to_csv), ("txt", to_text)):
         path = folder / f"{report.batch_id}.{suffix}"

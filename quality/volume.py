@@ -8,9 +8,10 @@ merge's lock); the merge task appends to it once a batch is applied.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 from pathlib import Path
+
+from schemas.homefiles import make_folder, write_atomic
 
 RECENT = 5
 
@@ -40,7 +41,4 @@ def record(home: Path, feed: str, batch_id: str, received: int) -> None:
     entries = [e for e in recent(home, feed) if e["batch_id"] != batch_id]
     entries = ([*entries, {"batch_id": batch_id, "received": received}])[-RECENT:]
     path = _path(home, feed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(entries), "utf-8")
-    os.replace(tmp, path)
+    write_atomic(make_folder(path.parent) / path.name, json.dumps(entries))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import grp
+import os
 from pathlib import Path
 
 import pytest
@@ -35,3 +37,16 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Read-only for tests: a test that changes a home builds its own with `build_home`."""
     return build_home(tmp_path_factory.mktemp("demo"), changes=True)
+
+
+def share_group() -> str:
+    """A group this user may give the home to (CIVICNET_SHARE_GROUP in tests): another than its own if
+    root or a member of several, else its primary group."""
+    if os.geteuid() == 0:
+        for name in ("users", "nogroup", "daemon"):
+            try:
+                return grp.getgrnam(name).gr_name
+            except KeyError:
+                continue
+    others = [g for g in os.getgroups() if g != os.getgid()]
+    return grp.getgrgid(others[0] if others else os.getgid()).gr_name

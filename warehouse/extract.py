@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from schemas.atomic import copy_atomic
 from schemas.divisions import tier_of, validate_code
+from schemas.homefiles import copy_atomic
 from warehouse.node import node_errors, node_path
 
 

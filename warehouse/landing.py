@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors.parse import EXTENSIONS
-from schemas.atomic import temporary_sibling
 from schemas.errors import TerminalError
+from schemas.homefiles import make_folder, secure_tree, temporary_sibling, write_atomic
 
 
 class UnknownBatchError(TerminalError):
@@ -60,10 +60,11 @@ def land(home: Path, manifest: Manifest, data: bytes, table: pa.Table) -> bool:
     if (final / "manifest.json").exists():
         return False
     tmp = temporary_sibling(final)  # unique per call: two threads or processes landing at once
-    tmp.mkdir(parents=True)
+    make_folder(tmp)
     (tmp / f"payload.{EXTENSIONS.get(manifest.media_type, 'bin')}").write_bytes(data)
     pq.write_table(table, tmp / "raw.parquet", compression="zstd")
     (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), ensure_ascii=False, indent=2), "utf-8")
+    secure_tree(tmp)  # the payload as sent: personal data, private before it is visible as landed
     return _publish_batch(tmp, final)
 
 
@@ -128,10 +129,7 @@ def save_feed_state(home: Path, dataset: str, feed: str, cursor: Mapping[str, An
     """Save the cursor, only ever after the payload it covers has landed: a crash in between
     means the payload is fetched again and lands as a no-op, never that it is skipped."""
     path = _state_path(home, dataset, feed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(dict(cursor), ensure_ascii=False), "utf-8")
-    os.replace(tmp, path)
+    write_atomic(make_folder(path.parent) / path.name, json.dumps(dict(cursor), ensure_ascii=False))
 
 
 def utc_now() -> str:

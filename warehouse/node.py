@@ -20,11 +20,11 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from schemas.atomic import atomic_target, copy_atomic
 from schemas.contract import Contract
 from schemas.derive import column_definitions
 from schemas.divisions import Tier, tier_of, validate_code
 from schemas.errors import CivicnetError, TerminalError, TransientError
+from schemas.homefiles import atomic_target, copy_atomic, make_folder, secure
 
 # DuckDB 2.x writes files that 1.x cannot read unless told to use an older storage version.
 STORAGE_VERSION = "v1.4.0"
@@ -187,7 +187,7 @@ def node_path(home: Path, code: str) -> Path:
 def attach(con: duckdb.DuckDBPyConnection, path: Path, alias: str, read_only: bool = False,
            block_size: int | None = None) -> None:
     """Attach a node file under an alias (created in v1.4 format, with `block_size` if new)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     options = "READ_ONLY" if read_only else f"STORAGE_VERSION '{STORAGE_VERSION}'"
     if block_size is not None and not read_only:
         options += f", BLOCK_SIZE {int(block_size)}"
@@ -199,6 +199,8 @@ def attach(con: duckdb.DuckDBPyConnection, path: Path, alias: str, read_only: bo
                 raise
             raise NodeLockedError(f"node {path.stem} ({path}) cannot be opened ({err}); "
                                   "check that the file is readable, then retry") from err
+    if not read_only:
+        secure(path)  # DuckDB creates a new file under the umask
 
 
 def detach(con: duckdb.DuckDBPyConnection, alias: str) -> None:

@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import sqlite3
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -180,6 +181,18 @@ def test_airflow_shows_the_refusal_as_a_failed_check_without_retries(round_one: 
     assert tasks["check"] == "failed try 1"
     assert tasks["merge"].startswith("success")
     assert tasks["summarise"].startswith("upstream_failed")
+
+
+def test_nothing_airflow_or_the_tasks_wrote_is_readable_by_others(round_one: RoundOne) -> None:
+    """The metadata database, task logs and everything the tasks wrote are owner-only (the
+    departments' drops under feeds/ are theirs)."""
+    home = round_one.home
+    opened = [f"{oct(stat.S_IMODE(p.lstat().st_mode))} {p.relative_to(home)}" for p in (home, *home.rglob("*"))
+              if p.relative_to(home).parts[:1] != ("feeds",) and not p.is_symlink()
+              and stat.S_IMODE(p.lstat().st_mode) & 0o077]
+
+    assert (home / "airflow" / "airflow.db").exists() and any((home / "airflow" / "logs").rglob("*.log"))
+    assert opened == []
 
 
 def test_cli_status_prints_json(round_one: RoundOne) -> None:

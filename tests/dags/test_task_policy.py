@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from conftest import share_group
 
 from connectors.feeds import FeedConfigError
 from schemas.errors import (
@@ -17,6 +19,7 @@ from schemas.errors import (
     TransientError,
     UnknownDivisionError,
 )
+from schemas.homefiles import OWNER_ONLY, current_modes, shared, using_modes
 from warehouse.node import DiskFullError, NodeCorruptError, NodeLockedError
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
@@ -31,7 +34,8 @@ def policy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
         mp.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
         mp.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
         mp.syspath_prepend(str(DAGS))
-        yield importlib.import_module("task_policy")
+        with using_modes(OWNER_ONLY):  # the wrapper sets the process umask: give the session its own back
+            yield importlib.import_module("task_policy")
 
 
 def raising(err: BaseException) -> Callable[[], Any]:
@@ -97,6 +101,27 @@ def test_wrapper_keeps_the_name_airflow_uses_as_task_id(policy: ModuleType) -> N
 
     wrapped = policy.translate_errors(merge)
     assert (wrapped.__name__, wrapped.__doc__) == ("merge", "Apply checked batches.")
+
+
+def test_a_task_writes_the_home_owner_only_or_for_the_share_group(policy: ModuleType,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    def probe() -> tuple[int, object]:
+        return os.umask(0o022), current_modes()
+
+    monkeypatch.delenv("AIRFLOW_VAR_CIVICNET_SHARE_GROUP", raising=False)
+    os.umask(0o022)
+    assert policy.translate_errors(probe)() == (0o077, OWNER_ONLY)
+    monkeypatch.setenv("AIRFLOW_VAR_CIVICNET_SHARE_GROUP", share_group())
+    assert policy.translate_errors(probe)() == (0o027, shared(share_group()))
+
+
+def test_an_unknown_share_group_fails_the_task_without_retry(policy: ModuleType,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    monkeypatch.setenv("AIRFLOW_VAR_CIVICNET_SHARE_GROUP", "civicnet-no-such-group")
+    with pytest.raises(AirflowFailException, match="groupadd civicnet-no-such-group"):
+        policy.translate_errors(lambda: None)()
 
 
 PROBE = """

@@ -27,6 +27,7 @@ from civicnet.gateway import GatewayServer
 from civicnet.gateway_trigger import InlineTrigger
 from connectors.parse import CSV
 from connectors.senders import add_sender
+from schemas.csvsafe import is_formula
 from schemas.divisions import load_registry
 from warehouse.node import node_path
 
@@ -389,3 +390,23 @@ def test_report_exists_only_once_the_batch_is_decided(gateway: Gateway) -> None:
     assert late.status_code == 200
     assert (late.json()["status"], late.json()["needs_return"], late.json()["rows"]) == ("applied", False, [])
     assert gateway.status(gateway.tokens["ca"], batch_id).json()["report"] == f"/v1/batches/{batch_id}/report"
+
+
+def test_report_as_csv_has_no_cell_a_spreadsheet_would_run(gateway: Gateway) -> None:
+    """A sender's hostile values come back in the CSV report quoted; a plain negative amount stays a number."""
+    rows = expenditures(SENDER_COMMUNITY, 70)
+    hostile = ["-2+3+cmd|' /C calc'!A0", "+1+1", "@SUM(A1)", "＝1+1"]
+    rows[0] = (*rows[0][:5], -5, rows[0][6])  # out of range, a plain number
+    for i, bad in enumerate(hostile, start=1):  # not a number / a note too long, starting with a formula
+        rows[i] = (*rows[i][:5], bad if i % 2 else rows[i][5], rows[i][6] if i % 2 else bad + "x" * 200)
+    answer = gateway.post(gateway.tokens["station"], csv_bytes(rows), name="hostile.csv")
+    assert answer.status_code == 202, answer.text
+    assert gateway.trigger.wait_idle(600)
+
+    as_csv = get_report(gateway, gateway.tokens["station"], answer.json()["batch_id"], "csv")
+
+    lines = list(csv.reader(io.StringIO(as_csv.content.decode("utf-8-sig"))))
+    values = [line[5] for line in lines[1:]]
+    assert "-5" in values and {"'" + bad for bad in hostile[::2]} <= set(values)
+    assert {"'" + bad + "x" * 200 for bad in hostile[1::2]} <= set(values)
+    assert [cell for line in lines for cell in line if is_formula(cell)] == ["-5"]

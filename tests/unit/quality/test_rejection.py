@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,6 +28,7 @@ from quality.rejection import (
     write_outbox,
 )
 from schemas.contract import load_contracts
+from schemas.csvsafe import is_formula
 from schemas.divisions import load_registry
 from warehouse.node import attach, connect, ensure_node, node_path
 
@@ -285,3 +287,40 @@ COUNTS = {"received": 40, "applied": 0, "quarantined": 0, "duplicates": 0, "held
 ], ids=["volume-drop", "volume-warn", "broken-key", "dataset-rule", "examples", "unknown", "exception"])
 def test_gate_failures_become_sentences(failed: dict[str, Any], expected: str) -> None:
     assert expected in gate_sentence(failed, COUNTS)
+
+
+DANGEROUS = ["-2+3+cmd|' /C calc'!A0", "+1", "@SUM(A1)", "\t=1", "\r=1", " =1", "＝1+1", "－2+3", "-5"]
+
+
+def hostile_report(con: duckdb.DuckDBPyConnection) -> RejectionReport:
+    """A batch whose keys, notes and amounts are DANGEROUS, each quarantined twice (note and amount)."""
+    rows = [(20 + i, [reason("invalid_length", "note", f"{bad} is too long"),
+                      reason("invalid_number", "amount_yuan", f"{bad}")],
+             raw_row(bad, amount=bad) | {"说明": bad}) for i, bad in enumerate(DANGEROUS)]
+    decide(con, "f6" * 32, "applied", {"received": 9, "applied": 0, "quarantined": 9, "duplicates": 0, "held": 0},
+           {"verdict": "pass", "results": []}, rows)
+    return build_report(con, "city", "f6" * 32, Origin(), MAPPING, load_contracts()[DATASET])
+
+
+def test_no_cell_of_the_csv_report_would_run_in_a_spreadsheet(con: duckdb.DuckDBPyConnection) -> None:
+    """Whatever a sender put in a key, a text value, a number field or (through it) a message, no cell
+    of the CSV starts with a character a spreadsheet evaluates, unquoted; a plain number in a number
+    field stays a number."""
+    lines = list(csv.reader(io.StringIO(to_csv(hostile_report(con)).removeprefix("\ufeff"))))
+    assert len(lines) == 1 + 2 * len(DANGEROUS)
+    unsafe = [(n, cell) for n, line in enumerate(lines[1:]) for cell in line if is_formula(cell)]
+    # only the plain numbers +1 and -5 sent for the amount, a number field, stay numbers
+    assert unsafe == [(2 * DANGEROUS.index("+1") + 1, "+1"), (2 * DANGEROUS.index("-5") + 1, "-5")]
+    assert [line[1] for line in lines[1::2]] == ["'" + bad for bad in DANGEROUS]  # keys
+    assert [line[5] for line in lines[1::2]] == ["'" + bad for bad in DANGEROUS]  # a text field's values
+    assert [line[4] for line in lines[2::2]] == ["'" + bad for bad in DANGEROUS]  # messages
+
+
+def test_the_outbox_csv_file_has_no_cell_a_spreadsheet_would_run(con: duckdb.DuckDBPyConnection,
+                                                                  tmp_path: Path) -> None:
+    _, csv_path, _ = write_outbox(tmp_path, hostile_report(con))
+
+    lines = list(csv.reader(io.StringIO(csv_path.read_bytes().decode("utf-8-sig"), newline="")))
+    assert len(lines) == 1 + 2 * len(DANGEROUS)
+    assert [cell for line in lines for cell in line if is_formula(cell)] == ["+1", "-5"]  # amounts: numbers
+    assert stat.S_IMODE(csv_path.stat().st_mode) == 0o600  # the rows as sent: personal data

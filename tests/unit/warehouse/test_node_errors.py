@@ -16,8 +16,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from schemas.atomic import copy_atomic, write_atomic
 from schemas.errors import TerminalError, TransientError
+from schemas.homefiles import copy_atomic, write_atomic
 from warehouse.node import (
     DiskFullError,
     NodeCorruptError,
@@ -149,6 +149,7 @@ def test_a_full_disk_while_publishing_an_extract_says_so_and_leaves_the_old_one(
     node_file, extract = node_path(home, CODE), extract_path(home, CODE)
     node_file.parent.mkdir(parents=True)
     node_file.write_bytes(b"new node")
+    extract.parent.mkdir(parents=True)
     write_atomic(extract, b"old extract")
     monkeypatch.setattr(shutil, "copyfile", no_space)
     with pytest.raises(DiskFullError) as caught:
@@ -161,6 +162,7 @@ def test_a_full_disk_while_publishing_an_extract_says_so_and_leaves_the_old_one(
 def test_atomic_writes_replace_whole_files_and_leave_nothing_on_failure(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "a" / "check.json"
+    target.parent.mkdir()
     write_atomic(target, "{}")
     assert target.read_text() == "{}"
     source = tmp_path / "source"
