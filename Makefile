@@ -13,7 +13,7 @@ COMPAT_VENV := .venv-duckdb14
 COMPAT_STAMP := $(COMPAT_VENV)/.installed
 export CIVICNET_DUCKDB14_PYTHON := $(abspath $(COMPAT_VENV))/bin/python
 
-.PHONY: help install demo test test-fast lint bench lock clean
+.PHONY: help install demo airflow test test-fast lint bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ install: $(STAMP) ## create .venv and install the pinned dependencies
 
 demo: $(STAMP) ## generate Shenzhen feeds and run every DAG through Airflow (HOME_DIR, SCALE)
 	$(VENV)/bin/civicnet demo --home $(HOME_DIR) --scale $(SCALE)
+
+airflow: $(STAMP) ## start Airflow's scheduler and UI on the demo home, http://127.0.0.1:8080 (HOME_DIR)
+	$(VENV)/bin/civicnet --home $(HOME_DIR) airflow
 
 test: $(STAMP) $(COMPAT_STAMP) ## run the whole test suite (starts PostgreSQL/MariaDB if they are down)
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)

@@ -1,14 +1,17 @@
-"""Run civicnet's DAGs for real through Airflow 3 (`airflow dags test`) on SQLite metadata.
+"""Airflow 3 on a civicnet home: one environment for every Airflow process, SQLite metadata.
 
-Each DAG run is a subprocess with its own AIRFLOW_HOME under the civicnet home, so the demo
-and the tests use the same DAG files, the same task SDK and the same metadata database that an
-engineer would inspect with `airflow` afterwards.
+Two ways to run the DAGs, with the same DAG files, task SDK and metadata database:
+`run_dag` runs one DAG to completion with `airflow dags test` (the demo and the DAG tests), and
+`standalone_env`/`exec_standalone` start `airflow standalone` (scheduler, DAG processor,
+triggerer and the API server with the UI, on loopback by default: `civicnet airflow`), which
+runs the DAGs on their schedules and assets as an operator sees them.
 """
 
 from __future__ import annotations
 
 import grp
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +21,9 @@ from schemas.errors import TerminalError
 from schemas.homefiles import current_modes, make_folder, open_private, write_atomic
 
 CITY_POOL = "civicnet_city_node"
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8080
+# where `airflow standalone` writes the password it generates for its `admin` user
+GENERATED_PASSWORDS = "simple_auth_manager_passwords.json.generated"
 
 
 class DagRunFailedError(TerminalError):
@@ -51,11 +57,16 @@ def dags_folder() -> Path:
 
 def airflow_env(home: Path) -> dict[str, str]:
     """The environment of every Airflow subprocess for this home: its task logs and task writes get
-    this process's home modes (Airflow chmods its log files itself, past the umask)."""
+    this process's home modes (Airflow chmods its log files itself, past the umask).
+
+    PATH starts with this interpreter's bin folder: `airflow standalone` starts its components
+    as `airflow ...` from PATH, which an unactivated virtualenv (systemd, cron) does not have."""
     af = home / "airflow"
     modes = current_modes()
     share = {} if modes.gid is None else {"AIRFLOW_VAR_CIVICNET_SHARE_GROUP": grp.getgrgid(modes.gid).gr_name}
+    bin_dir = str(Path(sys.executable).parent)
     return os.environ | share | {
+        "PATH": os.pathsep.join(filter(None, [bin_dir, os.environ.get("PATH")])),
         "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": oct(modes.file),
         "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": oct(modes.folder),
         "AIRFLOW_HOME": str(af),
@@ -110,3 +121,43 @@ def run_dag(home: Path, dag_id: str) -> Path:
     if code != 0 or "state=failed" in text.split("DagRun Finished")[-1][:2000]:
         raise DagRunFailedError(f"DAG {dag_id} failed (exit {code}); see {log}:\n{_tail(log)}")
     return log
+
+
+def standalone_env(home: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> dict[str, str]:
+    """The environment of `airflow standalone` on this home: the API server and UI on host:port
+    (loopback unless told), and the tasks' execution API at the same address."""
+    return airflow_env(home) | {
+        "AIRFLOW__API__HOST": host,
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://{_url_host(host)}:{port}",
+    }
+
+
+def _url_host(host: str) -> str:
+    """The host the API server's own URL names (a wildcard bind is reached on loopback)."""
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def standalone_argv() -> list[str]:
+    """The command that runs Airflow standalone from this interpreter's environment."""
+    return [str(Path(sys.executable).parent / "airflow"), "standalone"]
+
+
+def exec_standalone(home: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+    """Replace this process with `airflow standalone` on the home (metadata and pool created first)."""
+    ensure_metadata(home)
+    argv = standalone_argv()
+    os.execve(argv[0], argv, standalone_env(home, host, port))
+
+
+def generated_credentials(home: Path) -> tuple[str, str] | None:
+    """The `admin` user and the password `airflow standalone` generated for it on this home, if any."""
+    path = home / "airflow" / GENERATED_PASSWORDS
+    try:
+        passwords = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    password = passwords.get("admin") if isinstance(passwords, dict) else None
+    return ("admin", password) if isinstance(password, str) and password else None

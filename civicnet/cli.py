@@ -181,9 +181,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from civicnet.gateway import create_app
-    from civicnet.gateway_trigger import make_trigger
+    from civicnet.gateway_trigger import airflow_api_settings, make_trigger
 
-    uvicorn.run(create_app(settings.home, make_trigger(args.trigger, settings.home)), host=args.host, port=args.port)
+    airflow = airflow_api_settings(settings, args.airflow_url) if args.trigger == "airflow" else None
+    trigger = make_trigger(args.trigger, settings.home, airflow)
+    uvicorn.run(create_app(settings.home, trigger), host=args.host, port=args.port)
     return 0
 
 
@@ -203,6 +205,14 @@ def _command(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
     return sub.add_parser(name, help=text, description=text, formatter_class=_Formatter)
 
 
+def _airflow(args: argparse.Namespace, settings: Settings) -> int:
+    """Replace this process with `airflow standalone` on the home (returns only if that fails)."""
+    from civicnet.airflow_runner import exec_standalone
+
+    exec_standalone(settings.home, args.host, args.port)
+    return 1
+
+
 def _add_gateway_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> list[argparse.ArgumentParser]:
     push = _command(sub, "push", "check a file locally and send it to the push gateway")
     push.add_argument("--dataset", required=True, help="dataset slug, e.g. community_expenditures")
@@ -220,9 +230,14 @@ def _add_gateway_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback unless you put a TLS "
                                                            "proxy in front)")
     serve.add_argument("--port", type=int, default=8765, help="TCP port to listen on")
-    serve.add_argument("--trigger", choices=["airflow", "inline", "none"], default="airflow",
-                       help="after a batch lands: run its ingest DAG through Airflow, run it in this process, "
-                            "or nothing")
+    serve.add_argument("--trigger", choices=["airflow", "dags-test", "inline", "none"], default="airflow",
+                       help="after a batch lands: post its landing asset event to a running Airflow (airflow), "
+                            "run its DAGs with `airflow dags test` on this host (dags-test), ingest it in this "
+                            "process (inline), or nothing")
+    serve.add_argument("--airflow-url", help="Airflow's API server for --trigger airflow (default: "
+                                             "$CIVICNET_AIRFLOW_URL or http://127.0.0.1:8080; user and password "
+                                             "from $CIVICNET_AIRFLOW_USERNAME and $CIVICNET_AIRFLOW_PASSWORD, "
+                                             "else the admin password `civicnet airflow` generated in the home)")
     add = _command(gsub, "add-sender", "register a sender and print its token once")
     add.add_argument("--id", required=True, help="sender id, e.g. futian-xxx-community")
     add.add_argument("--kind", required=True, choices=["department", "community"],
@@ -265,13 +280,18 @@ def parser() -> argparse.ArgumentParser:
     close.add_argument("--batch", required=True, help="the batch id, as in the rejection report")
     close.add_argument("--line", required=True, type=int, action="append", help="a line of that batch (repeatable)")
     close.add_argument("--why", required=True, help="kept with each row, e.g. 'resent under the corrected ID'")
+    airflow = _command(sub, "airflow", "start Airflow (scheduler, DAG processor, triggerer, API server and UI: "
+                                       "`airflow standalone`) on the home")
+    airflow.add_argument("--host", default="127.0.0.1", help="address the UI and API listen on (this machine only)")
+    airflow.add_argument("--port", type=int, default=8080, help="port of the UI and API")
     report = _command(sub, "report", "write the quality page and rebuild GX Data Docs")
     report.add_argument("--run-id", help="name of the page (default: the UTC time)")
     feeds = _command(sub, "feeds", "list the feeds: department, dataset, connector kind, schedule")
     feeds.add_argument("--json", action="store_true", help="print JSON instead of a table")
     datasets = _command(sub, "datasets", "list the dataset contracts: Chinese title, owner, tiers, version")
     datasets.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    for sp in (init, demo, status, sync, verify, rebuild, close, report, ingest, *_add_gateway_parsers(sub)):
+    for sp in (init, demo, status, sync, verify, rebuild, close, report, ingest, airflow,
+               *_add_gateway_parsers(sub)):
         sp.add_argument("--home", default=argparse.SUPPRESS, help=HOME_HELP)
     return p
 
@@ -280,7 +300,7 @@ HOME_HELP = "civicnet home (default: $CIVICNET_HOME or ./var)"
 HANDLERS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "init": _init, "demo": _demo, "status": _status, "sync": _sync, "verify": _verify,
     "rebuild-node": _rebuild_node, "quarantine-close": _quarantine, "report": _report, "ingest": _ingest,
-    "feeds": _feeds, "datasets": _datasets, "push": _push, "gateway": _gateway}
+    "feeds": _feeds, "datasets": _datasets, "push": _push, "gateway": _gateway, "airflow": _airflow}
 # commands that make a home if there is none; `feeds`, `datasets` and `push` use no home; every
 # other command needs an existing one and creates nothing where there is none
 MAKES_A_HOME = frozenset({"init", "demo", "ingest"})

@@ -128,7 +128,7 @@ def _round_two_changes(home: Path) -> None:
 
 def push_communities(home: Path) -> list[dict[str, Any]]:
     """Civil affairs and a few community work stations push expenditure workbooks through the real
-    gateway on loopback; its Airflow trigger ingests them and syncs the network. Returns receipts."""
+    gateway on loopback; its `dags test` trigger ingests them and syncs the network. Returns receipts."""
     from civicnet.demo_gateway import push_through_gateway
 
     return push_through_gateway(home, PUSH_COMMUNITIES, TRIGGER_TIMEOUT_S)

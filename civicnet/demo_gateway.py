@@ -1,10 +1,11 @@
 """The demo's push round: community work stations and civil affairs send workbooks through the gateway.
 
-A real gateway (uvicorn on loopback) with the Airflow trigger: every accepted batch is landed, then
-the push feed's ingest DAG and network_sync run through `airflow dags test`, as an asset event
-would start them under a scheduler. Each sender pushes with the real client (`civicnet push`),
-which checks the file locally first. The first community's workbook carries one row of another
-community: the gateway applies the rest and quarantines that row as `outside_jurisdiction`.
+A real gateway (uvicorn on loopback) with the `dags test` trigger: every accepted batch is landed,
+then the push feed's ingest DAG and network_sync run through `airflow dags test`, as the landing
+asset event starts them under a running scheduler (`--trigger airflow`). Each sender pushes with
+the real client (`civicnet push`), which checks the file locally first. The first community's
+workbook carries one row of another community: the gateway applies the rest and quarantines that
+row as `outside_jurisdiction`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from civicnet import pipeline
 from civicnet.airflow_runner import DagRunFailedError
 from civicnet.demo_push import write_expenditure_files
 from civicnet.gateway import GatewayServer
-from civicnet.gateway_trigger import AirflowTrigger
+from civicnet.gateway_trigger import DagsTestTrigger
 from civicnet.push import push
 from connectors.senders import add_sender, list_senders, revoke_sender
 from schemas.divisions import is_virtual_community
@@ -54,7 +55,7 @@ def push_through_gateway(home: Path, communities: int, timeout: float) -> list[d
     # the first file (with the planted foreign row) is its work station's; civil affairs sends the last
     tokens = {code: _sender(home, f"station-{code}", "community", None, code) for code in codes[:-1]}
     tokens[codes[-1]] = _sender(home, "civil-affairs-demo", "department", DEPARTMENT)
-    trigger = AirflowTrigger(home)
+    trigger = DagsTestTrigger(home)
     with GatewayServer(home, trigger) as server:
         url = server.url
         receipts = {}

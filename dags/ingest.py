@@ -9,8 +9,9 @@ city node with history. A refused batch stays in landing and its check task fail
 The merge updates the `civicnet://nodes/city` asset, which triggers the network DAG.
 
 A push feed (batches sent to the gateway) has no schedule of its own: its DAG runs on the
-`civicnet://landing/<dataset>` asset, which the gateway updates when a batch lands, and its pull
-step only collects the pushed batches not yet decided.
+`civicnet://landing/<dataset>` asset, whose event the gateway posts through Airflow's REST API
+when a batch lands (`civicnet gateway serve --trigger airflow`), and its pull step only collects
+the pushed batches not yet decided (every batch that waited, not only the announced one).
 """
 
 from __future__ import annotations

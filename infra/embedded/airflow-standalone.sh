@@ -1,18 +1,11 @@
 #!/usr/bin/env bash
-# Start the Airflow UI and scheduler on a civicnet home, with the same environment the CLI uses.
-# Usage: infra/embedded/airflow-standalone.sh [HOME]   (default ./var)
+# Start Airflow (scheduler, DAG processor, triggerer, API server and UI: `airflow standalone`) on a
+# civicnet home, with the environment every civicnet Airflow process gets (the repository's DAGs,
+# SQLite metadata under the home, the civicnet_home variable, the city node's pool, the venv on
+# PATH). The UI and API listen on loopback unless CIVICNET_AIRFLOW_HOST says otherwise.
+# Usage: infra/embedded/airflow-standalone.sh [HOME] [PORT]   (default ./var and 8080)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
-home="$(realpath "${1:-var}")"
-eval "$("$repo/.venv/bin/python" - "$home" <<'PY'
-import shlex, sys
-from pathlib import Path
-from civicnet.airflow_runner import airflow_env, ensure_metadata
-home = Path(sys.argv[1])
-ensure_metadata(home)
-for key, value in airflow_env(home).items():
-    if key.startswith(("AIRFLOW", "PYTHONPATH")):
-        print(f"export {key}={shlex.quote(value)}")
-PY
-)"
-exec "$repo/.venv/bin/airflow" standalone
+home="$(realpath -m "${1:-var}")"
+exec "$repo/.venv/bin/civicnet" --home "$home" airflow --host "${CIVICNET_AIRFLOW_HOST:-127.0.0.1}" \
+    --port "${2:-8080}"
