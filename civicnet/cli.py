@@ -66,8 +66,7 @@ def _sync(args: argparse.Namespace, settings: Settings) -> int:
     from civicnet import pipeline
 
     if args.district:
-        for code in args.district:
-            pipeline.sync_district(settings.home, code, on_node=report_node)
+        pipeline.sync_districts(settings.home, args.district, on_node=report_node)
     else:
         print(pipeline.sync_network(settings.home, on_node=report_node, workers=args.workers))
     return 0
@@ -103,6 +102,17 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
     report = verify_and_record(settings.home, repair=args.repair)
     print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1) if args.json else render(report))
     return 0 if report.agrees else 1
+
+
+def _rebuild_node(args: argparse.Namespace, settings: Settings) -> int:
+    """Move a damaged node file aside and sync a new one from its nearest healthy ancestor."""
+    from civicnet import pipeline
+
+    rebuilt = pipeline.rebuild_node(settings.home, args.code)
+    kept = ", ".join(rebuilt.kept_at) or "no old file"
+    print(f"rebuilt {rebuilt.code} from {rebuilt.source}: {sum(rebuilt.stats.rows.values()):,} rows in "
+          f"{len(rebuilt.stats.rows)} datasets; the old file is kept at {kept}")
+    return 0
 
 
 def report_node(code: str, results: list[object]) -> None:
@@ -265,6 +275,9 @@ def parser() -> argparse.ArgumentParser:
                                      "(exit 1 while any differs)")
     verify.add_argument("--repair", action="store_true", help="re-copy the differing slices from the parents")
     verify.add_argument("--json", action="store_true", help="print JSON instead of text")
+    rebuild = _command(sub, "rebuild-node", "move a damaged node file aside (never deleted) and sync a new one "
+                                            "from its nearest healthy ancestor")
+    rebuild.add_argument("code", help="the node's 12-digit division code, as sync or verify named it")
     close = _command(sub, "quarantine-close", "close quarantined rows no resubmission can release "
                                               "(e.g. a wrong key), saying why")
     close.add_argument("--batch", required=True, help="the batch id, as in the rejection report")
@@ -282,7 +295,8 @@ def parser() -> argparse.ArgumentParser:
     feeds.add_argument("--json", action="store_true", help="print JSON instead of a table")
     datasets = _command(sub, "datasets", "list the dataset contracts: Chinese title, owner, tiers, version")
     datasets.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    for sp in (init, demo, status, sync, verify, close, report, ingest, airflow, *_add_gateway_parsers(sub)):
+    for sp in (init, demo, status, sync, verify, rebuild, close, report, ingest, airflow,
+               *_add_gateway_parsers(sub)):
         sp.add_argument("--home", default=argparse.SUPPRESS, help=HOME_HELP)
     return p
 
@@ -290,8 +304,8 @@ def parser() -> argparse.ArgumentParser:
 HOME_HELP = "civicnet home (default: $CIVICNET_HOME or ./var)"
 HANDLERS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "init": _init, "demo": _demo, "status": _status, "sync": _sync, "verify": _verify,
-    "quarantine-close": _quarantine, "report": _report, "ingest": _ingest, "feeds": _feeds,
-    "datasets": _datasets, "push": _push, "gateway": _gateway, "airflow": _airflow}
+    "rebuild-node": _rebuild_node, "quarantine-close": _quarantine, "report": _report, "ingest": _ingest,
+    "feeds": _feeds, "datasets": _datasets, "push": _push, "gateway": _gateway, "airflow": _airflow}
 # commands that make a home if there is none; `feeds`, `datasets` and `push` use no home; every
 # other command needs an existing one and creates nothing where there is none
 MAKES_A_HOME = frozenset({"init", "demo", "ingest"})

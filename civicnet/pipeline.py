@@ -7,9 +7,15 @@ needs as a parameter, and is safe to run again.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
+import os
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from functools import cache
 from multiprocessing import get_context
 from pathlib import Path
@@ -30,7 +36,7 @@ from quality.volume import volume_ratio
 from schemas.contract import Contract, load_contracts
 from schemas.divisions import Registry, in_subtree, load_registry
 from schemas.errors import TerminalError
-from schemas.homefiles import make_folder, secure, write_atomic
+from schemas.homefiles import make_folder, open_private, secure, write_atomic
 from warehouse import landing
 from warehouse.merge import (
     BatchInput,
@@ -42,8 +48,9 @@ from warehouse.merge import (
     refuse_batch,
     settle_report,
 )
-from warehouse.network import publish_origin, sync_subtree
-from warehouse.node import attach, connect, ensure_node, node_path
+from warehouse.network import RebuiltNode, SkippedNode, publish_origin, raise_for_skipped, sync_subtree
+from warehouse.network import rebuild_node as warehouse_rebuild_node
+from warehouse.node import attach, connect, ensure_node, node_errors, node_path
 from warehouse.stats import NodeStats
 
 VINTAGE = 2020
@@ -143,19 +150,56 @@ def _staging(home: Path, batch_id: str) -> Path:
 
 
 def _write_check(out: Path, summary: dict[str, Any]) -> None:
-    make_folder(out)
-    (out / "check.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), "utf-8")
-    secure(out / "check.json")
+    write_atomic(out / "check.json", json.dumps(summary, ensure_ascii=False, indent=2))
+
+
+@contextmanager
+def _staged_check(out: Path) -> Iterator[Path]:
+    """A private folder for one check of a batch, published into the batch's staging folder `out`
+    once it holds a check result. Two checks of one batch (two ingests of a feed at once) take
+    turns on a lock; a reader of `out` (the merge, the gateway) sees the last complete check."""
+    with node_errors(out):  # a full disk is said as such
+        make_folder(out)
+        with open_private(out / ".lock", append=True) as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also on a kill
+            work = Path(tempfile.mkdtemp(prefix=".check-", dir=out))
+            try:
+                yield work
+            finally:
+                if (work / "check.json").exists():
+                    _publish_stage(work, out)
+                shutil.rmtree(work, ignore_errors=True)
+
+
+def _publish_stage(work: Path, out: Path) -> None:
+    """Move one check's files into the staging folder by renames, check.json last: from the first
+    rename until the last the folder has no check.json, so nobody takes it as complete."""
+    (out / "check.json").unlink(missing_ok=True)
+    produced = {f.name for f in work.iterdir()}
+    for old in out.iterdir():  # files of an earlier check this one did not write (a stale accepted.parquet)
+        if old.is_file() and not old.name.startswith(".") and old.name not in produced:
+            old.unlink()
+    for f in sorted(work.iterdir()):
+        if f.name != "check.json":
+            secure(f)  # pyarrow and GX created it under the umask
+            os.replace(f, out / f.name)
+    os.replace(work / "check.json", out / "check.json")
 
 
 def check(home: Path, slug: str, batch_id: str, as_of: dt.date) -> dict[str, Any]:
     """Conform a landed batch, quarantine bad rows, run the gate; write the result to staging.
 
     A batch that cannot be conformed at all (columns missing, unreadable) or that fails the
-    gate is recorded as `fail` and raised as a terminal error: it stays in landing."""
+    gate is recorded as `fail` and raised as a terminal error: it stays in landing. The check runs
+    in a private folder published whole into staging (see _staged_check)."""
+    with _staged_check(_staging(home, batch_id)) as work:
+        return _check_in(home, slug, batch_id, as_of, work)
+
+
+def _check_in(home: Path, slug: str, batch_id: str, as_of: dt.date, work: Path) -> dict[str, Any]:
     f = feed(slug)
     contract = load_contracts()[f.dataset]
-    out = _staging(home, batch_id)
+    stage = _staging(home, batch_id)  # where the result will be, for messages
     raw = landing.raw_path(home, f.dataset, batch_id)
     mapping = source_mapping(f)
     manifest = landing.read_manifest(home, f.dataset, batch_id)
@@ -164,16 +208,15 @@ def check(home: Path, slug: str, batch_id: str, as_of: dt.date) -> dict[str, Any
     try:
         conformed = conform_batch(raw, contract, mapping, {VINTAGE: registry()}, as_of, scope=manifest.scope)
     except TerminalError as err:
-        _write_check(out, base | {"accepted": 0, "quarantined": 0, "duplicates": 0,
+        _write_check(work, base | {"accepted": 0, "quarantined": 0, "duplicates": 0,
                                   "gate": {"verdict": "fail", "error": str(err), "results": []}})
         raise
     from quality.gate import BatchSummary, run_gate  # great_expectations takes seconds to import
 
-    make_folder(out)
-    pq.write_table(conformed.accepted, out / "accepted.parquet")  # with _line: the merge may still quarantine
-    pq.write_table(conformed.quarantined, out / "quarantined.parquet")
+    pq.write_table(conformed.accepted, work / "accepted.parquet")  # with _line: the merge may still quarantine
+    pq.write_table(conformed.quarantined, work / "quarantined.parquet")
     for written in ("accepted.parquet", "quarantined.parquet"):  # pyarrow creates files under the umask
-        secure(out / written)
+        secure(work / written)
     summary = BatchSummary(conformed.received, conformed.quarantined.num_rows, conformed.broken_keys,
                            volume_ratio(home, slug, conformed.received) if f.delivery == "full" else None)
     counts = {"accepted": conformed.accepted.num_rows, "quarantined": conformed.quarantined.num_rows,
@@ -181,17 +224,17 @@ def check(home: Path, slug: str, batch_id: str, as_of: dt.date) -> dict[str, Any
     del conformed
     pa.default_memory_pool().release_unused()  # give a big batch's buffers back before the gate
     gate_started = time.perf_counter()
-    gate = run_gate(contract, out, summary, as_of.isoformat(), full_delivery=f.delivery == "full")
+    gate = run_gate(contract, work, summary, as_of.isoformat(), full_delivery=f.delivery == "full")
     seconds = {"conform": round(gate_started - started, 3), "gate": round(time.perf_counter() - gate_started, 3)}
     sentence_counts = {"received": summary.received, "quarantined": summary.quarantined}
     refusal = [gate_sentence(r, sentence_counts) for r in gate.failed("error")]
     gate_dict = gate.to_dict() | ({"error": "; ".join(refusal)} if refusal else {}) | \
         {"warnings": [gate_sentence(r, sentence_counts) for r in gate.failed("warn")]}
-    _write_check(out, base | counts | {"gate": gate_dict, "seconds": seconds})
+    _write_check(work, base | counts | {"gate": gate_dict, "seconds": seconds})
     if gate.verdict == "fail":
         raise QualityGateFailedError(
             f"batch {batch_id} of feed {slug!r} failed the quality gate: {'; '.join(refusal)}. "
-            f"It stays in landing and is not applied; see {out / 'check.json'} and the rejection report, "
+            f"It stays in landing and is not applied; see {stage / 'check.json'} and the rejection report, "
             "then ask the department to resend a corrected file.")
     return base | counts | {"verdict": gate.verdict, "seconds": seconds}
 
@@ -300,9 +343,46 @@ def districts() -> list[str]:
 
 
 def sync_district(home: Path, code: str, on_node: Any = None) -> list[dict[str, Any]]:
-    """Sync one district's subtree from the city and publish its extracts; returns node stats."""
+    """Sync one district's subtree from the city and publish its extracts; returns node stats.
+
+    A node that cannot be opened (locked, damaged) is skipped and the others are synced; then this
+    raises naming it (transient if only locked, terminal if damaged), so the district's task fails."""
+    stats, skipped = sync_district_report(home, code, on_node)
+    raise_for_skipped(skipped, f"every other node of district {code} is synced and published")
+    return stats
+
+
+def sync_district_report(home: Path, code: str, on_node: Any = None) -> tuple[list[dict[str, Any]], list[SkippedNode]]:
+    """sync_district without raising: the node stats and the nodes skipped (module level: worker
+    processes call it)."""
     report = sync_subtree(home, registry(), code, contracts(), on_node=on_node)
-    return [s.__dict__ for s in report.nodes]
+    return [s.__dict__ for s in report.nodes], report.skipped
+
+
+def _sync_all(home: Path, codes: list[str], on_node: Any, workers: int) -> tuple[list[list[dict[str, Any]]],
+                                                                                  list[SkippedNode]]:
+    """Sync these districts (in `workers` processes when more than one); every one is walked even
+    when nodes of another were skipped."""
+    if workers <= 1:
+        parts = [sync_district_report(home, code, on_node) for code in codes]
+    else:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            parts = list(pool.map(sync_district_report, [home] * len(codes), codes, [on_node] * len(codes)))
+    return [stats for stats, _ in parts], [s for _, skipped in parts for s in skipped]
+
+
+def sync_districts(home: Path, codes: list[str], on_node: Any = None) -> list[list[dict[str, Any]]]:
+    """Sync several districts' subtrees (`civicnet sync --district`), then raise naming the nodes
+    skipped in any of them."""
+    subtrees, skipped = _sync_all(home, codes, on_node, workers=1)
+    raise_for_skipped(skipped, f"every other node of {', '.join(codes)} is synced and published")
+    return subtrees
+
+
+def rebuild_node(home: Path, code: str) -> RebuiltNode:
+    """Move a damaged node's file aside and sync a new one from its nearest healthy ancestor."""
+    registry().get(code)  # an unknown code is refused before any file is touched
+    return warehouse_rebuild_node(home, code, contracts(), dt.datetime.now(dt.UTC))
 
 
 def publish_city(home: Path) -> dict[str, Any]:
@@ -370,20 +450,18 @@ def sync_network(home: Path, on_node: Any = None, workers: int = 1, reconcile: b
     (the network DAG).
 
     With `workers` > 1 districts sync in that many processes, as the DAG's mapped tasks do
-    (`on_node` must then be a picklable module-level function)."""
+    (`on_node` must then be a picklable module-level function). Nodes that cannot be opened are
+    skipped; after everything else is done this raises naming them (see sync_district)."""
     reg = registry()
     # Largest subtrees first, so no big district is left to run alone at the end.
     codes = sorted(districts(), key=lambda c: -sum(1 for d in reg.divisions if in_subtree(d, c)))
-    if workers <= 1:
-        subtrees = [sync_district(home, code, on_node=on_node) for code in codes]
-    else:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            subtrees = list(pool.map(sync_district, [home] * len(codes), codes, [on_node] * len(codes)))
+    subtrees, skipped = _sync_all(home, codes, on_node, workers)
     index = write_network_index(home, subtrees, publish_city(home))
     if reconcile:
         from civicnet.verify import verify_and_record  # civicnet.verify imports this module
 
         verify_and_record(home, workers=workers)  # check only: the result is in quality/reconciliation.json
+    raise_for_skipped(skipped, "every other node is synced and published, and the index written")
     return index
 
 

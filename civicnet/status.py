@@ -172,6 +172,10 @@ def render_reconciliation(result: dict[str, Any] | None) -> str:
     if remaining:
         nodes = sorted({str(m.get("node")) for m in remaining})
         line += " — differing nodes: " + ", ".join(nodes[:5]) + (" ..." if len(nodes) > 5 else "")
+    skipped = result.get("skipped", [])
+    if skipped:
+        line += f" — {len(skipped)} nodes not checked: " + ", ".join(
+            f"{s.get('node')} ({s.get('cause')})" for s in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
     return line
 
 

@@ -29,7 +29,8 @@ from schemas.divisions import Tier, parent_of, subtree_prefix, tier_of
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder, write_atomic
 from warehouse.extract import publish_extract
-from warehouse.node import attach, connect, detach, high_water_marks, node_path
+from warehouse.network import UNAVAILABLE, SkippedNode, raise_for_skipped, skipped_node
+from warehouse.node import attach, connect, detach, high_water_marks, node_errors, node_path
 from warehouse.reconcile import (
     WHOLE_NODE,
     Mismatch,
@@ -60,11 +61,12 @@ class VerifyReport:
     mismatches: list[Mismatch] = field(default_factory=list)
     repaired: list[RepairedSlice] = field(default_factory=list)
     remaining: list[Mismatch] = field(default_factory=list)
+    skipped: list[SkippedNode] = field(default_factory=list)  # nodes that could not be opened
 
     @property
     def agrees(self) -> bool:
-        """True when no node differs from its parent (any more)."""
-        return not self.remaining
+        """True when no node differs from its parent (any more) and none had to be skipped."""
+        return not self.remaining and not self.skipped
 
     def to_dict(self) -> dict[str, Any]:
         """The report as written to quality/reconciliation.json."""
@@ -75,7 +77,9 @@ class VerifyReport:
         return {"checked_at": self.checked_at.isoformat(), "nodes_checked": self.nodes_checked,
                 "agrees": self.agrees, "mismatches": rows(self.mismatches),
                 "repaired": [asdict(r) | {"divisions": list(r.divisions)} for r in self.repaired],
-                "remaining": rows(self.remaining)}
+                "remaining": rows(self.remaining),
+                "skipped": [{"node": s.code, "tier": tier_of(s.code), "cause": s.cause, "message": s.message}
+                            for s in self.skipped]}
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,8 @@ class _Walk:
         self.forget(node.code)
 
     def visit(self, con: duckdb.DuckDBPyConnection, code: str, frames: list[_Frame]) -> None:
+        """Check (and repair) one node, then its children against it. A node that cannot be opened
+        is reported as skipped and its children are checked against the nearest ancestor read."""
         path = node_path(self.home, code)
         if not path.exists():
             missing = Mismatch(code, tier_of(code), parent_of(code), WHOLE_NODE, WHOLE_NODE, "missing", "", "")
@@ -161,22 +167,43 @@ class _Walk:
             self.report.remaining.append(missing)
             return
         alias = f"n{code}"
-        attach(con, path, alias, read_only=True)
         try:
-            node = _Frame(code, alias, high_water_marks(con, alias))
-            found = self.check(con, frames, node)
-            self.report.nodes_checked += 1
-            self.report.mismatches += found
-            if self.repair and slices(found):
-                self.fix(con, frames, node, found)
-                found = self.check(con, frames, node)
-            self.report.remaining += found
-            node.bad.update(slices(found))
+            with node_errors(path):
+                node = self.open_and_check(con, frames, code, alias)
+        except UNAVAILABLE as err:
+            self.report.skipped.append(skipped_node(code, err))
+            self.forget(code)
+            if _attached(con, alias):
+                detach(con, alias)
+            for child in pipeline.registry().children(code):
+                self.visit(con, child.code, frames)
+            return
+        try:
             for child in pipeline.registry().children(code):
                 self.visit(con, child.code, [*frames, node])
         finally:
             detach(con, alias)
             self.forget(code)
+
+    def open_and_check(self, con: duckdb.DuckDBPyConnection, frames: list[_Frame], code: str,
+                       alias: str) -> _Frame:
+        """Attach a node read-only, check it (repair it if asked) and leave it attached."""
+        attach(con, node_path(self.home, code), alias, read_only=True)
+        node = _Frame(code, alias, high_water_marks(con, alias))
+        found = remaining = self.check(con, frames, node)
+        if self.repair and slices(found):
+            self.fix(con, frames, node, found)
+            remaining = self.check(con, frames, node)
+        self.report.nodes_checked += 1
+        self.report.mismatches += found
+        self.report.remaining += remaining
+        node.bad.update(slices(remaining))
+        return node
+
+
+def _attached(con: duckdb.DuckDBPyConnection, alias: str) -> bool:
+    row = con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [alias]).fetchone()
+    return bool(row and row[0])
 
 
 def verify_network(home: Path, repair: bool = False, workers: int = 1) -> VerifyReport:
@@ -201,6 +228,7 @@ def verify_network(home: Path, repair: bool = False, workers: int = 1) -> Verify
         report.mismatches += part.mismatches
         report.repaired += part.repaired
         report.remaining += part.remaining
+        report.skipped += part.skipped
     return report
 
 
@@ -234,11 +262,13 @@ def reconcile(home: Path) -> dict[str, Any]:
     """Check-only verify for the network DAG: records the result and raises ReconciliationError
     naming the nodes that differ, so the task fails and alerts."""
     report = verify_and_record(home)
-    if not report.agrees:
+    if report.remaining:
         raise ReconciliationError(
             f"{len(report.remaining)} differences between nodes and their parents after the sync "
             f"(see {home / 'quality' / 'reconciliation.json'}):\n" + _lines(report.remaining, limit=20)
-            + "\nrun `civicnet verify --repair` to re-copy the differing slices from the parents")
+            + "\nrun `civicnet verify --repair` to re-copy the differing slices from the parents"
+            + (f"\n{_skipped_lines(report.skipped)}" if report.skipped else ""))
+    raise_for_skipped(report.skipped, "every other node was checked and agrees with its parent")
     return {k: v for k, v in report.to_dict().items() if k not in ("mismatches", "remaining")}
 
 
@@ -249,6 +279,11 @@ def _lines(mismatches: list[Mismatch], limit: int | None = None) -> str:
     if len(shown) < len(mismatches):
         lines.append(f"  ... and {len(mismatches) - len(shown)} more")
     return "\n".join(lines)
+
+
+def _skipped_lines(skipped: list[SkippedNode]) -> str:
+    return "\n".join([f"{len(skipped)} nodes could not be checked:"]
+                     + [f"  {s.cause} {tier_of(s.code)} {s.code}: {s.message}" for s in skipped])
 
 
 def render(report: VerifyReport) -> str:
@@ -262,8 +297,12 @@ def render(report: VerifyReport) -> str:
     for r in report.repaired:
         lines.append(f"repaired {tier_of(r.node)} {r.node} {r.dataset} in {len(r.divisions)} divisions "
                      f"from {r.parent}: removed {r.removed} rows, copied {r.copied}")
+    if report.skipped:
+        lines.append(_skipped_lines(report.skipped))
     if report.agrees:
         lines.append("every node agrees with its parent" + (" after repair" if report.repaired else ""))
-    else:
+    elif report.remaining:
         lines.append(f"{len(report.remaining)} mismatches remain:\n{_lines(report.remaining)}")
+    else:
+        lines.append("every node checked agrees with its parent; the nodes above were skipped")
     return "\n".join(lines)

@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import grp
 import os
+import secrets
+import shutil
 import stat
 import threading
 from collections.abc import Collection, Iterator
@@ -203,3 +205,32 @@ def secure_home(home: Path, modes: Modes | None = None, secrets: Collection[str]
         return False
     secure_tree(home, m, secrets)
     return True
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A fresh temporary name beside `path`, unique to this process and call (two threads or
+    processes writing the same target never share one)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+@contextlib.contextmanager
+def atomic_target(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path` for a library to write (pyarrow, DuckDB, a copy); on
+    success it gets the home's mode and replaces `path` in one rename, on any error it is removed
+    and `path` is left as it was (a reader never sees a half-written file)."""
+    make_folder(path.parent)
+    tmp = temporary_sibling(path)
+    try:
+        yield tmp
+        secure(tmp)  # the library created it under the umask
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def copy_atomic(source: Path, target: Path) -> Path:
+    """Copy `source` to `target` atomically, with the home's mode; returns `target`."""
+    with atomic_target(target) as tmp:
+        shutil.copyfile(source, tmp)
+    return target

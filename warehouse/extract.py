@@ -7,13 +7,11 @@ holds a lock that blocks the next sync.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 from schemas.divisions import tier_of, validate_code
-from schemas.homefiles import make_folder, secure
-from warehouse.node import node_path
+from schemas.homefiles import copy_atomic
+from warehouse.node import node_errors, node_path
 
 
 def extract_path(home: Path, code: str) -> Path:
@@ -33,9 +31,5 @@ def extract_is_stale(home: Path, code: str) -> bool:
 def publish_extract(home: Path, code: str) -> Path:
     """Copy a (detached) node file to its extract path atomically; returns the path."""
     source, target = node_path(home, code), extract_path(home, code)
-    make_folder(target.parent)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.copyfile(source, tmp)
-    secure(tmp)  # copyfile creates under the umask
-    os.replace(tmp, target)
-    return target
+    with node_errors(target):  # a full disk is said as such; the old extract stays whole
+        return copy_atomic(source, target)

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from connectors.parse import EXTENSIONS
 from schemas.errors import TerminalError
-from schemas.homefiles import make_folder, secure_tree, write_atomic
+from schemas.homefiles import make_folder, secure_tree, temporary_sibling, write_atomic
 
 
 class UnknownBatchError(TerminalError):
@@ -59,16 +59,30 @@ def land(home: Path, manifest: Manifest, data: bytes, table: pa.Table) -> bool:
     final = batch_dir(home, manifest.dataset, manifest.batch_id)
     if (final / "manifest.json").exists():
         return False
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temporary_sibling(final)  # unique per call: two threads or processes landing at once
     make_folder(tmp)
     (tmp / f"payload.{EXTENSIONS.get(manifest.media_type, 'bin')}").write_bytes(data)
     pq.write_table(table, tmp / "raw.parquet", compression="zstd")
     (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), ensure_ascii=False, indent=2), "utf-8")
     secure_tree(tmp)  # the payload as sent: personal data, private before it is visible as landed
-    if final.exists():  # a half-landed directory from a killed run: replace it whole
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    return _publish_batch(tmp, final)
+
+
+def _publish_batch(tmp: Path, final: Path) -> bool:
+    """Rename a fully written batch folder into place; False (and `tmp` discarded) if another
+    process landed the same content meanwhile: its folder is never removed under its readers."""
+    if (final / "manifest.json").exists():
+        shutil.rmtree(tmp)
+        return False
+    if final.exists():  # a half-landed directory from a killed run (no manifest): replace it whole
+        shutil.rmtree(final, ignore_errors=True)
+    try:
+        os.replace(tmp, final)
+    except OSError:  # ENOTEMPTY/EEXIST: a concurrent pull of the same content renamed its folder first
+        if not (final / "manifest.json").exists():
+            raise
+        shutil.rmtree(tmp)
+        return False
     return True
 
 
@@ -94,7 +108,8 @@ def landed_batches(home: Path, dataset: str, feed: str | None = None) -> list[Ma
     folder = home / "landing" / dataset
     if not folder.exists():
         return []
-    manifests = [Manifest(**json.loads(p.read_text("utf-8"))) for p in folder.glob("*/manifest.json")]
+    manifests = [Manifest(**json.loads(p.read_text("utf-8"))) for p in folder.glob("*/manifest.json")
+                 if not p.parent.name.startswith(".")]  # not a batch another pull is still writing
     chosen = [m for m in manifests if feed is None or m.feed == feed]
     return sorted(chosen, key=lambda m: (m.received_at, m.batch_id))
 

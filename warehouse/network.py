@@ -3,34 +3,90 @@
 Airflow maps one task per district (9 tasks, not 900): each opens one DuckDB connection,
 attaches the city read-only and walks district → streets → communities, each node synced from
 its parent in its own transaction and published once it is detached.
+
+A node that cannot be opened (another process holds it, or its file is damaged) is skipped and
+reported, not fatal: the walk goes on, and that node's children sync from its nearest healthy
+ancestor (the rows of their subtree are the same there). A full disk stops the walk.
+`rebuild_node` makes a new file for a damaged node from its nearest healthy ancestor.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import duckdb
 
 from schemas.contract import Contract
-from schemas.divisions import Registry, tier_of
-from schemas.errors import InvalidDivisionCodeError
+from schemas.divisions import Registry, parent_of, tier_of
+from schemas.errors import InvalidDivisionCodeError, TerminalError
 from warehouse.extract import extract_is_stale, publish_extract
-from warehouse.node import attach, connect, detach, ensure_node, node_path, prepare_node
+from warehouse.node import (
+    NodeCorruptError,
+    NodeLayoutError,
+    NodeLockedError,
+    attach,
+    connect,
+    detach,
+    ensure_node,
+    node_errors,
+    node_path,
+    prepare_node,
+    rebuild_hint,
+)
 from warehouse.stats import NodeStats, node_stats
 from warehouse.sync import SyncResult, sync_node
 
 OnNode = Callable[[str, list[SyncResult]], None]
+Cause = Literal["locked", "corrupt"]
+# What stops one node but not its neighbours: a held lock (retry), a damaged or foreign-layout file (rebuild).
+UNAVAILABLE = (NodeLockedError, NodeCorruptError, NodeLayoutError)
+
+
+class CityNotRebuildableError(TerminalError):
+    """The city node has no parent to be rebuilt from."""
+
+
+@dataclass(frozen=True)
+class SkippedNode:
+    """A node a sync or verify could not open, why, and what to do (the error's message)."""
+
+    code: str
+    cause: Cause
+    message: str
+
+
+def skipped_node(code: str, err: Exception) -> SkippedNode:
+    """The report of a node skipped because of `err` (one of UNAVAILABLE)."""
+    return SkippedNode(code, "locked" if isinstance(err, NodeLockedError) else "corrupt", str(err))
+
+
+def raise_for_skipped(skipped: list[SkippedNode], done: str) -> None:
+    """Raise, naming every skipped node with its cause and fix, if any was skipped: a
+    NodeCorruptError (terminal: a person must rebuild) if any is damaged, else a NodeLockedError
+    (transient: a retry may find the lock released). `done` says what was done meanwhile."""
+    if not skipped:
+        return
+    # one line (the CLI shows an error's first line only): every node with its cause and fix
+    causes = " | ".join(f"{s.cause} {tier_of(s.code)} {s.code}: {' '.join(s.message.split())}" for s in skipped)
+    text = f"{len(skipped)} nodes skipped, {done}: {causes}"
+    if any(s.cause == "corrupt" for s in skipped):
+        raise NodeCorruptError(text)
+    raise NodeLockedError(text)
 
 
 @dataclass
 class SubtreeReport:
-    """Per-node results of syncing one subtree."""
+    """Per-node results of syncing one subtree, and the nodes it had to skip."""
 
     root: str
     nodes: list[NodeStats] = field(default_factory=list)
     changes: dict[str, list[SyncResult]] = field(default_factory=dict)
+    skipped: list[SkippedNode] = field(default_factory=list)
 
 
 def _alias(code: str) -> str:
@@ -55,17 +111,42 @@ def _finish(con: duckdb.DuckDBPyConnection, home: Path, code: str, contracts: li
         publish_extract(home, code)
 
 
+def _release(con: duckdb.DuckDBPyConnection, alias: str) -> None:
+    """Detach a node that failed part-way, if it is still attached (so its file is let go)."""
+    attached = con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [alias]).fetchone()
+    if attached and attached[0]:
+        detach(con, alias)
+
+
 def _walk(con: duckdb.DuckDBPyConnection, home: Path, registry: Registry, code: str, parent: str,
           contracts: list[Contract], report: SubtreeReport, on_node: OnNode | None) -> None:
-    _sync_one(con, home, code, parent, contracts, report, on_node)
+    path = node_path(home, code)
+    try:
+        with node_errors(path):
+            _sync_one(con, home, code, parent, contracts, report, on_node)
+    except UNAVAILABLE as err:
+        report.skipped.append(skipped_node(code, err))
+        _release(con, _alias(code))
+        source = parent  # its children sync from the nearest ancestor that could be read
+    else:
+        source = code
     for child in registry.children(code):
-        _walk(con, home, registry, child.code, code, contracts, report, on_node)
-    _finish(con, home, code, contracts, report)
+        _walk(con, home, registry, child.code, source, contracts, report, on_node)
+    if source == code:
+        try:
+            with node_errors(path):
+                _finish(con, home, code, contracts, report)
+        except UNAVAILABLE as err:  # damage found only while counting its rows
+            report.skipped.append(skipped_node(code, err))
+            _release(con, _alias(code))
 
 
 def sync_subtree(home: Path, registry: Registry, root: str, contracts: list[Contract],
                  on_node: OnNode | None = None) -> SubtreeReport:
-    """Sync `root` (a district, street or community) and everything below it from its parent."""
+    """Sync `root` (a district, street or community) and everything below it from its parent.
+
+    Nodes that cannot be opened are skipped and listed in the report's `skipped`; the caller
+    decides how to fail (raise_for_skipped)."""
     parent = registry.get(root).parent_code
     con = connect()
     try:
@@ -91,3 +172,78 @@ def publish_origin(home: Path, code: str, contracts: list[Contract]) -> NodeStat
     if extract_is_stale(home, code):
         publish_extract(home, code)
     return stats
+
+
+@dataclass(frozen=True)
+class RebuiltNode:
+    """What rebuild_node did: the node, the ancestor it was synced from, where the old file went."""
+
+    code: str
+    source: str
+    kept_at: tuple[str, ...]
+    stats: NodeStats
+
+
+def move_aside(path: Path, stamp: str) -> list[Path]:
+    """Rename a node file (and its write-ahead log, which must never be replayed onto a new file)
+    to `<name>.damaged-<stamp>` beside it; nothing is deleted. Returns the new paths."""
+    moved = []
+    for old in (path, path.with_name(f"{path.name}.wal")):
+        if old.exists():
+            new = old.with_name(f"{old.name}.damaged-{stamp}")
+            os.replace(old, new)
+            moved.append(new)
+    return moved
+
+
+def _refuse_if_locked(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Raise NodeLockedError if another process has the node open (its file must not be moved
+    under it); a damaged file is what rebuild is for, so that is no reason to refuse."""
+    try:
+        attach(con, path, "damaged", read_only=True)
+    except NodeCorruptError:
+        return
+    detach(con, "damaged")
+
+
+def _healthy_ancestor(con: duckdb.DuckDBPyConnection, home: Path, code: str) -> str:
+    """Attach the nearest ancestor of `code` that opens (read-only, as `src`); returns its code."""
+    problems = []
+    ancestor = code
+    while tier_of(ancestor) != "city":
+        ancestor = parent_of(ancestor)
+        try:
+            with node_errors(node_path(home, ancestor)):
+                attach(con, node_path(home, ancestor), "src", read_only=True)
+                con.execute("SELECT count(*) FROM src._civicnet.hwm").fetchall()
+            return ancestor
+        except UNAVAILABLE as err:
+            problems.append(str(err))
+            _release(con, "src")
+    raise NodeCorruptError(f"no ancestor of node {code} can be read to rebuild it from:\n  " + "\n  ".join(problems))
+
+
+def rebuild_node(home: Path, code: str, contracts: list[Contract], now: dt.datetime) -> RebuiltNode:
+    """Move a (damaged) node file aside, make a new one from its tier's template and sync it from
+    its nearest healthy ancestor, then publish its extract. `now` stamps the kept file's name.
+
+    Its children need nothing: they hold their own rows and marks, and sync from it as before."""
+    if tier_of(code) == "city":
+        raise CityNotRebuildableError(rebuild_hint(code))
+    path = node_path(home, code)
+    con = connect()
+    try:
+        if path.exists():
+            _refuse_if_locked(con, path)
+        source = _healthy_ancestor(con, home, code)
+        kept = move_aside(path, now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ"))
+        with node_errors(path):
+            attach(con, prepare_node(home, code, contracts), "node")
+            ensure_node(con, "node", code, contracts)
+            sync_node(con, "node", "src", source, code, contracts)
+            stats = node_stats(con, "node", code, contracts)
+            detach(con, "node")
+    finally:
+        con.close()
+    publish_extract(home, code)
+    return RebuiltNode(code, source, tuple(str(k) for k in kept), stats)

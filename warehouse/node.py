@@ -9,8 +9,9 @@ and quarantine. Files are written in DuckDB's v1.4 storage format so that analys
 
 from __future__ import annotations
 
+import errno
 import hashlib
-import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,8 +23,8 @@ import pyarrow as pa
 from schemas.contract import Contract
 from schemas.derive import column_definitions
 from schemas.divisions import Tier, tier_of, validate_code
-from schemas.errors import TerminalError, TransientError
-from schemas.homefiles import make_folder, secure
+from schemas.errors import CivicnetError, TerminalError, TransientError
+from schemas.homefiles import atomic_target, copy_atomic, make_folder, secure
 
 # DuckDB 2.x writes files that 1.x cannot read unless told to use an older storage version.
 STORAGE_VERSION = "v1.4.0"
@@ -60,22 +61,123 @@ class NodeLockedError(TransientError):
     """Another process holds the node file; retry when it is done."""
 
 
+class NodeCorruptError(TerminalError):
+    """A node file cannot be read as a DuckDB database (truncated, overwritten, bad checksum):
+    rebuild it from its parent."""
+
+
+class DiskFullError(TerminalError):
+    """The disk a node (or another civicnet file) is written to has no space left."""
+
+
+# What DuckDB says (its messages are the only thing that tells these cases apart: they all come
+# as IOException or the bare duckdb.Error), matched case-insensitively.
+_LOCKED = ("could not set lock on file", "conflicting lock is held")
+_CORRUPT = ("not a valid duckdb database file", "could not read enough bytes", "corrupt database file",
+            "does not match stored checksum", "checksum mismatch", "database file is truncated",
+            "failed to deserialize", "unsupported database storage version")
+_FULL = ("no space left on device", "disk quota exceeded")
+_HOLDER = re.compile(r"conflicting lock is held in (.+?) \(PID (\d+)\)", re.IGNORECASE)
+_FILE_IN_MESSAGE = re.compile(r'file "([^"]+)"')
+
+
+def node_code(path: Path) -> str:
+    """The division code a node (or extract) file is named after."""
+    return path.name.split(".", 1)[0]
+
+
+def rebuild_hint(code: str) -> str:
+    """How to rebuild one node, for messages (the city, which has no parent, from its last extract)."""
+    if code.isdigit() and len(code) == 12 and tier_of(code) == "city":
+        return (f"the city node has no parent to rebuild it from: move the file aside, copy its last published "
+                f"extract (extracts/city/{code}.duckdb) in its place, and run the ingest DAGs again (batches "
+                "decided after that extract are applied again from landing)")
+    return (f"rebuild it from its parent with `civicnet rebuild-node {code}` (the damaged file is moved aside, "
+            "never deleted, and the node is synced again from its nearest healthy ancestor)")
+
+
+def classify_error(err: BaseException, path: Path | None = None) -> CivicnetError | None:
+    """DuckDB's or the OS's error about a node file as civicnet's own: a locked node (transient),
+    a corrupt node or a full disk (terminal); None when it is none of these.
+
+    `path` is the file the caller was working on; the file DuckDB names, if it names one, wins (a
+    parent's damage found while syncing its child is the parent's)."""
+    if isinstance(err, CivicnetError):
+        return err
+    text = str(err)
+    lowered = text.lower()
+    named = _FILE_IN_MESSAGE.search(text)
+    if named:
+        path = Path(named.group(1))
+    if (isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)) or any(s in lowered for s in _FULL):
+        return DiskFullError(disk_full_message(path))
+    if not isinstance(err, duckdb.Error) or path is None or ".duckdb" not in path.name:
+        return None  # not about a node file (a damaged Parquet file is its reader's to report)
+    code = node_code(path)
+    if any(s in lowered for s in _LOCKED):
+        holder = _HOLDER.search(text)
+        who = f"{holder.group(1)} (PID {holder.group(2)})" if holder else "another process"
+        return NodeLockedError(
+            f"node {code} ({path}) is open in {who}, which holds DuckDB's lock on it: close that session "
+            f"(an analyst should open the published extract under extracts/, never the node file), then retry")
+    if any(s in lowered for s in _CORRUPT):
+        reason = text.split(":", 1)[-1].strip().replace(str(path), path.name)
+        return NodeCorruptError(f"node {code} ({path}) is damaged and cannot be read ({reason}); {rebuild_hint(code)}")
+    return None
+
+
+def disk_full_message(path: Path | None) -> str:
+    """What, where and how to fix, for a write that found no space left."""
+    where = path if path is not None else Path.cwd()
+    folder = next((p for p in [where, *where.parents] if p.exists()), Path("/"))
+    usage = shutil.disk_usage(folder)
+    return (f"the disk of {where} is full: {usage.free / 2**20:,.1f} MiB free of {usage.total / 2**30:,.1f} GiB "
+            f"(df {folder}); the write was not made and the file there is as it was. Free space on that disk "
+            "(old releases, the staging folders of decided batches) or move the civicnet home to a larger one, "
+            "then run the same command again")
+
+
+@contextmanager
+def node_errors(path: Path | None = None) -> Iterator[None]:
+    """Raise DuckDB's and the OS's errors about `path` as civicnet's (see `classify_error`)."""
+    try:
+        yield
+    except (duckdb.Error, OSError) as err:
+        classified = classify_error(err, path)
+        if classified is None:
+            raise
+        raise classified from err
+
+
 @contextmanager
 def transaction(con: duckdb.DuckDBPyConnection, **tables: pa.Table) -> Iterator[None]:
     """One transaction, rolled back on any error (a kill included: DuckDB never commits a half),
-    with Arrow `tables` registered under their names for its duration."""
+    with Arrow `tables` registered under their names for its duration.
+
+    The error that stopped the transaction is the one raised (classified by `classify_error`):
+    when DuckDB has already rolled back a failed COMMIT (a full disk), the ROLLBACK that then finds
+    no transaction only adds a note."""
     for name, table in tables.items():
         con.register(name, table)
-    con.execute("BEGIN TRANSACTION")
     try:
-        yield
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+        with node_errors():
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield
+                con.execute("COMMIT")
+            except BaseException as err:
+                _rollback(con, err)
+                raise
     finally:
         for name in tables:
             con.unregister(name)
+
+
+def _rollback(con: duckdb.DuckDBPyConnection, cause: BaseException) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error as failed:  # e.g. "cannot rollback - no transaction is active"
+        cause.add_note(f"(the rollback after it failed too: {failed})")
 
 
 def node_path(home: Path, code: str) -> Path:
@@ -90,10 +192,14 @@ def attach(con: duckdb.DuckDBPyConnection, path: Path, alias: str, read_only: bo
     options = "READ_ONLY" if read_only else f"STORAGE_VERSION '{STORAGE_VERSION}'"
     if block_size is not None and not read_only:
         options += f", BLOCK_SIZE {int(block_size)}"
-    try:
-        con.execute(f"ATTACH '{path}' AS {alias} ({options})")
-    except duckdb.IOException as err:
-        raise NodeLockedError(f"node {path.stem} is busy or unreadable ({err}); retry later") from None
+    with node_errors(path):
+        try:
+            con.execute(f"ATTACH '{path}' AS {alias} ({options})")
+        except duckdb.IOException as err:
+            if classify_error(err, path) is not None:
+                raise
+            raise NodeLockedError(f"node {path.stem} ({path}) cannot be opened ({err}); "
+                                  "check that the file is readable, then retry") from err
     if not read_only:
         secure(path)  # DuckDB creates a new file under the umask
 
@@ -108,16 +214,15 @@ def _template(folder: Path, tier: Tier, contracts: list[Contract]) -> Path:
     far cheaper than running the DDL for each of 900 new nodes)."""
     path = folder / f".template-{tier}-{layout_digest(contracts)}.duckdb"
     if not path.exists():
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        con = connect()
-        try:
-            attach(con, tmp, "t", block_size=BLOCK_SIZES[tier])
-            _create_tables(con, "t", tier, contracts)
-            con.execute("INSERT INTO t._civicnet.node VALUES (NULL, ?, ?)", [tier, layout_digest(contracts)])
-            detach(con, "t")
-        finally:
-            con.close()
-        os.replace(tmp, path)
+        with node_errors(path), atomic_target(path) as tmp:
+            con = connect()
+            try:
+                attach(con, tmp, "t", block_size=BLOCK_SIZES[tier])
+                _create_tables(con, "t", tier, contracts)
+                con.execute("INSERT INTO t._civicnet.node VALUES (NULL, ?, ?)", [tier, layout_digest(contracts)])
+                detach(con, "t")
+            finally:
+                con.close()
     return path
 
 
@@ -125,11 +230,8 @@ def prepare_node(home: Path, code: str, contracts: list[Contract]) -> Path:
     """The node's file, created from its tier's template if it does not exist yet."""
     path = node_path(home, code)
     if not path.exists():
-        make_folder(path.parent)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        shutil.copyfile(_template(path.parent.parent, tier_of(code), contracts), tmp)
-        secure(tmp)  # copyfile creates under the umask
-        os.replace(tmp, path)
+        with node_errors(path):
+            copy_atomic(_template(path.parent.parent, tier_of(code), contracts), path)
     return path
 
 
@@ -161,7 +263,7 @@ def ensure_node(con: duckdb.DuckDBPyConnection, alias: str, code: str, contracts
         return
     if row is not None and row[1] is not None:
         raise NodeLayoutError(f"node {code} was built with table layout {row[1]}, this civicnet writes {digest}; "
-                              "rebuild the home (or this node: delete its file and run `civicnet sync`)")
+                              f"rebuild the home (or this node: {rebuild_hint(code)})")
     tier = tier_of(code)
     _create_tables(con, alias, tier, contracts)
     con.execute(f"DELETE FROM {alias}._civicnet.node")

@@ -20,7 +20,7 @@ from schemas.errors import (
     UnknownDivisionError,
 )
 from schemas.homefiles import OWNER_ONLY, current_modes, shared, using_modes
-from warehouse.node import NodeLockedError
+from warehouse.node import DiskFullError, NodeCorruptError, NodeLockedError
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 
@@ -50,6 +50,8 @@ def raising(err: BaseException) -> Callable[[], Any]:
     ContractError("schemas/datasets/residents.yaml: field 'sex' has no type"),
     UnknownDivisionError("440399999999 is not a 2020 division"),
     FeedConfigError("feed config x.yaml is invalid"),
+    NodeCorruptError("node 440304001018 is damaged; rebuild it"),
+    DiskFullError("the disk of var/nodes is full"),
 ], ids=lambda e: type(e).__name__)
 def test_terminal_error_fails_the_task_without_retry(policy: ModuleType, err: TerminalError) -> None:
     from airflow.sdk.exceptions import AirflowFailException
