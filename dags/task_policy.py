@@ -57,6 +57,22 @@ def translate_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def skip_when_empty(fn: F) -> F:
+    """Wrap a task body so an empty result skips the task: a skipped task emits no asset event for
+    its outlets, so the DAGs scheduled on them are not woken for nothing."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        result = fn(*args, **kwargs)
+        if not result:
+            raise AirflowSkipException(f"{fn.__name__}: nothing changed, so no asset event")
+        return result
+
+    return wrapper  # type: ignore[return-value]
+
+
 def civicnet_home() -> Any:
     """The civicnet home, from the Airflow variable `civicnet_home` (read inside tasks only)."""
     from pathlib import Path
