@@ -71,3 +71,14 @@ def _outcome(status: str = "applied", **counts: int) -> dict[str, object]:
 def test_city_changes_counts_only_batches_that_changed_rows(outcomes: list[dict[str, object]],
                                                              expected: dict[str, int]) -> None:
     assert pipeline.city_changes(outcomes) == expected
+
+
+def test_a_failed_runs_message_is_its_tasks_terminal_errors_once_each() -> None:
+    from civicnet.airflow_runner import task_failures
+
+    log = ("[info] Task started\nTraceback (most recent call last):\n"
+           "airflow.sdk.exceptions.AirflowFailException: SQLite database /h/feeds/x.sqlite does not exist\n"
+           "[info] retry\n"
+           "airflow.sdk.exceptions.AirflowFailException: SQLite database /h/feeds/x.sqlite does not exist\n"
+           "TypeError: 'NoneType' object is not iterable\n")
+    assert task_failures(log) == ["SQLite database /h/feeds/x.sqlite does not exist"]
