@@ -3,10 +3,11 @@
 Each complete file is taken once, in name order. The state remembers the sha256 of every file
 taken, so a file dropped again under the same name with different content (a correction) is
 taken again, and the same content is skipped. A file that may still be being written (a
-temporary name, modified within `settle_seconds`, or a Parquet/XLSX file whose end is missing)
-is left for the next pull. A file that cannot be read (an unknown extension, an encoding we do not
-detect, and, once parsed, an empty or cut-off file) is yielded like the others, so the pipeline
-lands it and refuses it alone: one bad file never holds back the files after it.
+temporary name, modified within `settle_seconds`, or, for a feed without a settle time, a
+Parquet/XLSX file whose end is missing) is left for the next pull. A file that cannot be read
+(an unknown extension, an encoding we do not detect, and, once parsed, an empty or cut-off file)
+is yielded like the others, so the pipeline lands it and refuses it alone: one bad file never
+holds back the files after it.
 """
 
 from __future__ import annotations
@@ -113,9 +114,11 @@ class FilesConnector:
             digest = hashlib.sha256(data).hexdigest()
             if taken.get(name) == digest:
                 continue  # touched, not changed (the next payload's cursor records its new stat)
-            if not is_complete(data, media_type):
+            if not is_complete(data, media_type) and self.source.settle_seconds == 0:
                 log.info("%s: still being written (its end is missing), taken next pull", name)
                 continue
+            # past settle_seconds a file whose end is missing is cut off, not being written: it is
+            # yielded, and refused alone as unreadable (waiting for it would hide it for ever)
             if name in taken:
                 log.warning("%s was dropped again with different content: taking the corrected file", name)
             taken[name] = digest

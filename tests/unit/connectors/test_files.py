@@ -191,6 +191,19 @@ def test_a_truncated_workbook_is_skipped_and_taken_once_complete(drop: Drop) -> 
     assert [p.name for p in source.fetch({})] == ["a.xlsx"]
 
 
+def test_a_settled_file_whose_end_is_missing_is_taken_to_be_refused_not_waited_for(local: Drop) -> None:
+    complete = parquet_bytes({"id": ["1", "2"]})
+    local.put("a.parquet", complete[: len(complete) // 2])
+    local.put("b.csv", b"id\n3\n")
+    hours_ago = time.time() - 7200
+    for name in ("a.parquet", "b.csv"):
+        os.utime(Path(local.root) / name, (hours_ago, hours_ago))
+    cut, good = connector(local.url, settle_seconds=60).fetch({})
+    assert (cut.name, good.name) == ("a.parquet", "b.csv")
+    with pytest.raises(UnreadablePayloadError, match=r"a\.parquet"):
+        read_payload(cut.data, cut.media_type, cut.encoding, cut.name)
+
+
 def test_a_file_younger_than_settle_seconds_waits_for_the_next_pull(local: Drop) -> None:
     local.put("a.csv", b"id\n1\n")
     source = connector(local.url, settle_seconds=3600)
