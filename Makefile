@@ -13,7 +13,7 @@ COMPAT_VENV := .venv-duckdb14
 COMPAT_STAMP := $(COMPAT_VENV)/.installed
 export CIVICNET_DUCKDB14_PYTHON := $(abspath $(COMPAT_VENV))/bin/python
 
-.PHONY: help install demo airflow test test-fast lint bench lock locale clean
+.PHONY: help install demo airflow test test-fast test-day-two lint bench lock locale clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,10 @@ test: $(STAMP) $(COMPAT_STAMP) ## run the whole test suite (starts PostgreSQL/Ma
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	bash infra/services.sh
 	$(PY) -m pytest -q
+
+test-day-two: $(STAMP) ## the demo run twice on one home: exit 0 both times, the same figures (many minutes)
+	bash infra/services.sh
+	$(PY) -m pytest -q -m daytwo tests/integration/test_demo_twice.py
 
 test-fast: $(STAMP) ## unit tests only
 	$(PY) -m pytest -q tests/unit

@@ -13,6 +13,7 @@ import grp
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -116,10 +117,13 @@ def run_dag(home: Path, dag_id: str) -> Path:
     """Run one DAG to completion with `airflow dags test`; returns its log, raises if it failed."""
     ensure_metadata(home)
     log = home / "airflow" / "logs" / f"{dag_id}.log"
+    start = log.stat().st_size if log.exists() else 0  # the log keeps earlier runs: read only this one
     code = _airflow(home, ["dags", "test", dag_id], log)
-    text = log.read_text("utf-8", errors="replace")
-    if code != 0 or "state=failed" in text.split("DagRun Finished")[-1][:2000]:
-        raise DagRunFailedError(f"DAG {dag_id} failed (exit {code}); see {log}:\n{_tail(log)}")
+    this_run = log.read_bytes()[start:].decode("utf-8", errors="replace")
+    if code != 0 or "state=failed" in this_run.split("DagRun Finished")[-1][:2000]:
+        reasons = task_failures(this_run)
+        said = "\n".join(f"  {r}" for r in reasons) if reasons else _tail(log)
+        raise DagRunFailedError(f"DAG {dag_id} failed (exit {code}); see {log}:\n{said}")
     return log
 
 
@@ -161,3 +165,9 @@ def generated_credentials(home: Path) -> tuple[str, str] | None:
         return None
     password = passwords.get("admin") if isinstance(passwords, dict) else None
     return ("admin", password) if isinstance(password, str) and password else None
+
+
+def task_failures(text: str) -> list[str]:
+    """The messages of the terminal civicnet errors a run's tasks failed with, once each, in order."""
+    found = re.findall(r"^airflow\.sdk\.exceptions\.AirflowFailException: (.+)$", text, flags=re.MULTILINE)
+    return list(dict.fromkeys(found))

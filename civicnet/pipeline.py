@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -26,7 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors.feeds import Feed, FeedConfigError, load_feeds
-from connectors.parse import read_payload
+from connectors.parse import LINE_COLUMN, UnreadablePayloadError, read_payload
+from connectors.payload import Payload
 from connectors.registry import connector_for
 from quality.conform import QUARANTINE_SCHEMA, SourceMapping, conform_batch
 from quality.reasons import owned_elsewhere_format
@@ -54,6 +56,7 @@ from warehouse.node import attach, connect, ensure_node, node_errors, node_path
 from warehouse.stats import NodeStats
 
 VINTAGE = 2020
+log = logging.getLogger(__name__)
 
 
 class BatchNotCheckedError(TerminalError):
@@ -62,6 +65,10 @@ class BatchNotCheckedError(TerminalError):
 
 class QualityGateFailedError(TerminalError):
     """A batch failed an error-severity expectation: it is refused whole."""
+
+
+class UnreadableBatchError(TerminalError):
+    """A landed file could not be read at all (empty, cut off, not its format): it is refused alone."""
 
 
 @cache
@@ -127,17 +134,30 @@ def land_feed(home: Path, f: Feed) -> list[str]:
     connector = connector_for(f, home)
     landed = []
     for payload in connector.fetch(landing.feed_state(home, f.dataset, f.slug)):
-        table = read_payload(payload.data, payload.media_type, payload.encoding, payload.name)
+        table, unreadable = decode_payload(payload)
         manifest = landing.Manifest(
             batch_id=payload.content_hash, feed=f.slug, department=f.department, dataset=f.dataset,
             source_name=payload.name, media_type=payload.media_type, encoding=payload.encoding,
             byte_size=len(payload.data), row_count=table.num_rows, received_at=landing.utc_now(),
-            cursor=dict(payload.cursor))
+            cursor=dict(payload.cursor), unreadable=unreadable)
         if landing.land(home, manifest, payload.data, table):  # False: this content was landed before
             landed.append(manifest.batch_id)
         if payload.cursor:
             landing.save_feed_state(home, f.dataset, f.slug, payload.cursor)
     return landed
+
+
+def decode_payload(payload: Payload) -> tuple[pa.Table, str | None]:
+    """A payload's rows; for a payload that cannot be read (empty, cut off, not its format), no rows
+    and why: it is landed like any other, and its check refuses it alone (the files after it land)."""
+    problem = payload.unreadable
+    if problem is None:
+        try:
+            return read_payload(payload.data, payload.media_type, payload.encoding, payload.name), None
+        except UnreadablePayloadError as err:
+            problem = str(err) if payload.name in str(err) else f"{payload.name}: {err}"
+    log.warning("%s is unreadable: landed as a batch its check refuses, with a report to its sender", payload.name)
+    return pa.table({LINE_COLUMN: pa.array([], pa.int64())}), problem
 
 
 def source_mapping(f: Feed) -> SourceMapping:
@@ -205,11 +225,16 @@ def _check_in(home: Path, slug: str, batch_id: str, as_of: dt.date, work: Path) 
     manifest = landing.read_manifest(home, f.dataset, batch_id)
     base = {"batch_id": batch_id, "feed": slug, "dataset": f.dataset, "received": manifest.row_count}
     started = time.perf_counter()
+    if manifest.unreadable is not None:
+        _refuse_unchecked(work, base, unreadable_sentence(manifest.unreadable))
+        raise UnreadableBatchError(
+            f"batch {batch_id} of feed {slug!r} ({manifest.source_name}) is unreadable and refused: "
+            f"{manifest.unreadable}. The rest of the drop is not held back; a rejection report goes to "
+            f"{manifest.sender or manifest.department}'s outbox; a corrected file dropped again is taken.")
     try:
         conformed = conform_batch(raw, contract, mapping, {VINTAGE: registry()}, as_of, scope=manifest.scope)
     except TerminalError as err:
-        _write_check(work, base | {"accepted": 0, "quarantined": 0, "duplicates": 0,
-                                  "gate": {"verdict": "fail", "error": str(err), "results": []}})
+        _refuse_unchecked(work, base, str(err))
         raise
     from quality.gate import BatchSummary, run_gate  # great_expectations takes seconds to import
 
@@ -237,6 +262,18 @@ def _check_in(home: Path, slug: str, batch_id: str, as_of: dt.date, work: Path) 
             f"It stays in landing and is not applied; see {stage / 'check.json'} and the rejection report, "
             "then ask the department to resend a corrected file.")
     return base | counts | {"verdict": gate.verdict, "seconds": seconds}
+
+
+def unreadable_sentence(problem: str) -> str:
+    """What a rejection report says of a file that could not be read."""
+    return (f"the file is unreadable, so none of its rows could be checked: {problem}. Send it again "
+            "complete, in the agreed format and encoding")
+
+
+def _refuse_unchecked(out: Path, base: dict[str, Any], error: str) -> None:
+    """Record a batch refused before any row was checked: every row it has is held."""
+    _write_check(out, base | {"accepted": 0, "quarantined": 0, "duplicates": 0,
+                              "gate": {"verdict": "fail", "error": error, "results": []}})
 
 
 def summarise_checks(checks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -302,6 +339,18 @@ def write_owed_reports(home: Path) -> list[str]:
         return _write_owed(con, home, None)
     finally:
         con.close()
+
+
+def city_changes(outcomes: list[dict[str, Any]]) -> dict[str, int]:
+    """What the merged batches changed in the city node: rows applied (deletes included), moved and
+    released from quarantine; empty when nothing changed (refused batches and unchanged rows change
+    nothing), so the network need not be woken. A batch decided by an earlier try of the same run
+    counts again: that try may have died before announcing its change."""
+    keys = ("applied", "moved", "released")
+    changing = [o for o in outcomes if o.get("status") == "applied" and any(int(o.get(k) or 0) for k in keys)]
+    if not changing:
+        return {}
+    return {"batches": len(changing)} | {k: sum(int(o.get(k) or 0) for o in changing) for k in keys}
 
 
 def _merge_one(con: duckdb.DuckDBPyConnection, home: Path, f: Feed, contract: Contract,

@@ -45,6 +45,10 @@ class FilesSource(BaseModel):
 
     _encoding = field_validator("encoding")(_check_encoding)
 
+    def partial_delivery(self) -> str | None:
+        """Why a batch of this source holds only part of the register (None: each file may be whole)."""
+        return None
+
 
 class SqlSource(BaseModel):
     """A table in a department database, read through SQLAlchemy.
@@ -72,6 +76,13 @@ class SqlSource(BaseModel):
             raise ValueError("'url' holds a password: put the credentials in an Airflow connection and use "
                              "'conn_id'")
         return self
+
+    def partial_delivery(self) -> str | None:
+        """Why a batch of this source holds only part of the register (None: a snapshot of the table)."""
+        if self.cursor is None:
+            return None
+        return (f"its connector reads only the rows edited since the last pull (cursor: {self.cursor}); to read "
+                "the whole table every pull, remove 'cursor'")
 
 
 class Pagination(BaseModel):
@@ -111,9 +122,20 @@ class RestSource(BaseModel):
     max_retries: int = Field(default=5, ge=0)
     backoff_seconds: float = Field(default=1.0, ge=0)
 
+    def partial_delivery(self) -> str | None:
+        """Why a batch of this source holds only part of the register (None: every page, every pull)."""
+        if self.cursor is None:
+            return None
+        return (f"its connector asks only for the records updated since the last pull (cursor: {self.cursor.field}); "
+                "to read every record every pull, remove 'cursor'")
+
 
 class SingerSource(BaseModel):
-    """A Singer tap run as a subprocess; `{python}` in the command is this interpreter."""
+    """A Singer tap run as a subprocess; `{python}` in the command is this interpreter.
+
+    `replication` follows the Singer spec's replication methods: `incremental` (the default) hands
+    the tap its saved state, so it sends only the records at or after its bookmark; `full_table`
+    starts the tap without state every pull and lands everything it sends as one batch."""
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["singer"]
@@ -122,6 +144,14 @@ class SingerSource(BaseModel):
     config: dict[str, Any] = {}
     conn_id: str | None = None  # secrets merged into the tap config from an Airflow connection
     timeout_seconds: float = Field(default=3600, gt=0)
+    replication: Literal["incremental", "full_table"] = "incremental"
+
+    def partial_delivery(self) -> str | None:
+        """Why a batch of this source holds only part of the register (None: a full-table sync)."""
+        if self.replication == "full_table":
+            return None
+        return ("its tap is run from its saved bookmark and sends only what changed (replication: incremental); "
+                "to sync the whole stream every pull, set 'replication: full_table'")
 
 
 class PushSource(BaseModel):
@@ -132,6 +162,13 @@ class PushSource(BaseModel):
     # who may send: the contract's owner department, and/or community work stations (own rows only)
     senders: list[Literal["owner", "community"]] = ["owner"]
     max_bytes: int = Field(default=64 << 20, gt=0)
+
+    def partial_delivery(self) -> str | None:
+        """Why a batch of this source holds only part of the register (None: the owner sends it whole)."""
+        if "community" not in self.senders:
+            return None
+        return ("community work stations push to it, each only its own community's rows (senders: community); "
+                "only the owner department can send a whole register")
 
 
 Source = Annotated[FilesSource | SqlSource | RestSource | SingerSource | PushSource, Field(discriminator="kind")]
@@ -158,6 +195,19 @@ class Feed(BaseModel):
     # `full`: every batch is the whole register (the volume gate compares it with the feed's
     # recent batches and refuses a collapse); `changes`: batches carry only what changed
     delivery: Literal["full", "changes"] = "changes"
+
+    @model_validator(mode="after")
+    def _whole_register_only(self) -> Feed:
+        """`delivery: full` only where every batch can be the whole register: the volume gate compares
+        each batch with the feed's recent ones and would refuse every batch of changes as a collapse."""
+        why = self.connector.partial_delivery() if self.delivery == "full" else None
+        if why is not None:
+            raise ValueError(
+                f"feed {self.slug!r} is declared 'delivery: full' (every batch the whole register), but {why}. "
+                "The volume gate would refuse its batches of changes as truncated exports: remove "
+                "'delivery: full' from the feed config (batches then carry changes), or make the connector "
+                "deliver the whole register")
+        return self
 
     def resolve(self, template: str, home: Path) -> str:
         """Fill `{home}` in a connector parameter."""

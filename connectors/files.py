@@ -3,8 +3,11 @@
 Each complete file is taken once, in name order. The state remembers the sha256 of every file
 taken, so a file dropped again under the same name with different content (a correction) is
 taken again, and the same content is skipped. A file that may still be being written (a
-temporary name, modified within `settle_seconds`, or a Parquet/XLSX file whose end is missing)
-is left for the next pull.
+temporary name, modified within `settle_seconds`, or, for a feed without a settle time, a
+Parquet/XLSX file whose end is missing) is left for the next pull. A file that cannot be read
+(an unknown extension, an encoding we do not detect, and, once parsed, an empty or cut-off file)
+is yielded like the others, so the pipeline lands it and refuses it alone: one bad file never
+holds back the files after it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from fsspec.core import url_to_fs
 from connectors.feeds import FilesSource
 from connectors.parse import CSV, MEDIA_TYPES, PARQUET, XLSX, UnreadablePayloadError, detect_encoding
 from connectors.payload import Payload
-from schemas.errors import TerminalError, TransientError
+from schemas.errors import TransientError
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +39,9 @@ _PARTIAL_SUFFIXES = (".part", ".tmp", ".crdownload", ".filepart")
 _TIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "created")
 # a taken name whose content an older state did not record ({"files": [names]})
 Taken = dict[str, str | None]
+# the media type of a file whose extension names no format we read (it is landed and refused)
+UNKNOWN_MEDIA_TYPE = "application/octet-stream"
 
-
-class UnknownFileTypeError(TerminalError):
-    """A dropped file's extension names no format the connector reads."""
 
 
 def taken_files(state: Mapping[str, Any]) -> Taken:
@@ -95,28 +97,38 @@ class FilesConnector:
         taken = taken_files(state)
         # size and mtime of each taken file: an unchanged file is skipped without reading it again
         stats: dict[str, list[Any]] = {k: list(v) for k, v in (state.get("stats") or {}).items()}
+        failed: list[str] = []  # files the folder would not give us: the others are taken first
         for name, path, stat in self._settled(fs, root):
             if taken.get(name, "") is None:
                 continue  # taken under an old state that kept no hash
             if name in taken and stat is not None and stats.get(name) == stat:
                 continue
-            media_type = self._media_type(name)
-            data = self._read(fs, path, name)
+            media_type, unknown = self._media_type(name)
+            try:
+                data = self._read(fs, path, name)
+            except TransientError as err:
+                failed.append(str(err))
+                continue
             if data is None:
                 continue
             digest = hashlib.sha256(data).hexdigest()
             if taken.get(name) == digest:
                 continue  # touched, not changed (the next payload's cursor records its new stat)
-            if not is_complete(data, media_type):
+            if not is_complete(data, media_type) and self.source.settle_seconds == 0:
                 log.info("%s: still being written (its end is missing), taken next pull", name)
                 continue
+            # past settle_seconds a file whose end is missing is cut off, not being written: it is
+            # yielded, and refused alone as unreadable (waiting for it would hide it for ever)
             if name in taken:
                 log.warning("%s was dropped again with different content: taking the corrected file", name)
             taken[name] = digest
             if stat is not None:
                 stats[name] = stat
-            yield Payload(name=name, data=data, media_type=media_type, encoding=self._encoding(data, media_type, name),
-                          cursor={**state, "files": dict(taken), "stats": dict(stats)})
+            # an unreadable file is yielded too: it is landed and refused alone, never holding back the rest
+            yield Payload(name=name, data=data, media_type=media_type, encoding=self._encoding(data, media_type),
+                          cursor={**state, "files": dict(taken), "stats": dict(stats)}, unreadable=unknown)
+        if failed:
+            raise TransientError(f"{'; '.join(failed)} (the other files of the drop were taken)")
 
     def _read(self, fs: AbstractFileSystem, path: str, name: str) -> bytes | None:
         """A file's bytes; None if it was moved away since the listing."""
@@ -171,25 +183,27 @@ class FilesConnector:
             out.append((name, path, None if mtime is None else [info.get("size"), mtime]))
         return out
 
-    def _media_type(self, name: str) -> str:
-        """The media type of a file: the feed's format, or by extension for `auto`."""
+    def _media_type(self, name: str) -> tuple[str, str | None]:
+        """The media type of a file (the feed's format, or by extension for `auto`), and why it has
+        none we read (None when it has one)."""
         if self.source.format != "auto":
-            return MEDIA_TYPES[self.source.format]
+            return MEDIA_TYPES[self.source.format], None
         extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
         if extension not in MEDIA_TYPES:
-            raise UnknownFileTypeError(
+            return UNKNOWN_MEDIA_TYPE, (
                 f"file {name!r} in {self.source.path} has no readable extension; accepted: "
                 f"{', '.join('.' + e for e in sorted(MEDIA_TYPES))}. Rename it, move it out of the drop folder, "
                 "or narrow 'pattern' in the feed config")
-        return MEDIA_TYPES[extension]
+        return MEDIA_TYPES[extension], None
 
-    def _encoding(self, data: bytes, media_type: str, name: str) -> str | None:
-        """The text encoding of a CSV (declared, or detected for `auto`); None for other formats."""
+    def _encoding(self, data: bytes, media_type: str) -> str | None:
+        """The text encoding of a CSV (declared, or detected for `auto`); None for other formats, and
+        for a CSV in no encoding we detect (reading it then says why, naming the file)."""
         if media_type != CSV:
             return None
         if self.source.encoding != "auto":
             return self.source.encoding
         try:
             return detect_encoding(data)
-        except UnreadablePayloadError as err:
-            raise UnreadablePayloadError(f"{name} in {self.source.path}: {err}") from None
+        except UnreadablePayloadError:
+            return None

@@ -17,6 +17,9 @@ class Payload:
     media_type: str
     encoding: str | None = None
     cursor: Mapping[str, Any] = field(default_factory=dict)
+    # why the connector could not make sense of the bytes (e.g. an unknown file type): the payload
+    # is landed as it is and refused alone, so one bad file never holds back the ones after it
+    unreadable: str | None = None
 
     @property
     def content_hash(self) -> str:

@@ -153,10 +153,13 @@ class SingerConnector:
     batch_records: int = BATCH_RECORDS
 
     def fetch(self, state: Mapping[str, Any]) -> Iterator[Payload]:
-        """Run the tap from `state["singer_state"]`; payloads end at STATE messages (see module doc)."""
+        """Run the tap from `state["singer_state"]`; payloads end at STATE messages (see module doc).
+
+        A `full_table` tap starts without state and its whole stream is one payload: one batch
+        holds the whole register, as the volume gate of a `delivery: full` feed expects."""
         config, secrets = self._tap_config()
         command = [part.replace("{python}", sys.executable) for part in self.source.command]
-        incoming = state.get("singer_state")
+        incoming = state.get("singer_state") if self.source.replication == "incremental" else None
         with running_tap(command, config, incoming, self.source.timeout_seconds, secrets) as tap:
             yield from self._payloads(tap, incoming)
 
@@ -194,7 +197,7 @@ class SingerConnector:
                 pending.append(json.dumps(message.get("record"), ensure_ascii=False).encode("utf-8") + b"\n")
             elif kind == "STATE":
                 last_state = message.get("value")
-                if len(pending) >= self.batch_records:
+                if len(pending) >= self.batch_records and self.source.replication == "incremental":
                     count += 1
                     yield self._payload(pending, last_state, count)
                     pending = []

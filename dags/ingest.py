@@ -5,8 +5,11 @@ Generated from the feed configs in `connectors/feeds/`. Each run pulls what is n
 feed and lands it (immutable, content-addressed: the same file twice is a no-op), conforms
 every landed batch to its dataset contract with row checks (bad rows go to quarantine with
 reason codes), runs the Great Expectations gate, and merges the batches that pass into the
-city node with history. A refused batch stays in landing and its check task fails visibly.
-The merge updates the `civicnet://nodes/city` asset, which triggers the network DAG.
+city node with history. A refused batch stays in landing and its check task fails visibly; a
+file that cannot be read is landed and refused alone, and the rest of the drop goes on. A pull
+that fails stops the run there: nothing is checked or merged. When the merge changed the city,
+`announce` updates the `civicnet://nodes/city` asset, which triggers the network DAG; a run that
+changed nothing skips it, so the ~900 nodes are not synced for nothing.
 
 A push feed (batches sent to the gateway) has no schedule of its own: its DAG runs on the
 `civicnet://landing/<dataset>` asset, whose event the gateway posts through Airflow's REST API
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import pendulum
 from airflow.sdk import Asset, TriggerRule, dag, task
-from task_policy import DEFAULT_ARGS, business_date, civicnet_home, translate_errors
+from task_policy import DEFAULT_ARGS, business_date, civicnet_home, skip_when_empty, translate_errors
 
 from connectors.feeds import load_feeds
 
@@ -51,12 +54,21 @@ def build(slug: str, department: str, dataset: str, schedule: str | Asset | None
 
             return pipeline.check(civicnet_home(), slug, batch_id, business_date())
 
-        @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[CITY_NODE], pool="civicnet_city_node")
+        # refused batches (failed checks) are merged too, to record them; a failed pull is not
+        @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS, pool="civicnet_city_node")
         @translate_errors
         def merge(batch_ids: list[str]) -> list[dict[str, object]]:
             from civicnet import pipeline
 
             return pipeline.merge(civicnet_home(), slug, list(batch_ids))
+
+        @task(outlets=[CITY_NODE])
+        @skip_when_empty
+        def announce(outcomes: list[dict[str, object]]) -> dict[str, int]:
+            """Emit the city asset event only if the merge changed the city."""
+            from civicnet import pipeline
+
+            return pipeline.city_changes(list(outcomes))
 
         @task
         def summarise(checks: list[dict[str, object]]) -> dict[str, object]:
@@ -67,7 +79,9 @@ def build(slug: str, department: str, dataset: str, schedule: str | Asset | None
 
         batch_ids = pull()
         checks = check.expand(batch_id=batch_ids)
-        checks >> merge(batch_ids)
+        merged = merge(batch_ids)
+        checks >> merged
+        announce(merged)
         summarise(checks)
 
     ingest()

@@ -69,6 +69,22 @@ def use_home_modes() -> None:
     use_modes(shared(group) if group else OWNER_ONLY)
 
 
+def skip_when_empty(fn: F) -> F:
+    """Wrap a task body so an empty result skips the task: a skipped task emits no asset event for
+    its outlets, so the DAGs scheduled on them are not woken for nothing."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        result = fn(*args, **kwargs)
+        if not result:
+            raise AirflowSkipException(f"{fn.__name__}: nothing changed, so no asset event")
+        return result
+
+    return wrapper  # type: ignore[return-value]
+
+
 def civicnet_home() -> Any:
     """The civicnet home, from the Airflow variable `civicnet_home` (read inside tasks only)."""
     from pathlib import Path

@@ -47,6 +47,9 @@ class Manifest:
     # pushed batches: who sent it, and the division its rows must lie in (a community's own)
     sender: str | None = None
     scope: str | None = None
+    # a file that could not be read (empty, cut off, not its format): why, in a sentence naming it;
+    # it is landed with no rows so its check refuses it alone and its sender gets a report
+    unreadable: str | None = None
 
 
 def batch_dir(home: Path, dataset: str, batch_id: str) -> Path:

@@ -195,6 +195,72 @@ def test_nothing_airflow_or_the_tasks_wrote_is_readable_by_others(round_one: Rou
     assert opened == []
 
 
+def city_events(home: Path, dag_id: str, run_id: str) -> int:
+    """How many `civicnet://nodes/city` asset events one DAG run emitted."""
+    ((count,),) = airflow_rows(home, """SELECT count(*) FROM asset_event e JOIN asset a ON a.id = e.asset_id
+        WHERE a.uri = 'civicnet://nodes/city' AND e.source_dag_id = ? AND e.source_run_id = ?""", dag_id, run_id)
+    return int(count)
+
+
+def run_ids(home: Path, dag_id: str) -> list[str]:
+    return [r for (r,) in airflow_rows(home, "SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id", dag_id)]
+
+
+def task_states(home: Path, dag_id: str, run_id: str) -> dict[str, str]:
+    return dict(airflow_rows(home, """SELECT task_id, state || ' try ' || try_number FROM task_instance
+        WHERE dag_id = ? AND run_id = ? AND map_index <= 0""", dag_id, run_id))
+
+
+@pytest.fixture(scope="module")
+def quiet_runs(round_one: RoundOne) -> dict[str, Any]:
+    """Round one again for the division feed (nothing new), and a facilities pull that fails: its
+    SQLite register is moved away for the run."""
+    home = round_one.home
+    noop_log = run_dag(home, "ingest_statistics_divisions")
+    register = home / "feeds" / "civil_affairs" / "facilities.sqlite"
+    moved = register.with_name("facilities.sqlite.away")
+    register.rename(moved)
+    try:
+        with pytest.raises(DagRunFailedError) as caught:
+            run_dag(home, "ingest_civil_affairs_facilities")
+    finally:
+        moved.rename(register)
+    return {"noop_log": noop_log, "pull_error": caught.value}
+
+
+def test_every_changing_ingest_run_emitted_one_city_event(round_one: RoundOne) -> None:
+    firsts = {d: run_ids(round_one.home, d)[0] for d in INGEST}
+    assert {d: city_events(round_one.home, d, r) for d, r in firsts.items()} == dict.fromkeys(INGEST, 1)
+
+
+def test_a_run_that_pulls_nothing_new_emits_no_city_event(round_one: RoundOne, quiet_runs: dict[str, Any]) -> None:
+    dag_id = "ingest_statistics_divisions"
+    first, again = run_ids(round_one.home, dag_id)[:2]
+    assert city_events(round_one.home, dag_id, again) == 0 and city_events(round_one.home, dag_id, first) == 1
+    states = task_states(round_one.home, dag_id, again)
+    assert states["merge"].startswith("skipped") and states["announce"].startswith("skipped")  # nothing to merge
+
+
+def test_a_refused_batch_emits_no_city_event(round_one: RoundOne, refused: dict[str, Any]) -> None:
+    dag_id = f"ingest_{RESIDENTS_FEED}"
+    last = run_ids(round_one.home, dag_id)[-1]
+    states = task_states(round_one.home, dag_id, last)
+    assert states["merge"] == "success try 1" and states["announce"].startswith("skipped")
+    assert city_events(round_one.home, dag_id, last) == 0
+
+
+def test_a_failed_pull_fails_at_once_with_its_own_message_and_nothing_runs_after_it(
+        round_one: RoundOne, quiet_runs: dict[str, Any]) -> None:
+    dag_id = "ingest_civil_affairs_facilities"
+    last = run_ids(round_one.home, dag_id)[-1]
+    states = task_states(round_one.home, dag_id, last)
+    assert states["pull"] == "failed try 1"  # terminal: no retries
+    assert {states[t].split(" try ")[0] for t in ("check", "merge", "announce")} == {"upstream_failed"}
+    assert "facilities.sqlite" in str(quiet_runs["pull_error"])  # the pull's message, not a merge TypeError
+    assert "TypeError" not in (round_one.home / "airflow" / "logs" / f"{dag_id}.log").read_text("utf-8")
+    assert city_events(round_one.home, dag_id, last) == 0
+
+
 def test_cli_status_prints_json(round_one: RoundOne) -> None:
     exe = Path(sys.executable).parent / "civicnet"
     done = subprocess.run([str(exe), "status", "--json", "--home", str(round_one.home)],

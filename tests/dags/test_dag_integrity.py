@@ -150,10 +150,11 @@ def ingest_dag(request: pytest.FixtureRequest, dagbag: Any) -> Any:
 
 
 def test_ingest_pulls_checks_each_batch_then_merges_and_summarises(ingest_dag: Any) -> None:
-    assert set(ingest_dag.task_ids) == {"pull", "check", "merge", "summarise"}
+    assert set(ingest_dag.task_ids) == {"pull", "check", "merge", "announce", "summarise"}
     assert upstream(ingest_dag, "pull") == set()
     assert upstream(ingest_dag, "check") == {"pull"}
     assert upstream(ingest_dag, "merge") == {"pull", "check"}
+    assert upstream(ingest_dag, "announce") == {"merge"}
     assert upstream(ingest_dag, "summarise") == {"check"}
     check = ingest_dag.get_task("check")
     assert check.is_mapped
@@ -163,14 +164,22 @@ def test_ingest_pulls_checks_each_batch_then_merges_and_summarises(ingest_dag: A
 def test_ingest_merge_is_the_single_writer_of_the_city_node(ingest_dag: Any) -> None:
     merge = ingest_dag.get_task("merge")
     assert merge.pool == CITY_POOL
-    assert merge.trigger_rule == "all_done"
-    assert [a.uri for a in merge.outlets] == [CITY_ASSET]
+    # it records refused batches (failed checks) too, but never runs after a failed pull
+    assert merge.trigger_rule == "all_done_min_one_success"
+    assert merge.outlets == []
+
+
+def test_ingest_announces_the_city_asset_apart_from_the_merge(ingest_dag: Any) -> None:
+    # a task of its own, so a run that changed nothing skips it and emits no asset event
+    announce = ingest_dag.get_task("announce")
+    assert [a.uri for a in announce.outlets] == [CITY_ASSET]
+    assert announce.trigger_rule == "all_success"
 
 
 def test_ingest_run_fails_when_a_check_fails(ingest_dag: Any) -> None:
     # summarise is the leaf that turns a refused batch into a failed run
     assert ingest_dag.get_task("summarise").trigger_rule == "all_success"
-    assert {t.task_id for t in ingest_dag.leaves} == {"merge", "summarise"}
+    assert {t.task_id for t in ingest_dag.leaves} == {"announce", "summarise"}
 
 
 def test_network_sync_runs_on_the_city_node_asset(dagbag: Any) -> None:

@@ -165,3 +165,15 @@ def test_inside_a_task_connections_come_from_airflows_secrets_chain(tmp_path: Pa
     lines = done.stdout.strip().splitlines()
     assert lines[0] == "outside a task: not found"
     assert json.loads(lines[-1]) == ["10.0.0.7", 8443, "from-the-backend"]
+
+
+@pytest.mark.parametrize("empty", [{}, [], None], ids=["dict", "list", "none"])
+def test_an_empty_result_skips_the_task_so_its_outlets_emit_nothing(policy: ModuleType, empty: Any) -> None:
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    with pytest.raises(AirflowSkipException, match="nothing changed"):
+        policy.skip_when_empty(lambda: empty)()
+
+
+def test_a_result_is_returned_as_it_is(policy: ModuleType) -> None:
+    assert policy.skip_when_empty(lambda: {"applied": 3})() == {"applied": 3}

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from civicnet import pipeline
+from connectors.parse import CSV, PARQUET
+from connectors.payload import Payload
 from warehouse import landing
 
 REFERENCE = Path(str(resources.files("schemas") / "reference" / "shenzhen_divisions_2020.csv"))
@@ -35,3 +37,48 @@ def test_a_resent_file_lands_once_and_is_not_read_again(tmp_path: Path, monkeypa
     monkeypatch.setattr(pipeline, "read_payload", lambda *a: reads.append(a[-1]))
     pipeline.pull(tmp_path, "statistics_divisions")
     assert reads == []
+
+
+@pytest.mark.parametrize(("name", "data", "media_type", "encoding", "said"), [
+    ("empty.csv", b"", CSV, "utf-8", "Empty CSV"),
+    ("cut.csv", b"id,name\n1,a\n2", CSV, "utf-8", "columns"),
+    ("latin.csv", b"id\n\xff\xfe\xff\n", CSV, None, "neither UTF-8 nor GB18030"),
+    ("half.parquet", b"PAR1\x00\x00", PARQUET, None, "Parquet"),
+], ids=["empty", "cut-mid-row", "undetectable-encoding", "cut-parquet"])
+def test_an_unreadable_payload_decodes_to_no_rows_and_a_sentence_naming_it(
+        name: str, data: bytes, media_type: str, encoding: str | None, said: str) -> None:
+    table, why = pipeline.decode_payload(Payload(name=name, data=data, media_type=media_type, encoding=encoding))
+    assert table.num_rows == 0 and why is not None
+    assert name in why and said in why
+
+
+def test_a_readable_payload_decodes_to_its_rows() -> None:
+    table, why = pipeline.decode_payload(Payload(name="a.csv", data=b"id\n1\n2\n", media_type=CSV, encoding="utf-8"))
+    assert (table["id"].to_pylist(), why) == (["1", "2"], None)
+
+
+def _outcome(status: str = "applied", **counts: int) -> dict[str, object]:
+    return {"batch_id": "b", "status": status, "applied": 0, "moved": 0, "released": 0, **counts}
+
+
+@pytest.mark.parametrize(("outcomes", "expected"), [
+    ([], {}),
+    ([_outcome()], {}),  # every row identical to the version held
+    ([_outcome("refused", applied=0)], {}),
+    ([_outcome(applied=2, moved=1), _outcome(), _outcome(released=1, applied=1)],
+     {"batches": 2, "applied": 3, "moved": 1, "released": 1}),
+], ids=["no-batch", "all-unchanged", "refused", "changed"])
+def test_city_changes_counts_only_batches_that_changed_rows(outcomes: list[dict[str, object]],
+                                                             expected: dict[str, int]) -> None:
+    assert pipeline.city_changes(outcomes) == expected
+
+
+def test_a_failed_runs_message_is_its_tasks_terminal_errors_once_each() -> None:
+    from civicnet.airflow_runner import task_failures
+
+    log = ("[info] Task started\nTraceback (most recent call last):\n"
+           "airflow.sdk.exceptions.AirflowFailException: SQLite database /h/feeds/x.sqlite does not exist\n"
+           "[info] retry\n"
+           "airflow.sdk.exceptions.AirflowFailException: SQLite database /h/feeds/x.sqlite does not exist\n"
+           "TypeError: 'NoneType' object is not iterable\n")
+    assert task_failures(log) == ["SQLite database /h/feeds/x.sqlite does not exist"]

@@ -130,3 +130,42 @@ def test_connector_for_fills_in_home(tmp_path: Path) -> None:
     assert (sql.source.table, sql.source.cursor, sql.key) == ("community_facility", "updated_at", ("fac_no",))
     tap = connector_for(feeds["justice_mediation_committees"], tmp_path)
     assert tap.source.config["source"] == f"{tmp_path}/feeds/justice/committees.json"  # type: ignore[attr-defined]
+
+
+INCREMENTAL = {  # a connector of each kind that delivers only what changed, and how the fix is named
+    "sql": ({"kind": "sql", "url": "sqlite:///x.sqlite", "table": "t", "cursor": "updated_at"}, "cursor"),
+    "rest": ({"kind": "rest", "conn_id": "api", "path": "/x", "cursor": {"field": "updated_at"}}, "cursor"),
+    "singer": ({"kind": "singer", "command": ["tap"], "stream": "s"}, "replication"),
+    "push": ({"kind": "push", "senders": ["owner", "community"]}, "senders"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(INCREMENTAL), ids=sorted(INCREMENTAL))
+def test_an_incremental_feed_declared_a_whole_register_is_refused(tmp_path: Path, kind: str) -> None:
+    connector, fix = INCREMENTAL[kind]
+    raw = make_feed(delivery="full")
+    raw["connector"] = connector
+    with pytest.raises(FeedConfigError) as caught:
+        load_feed(write_feed(tmp_path, raw))
+    message = str(caught.value)
+    assert "public_security_residents" in message and "delivery: full" in message and fix in message
+
+
+@pytest.mark.parametrize("connector", [
+    {"kind": "sql", "url": "sqlite:///x.sqlite", "table": "t"},
+    {"kind": "rest", "conn_id": "api", "path": "/x"},
+    {"kind": "singer", "command": ["tap"], "stream": "s", "replication": "full_table"},
+    {"kind": "push", "senders": ["owner"]},
+], ids=["sql-snapshot", "rest-snapshot", "singer-full-table", "push-owner"])
+def test_a_snapshot_feed_may_be_declared_a_whole_register(tmp_path: Path, connector: dict[str, Any]) -> None:
+    raw = make_feed(delivery="full")
+    raw["connector"] = connector
+    assert load_feed(write_feed(tmp_path, raw)).delivery == "full"
+
+
+def test_the_justice_tap_is_an_incremental_feed_of_changes() -> None:
+    # its tap sends the committees edited since its bookmark: declared `full`, a day's few edits were
+    # refused by the volume gate as a truncated export (every shipped feed loading proves the rest)
+    feed = load_feeds()["justice_mediation_committees"]
+    assert (feed.connector.kind, getattr(feed.connector, "replication", None), feed.delivery) == \
+        ("singer", "incremental", "changes")

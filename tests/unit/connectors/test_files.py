@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,8 +22,10 @@ import pytest
 from fsspec.implementations.local import LocalFileSystem
 
 from connectors.feeds import FilesSource
-from connectors.files import FilesConnector, UnknownFileTypeError
+from connectors.files import FilesConnector
 from connectors.parse import CSV, JSONL, PARQUET, XLSX, UnreadablePayloadError, read_payload
+from connectors.payload import Payload
+from schemas.errors import TransientError
 
 
 class Drop:
@@ -188,6 +191,19 @@ def test_a_truncated_workbook_is_skipped_and_taken_once_complete(drop: Drop) -> 
     assert [p.name for p in source.fetch({})] == ["a.xlsx"]
 
 
+def test_a_settled_file_whose_end_is_missing_is_taken_to_be_refused_not_waited_for(local: Drop) -> None:
+    complete = parquet_bytes({"id": ["1", "2"]})
+    local.put("a.parquet", complete[: len(complete) // 2])
+    local.put("b.csv", b"id\n3\n")
+    hours_ago = time.time() - 7200
+    for name in ("a.parquet", "b.csv"):
+        os.utime(Path(local.root) / name, (hours_ago, hours_ago))
+    cut, good = connector(local.url, settle_seconds=60).fetch({})
+    assert (cut.name, good.name) == ("a.parquet", "b.csv")
+    with pytest.raises(UnreadablePayloadError, match=r"a\.parquet"):
+        read_payload(cut.data, cut.media_type, cut.encoding, cut.name)
+
+
 def test_a_file_younger_than_settle_seconds_waits_for_the_next_pull(local: Drop) -> None:
     local.put("a.csv", b"id\n1\n")
     source = connector(local.url, settle_seconds=3600)
@@ -269,10 +285,13 @@ def test_a_declared_encoding_is_used_as_given(drop: Drop) -> None:
     assert payload.encoding == "gbk"
 
 
-def test_an_undecodable_csv_names_the_file(drop: Drop) -> None:
+def test_an_undecodable_csv_is_yielded_for_landing_and_reading_it_says_why(drop: Drop) -> None:
     drop.put("bad.csv", b"id\n\xff\xff\xff\n")
-    with pytest.raises(UnreadablePayloadError, match=r"bad\.csv"):
-        list(connector(drop.url).fetch({}))
+    drop.put("good.csv", b"id\n1\n")
+    bad, good = connector(drop.url).fetch({})  # one bad file never holds back the ones after it
+    assert (bad.name, bad.encoding, good.name) == ("bad.csv", None, "good.csv")
+    with pytest.raises(UnreadablePayloadError, match=r"neither UTF-8 nor GB18030"):
+        read_payload(bad.data, bad.media_type, bad.encoding, bad.name)
 
 
 def test_formats_are_chosen_by_extension(drop: Drop) -> None:
@@ -296,10 +315,11 @@ def test_a_declared_format_overrides_the_extension(drop: Drop) -> None:
 def test_an_unknown_extension_names_the_file_and_the_accepted_ones(drop: Drop) -> None:
     drop.put("a.csv", b"id\n1\n")
     drop.put("b.docx", b"PK")
-    fetched = connector(drop.url).fetch({})
-    assert next(fetched).name == "a.csv"  # files before it are still taken
-    with pytest.raises(UnknownFileTypeError, match=r"'b\.docx'.*\.csv.*\.xlsx"):
-        next(fetched)
+    drop.put("c.csv", b"id\n3\n")
+    a, b, c = connector(drop.url).fetch({})  # the files before and after it are taken
+    assert (a.name, a.unreadable, c.name, c.unreadable) == ("a.csv", None, "c.csv", None)
+    assert b.name == "b.docx" and b.unreadable is not None
+    assert re.search(r"'b\.docx'.*\.csv.*\.xlsx", b.unreadable)
 
 
 def test_content_hash_is_the_sha256_of_the_bytes(drop: Drop) -> None:
@@ -318,3 +338,25 @@ def test_an_unchanged_taken_file_is_not_read_again(drop: Drop, monkeypatch: pyte
     monkeypatch.setattr(FilesConnector, "_read", lambda self, fs, path, name: reads.append(name))
     assert list(source.fetch(first.cursor)) == []
     assert reads == []  # same size and modification time: skipped on the listing alone
+
+
+def test_a_file_the_folder_will_not_give_is_retried_after_the_others_are_taken(
+        drop: Drop, monkeypatch: pytest.MonkeyPatch) -> None:
+    drop.put("a.csv", b"id\n1\n")
+    drop.put("b.csv", b"id\n2\n")
+    drop.put("c.csv", b"id\n3\n")
+    real = drop.fs.cat_file
+
+    def cat_file(path: str, *args: Any, **kwargs: Any) -> bytes:
+        if path.endswith("b.csv"):
+            raise PermissionError(13, "Permission denied")
+        data: bytes = real(path, *args, **kwargs)
+        return data
+
+    monkeypatch.setattr(type(drop.fs), "cat_file", lambda self, path, *a, **k: cat_file(path, *a, **k))
+    taken: list[Payload] = []
+    with pytest.raises(TransientError, match=r"cannot read b\.csv.*other files of the drop were taken"):
+        for payload in connector(drop.url).fetch({}):
+            taken.append(payload)
+    assert [p.name for p in taken] == ["a.csv", "c.csv"]
+    assert "b.csv" not in taken[-1].cursor["files"]  # taken next pull, once readable

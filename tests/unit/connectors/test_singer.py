@@ -45,9 +45,11 @@ def write_register(tmp_path: Path, records: list[dict[str, Any]]) -> Path:
     return path
 
 
-def demo_tap(register: Path, batch_records: int = 10_000, **config: Any) -> SingerConnector:
-    source = SingerSource(kind="singer", command=["{python}", "-m", "civicnet.demo_tap"], stream=STREAM,
-                          config={"source": str(register), **config}, conn_id="justice_tap")
+def demo_tap(register: Path, batch_records: int = 10_000, replication: str = "incremental",
+             **config: Any) -> SingerConnector:
+    source = SingerSource.model_validate({
+        "kind": "singer", "command": ["{python}", "-m", "civicnet.demo_tap"], "stream": STREAM,
+        "config": {"source": str(register), **config}, "conn_id": "justice_tap", "replication": replication})
     return SingerConnector(source, ("id",), batch_records=batch_records)
 
 
@@ -116,6 +118,15 @@ def test_payload_boundaries_follow_state_messages(tmp_path: Path) -> None:
     assert ids(payloads) == [committee(i)["id"] for i in range(1234)]
     (whole,) = demo_tap(register).fetch({})
     assert whole.data == b"".join(p.data for p in payloads)
+
+
+def test_a_full_table_tap_syncs_the_whole_stream_as_one_batch_every_pull(tmp_path: Path) -> None:
+    register = write_register(tmp_path, [committee(i) for i in range(1234)])
+    tap = demo_tap(register, batch_records=600, replication="full_table")
+    (first,) = tap.fetch({})  # one payload, not one per STATE: a whole register is one batch
+    assert ids([first]) == [committee(i)["id"] for i in range(1234)]
+    (again,) = tap.fetch(first.cursor)  # the saved bookmark is not handed to the tap
+    assert again.data == first.data
 
 
 def test_a_failed_run_keeps_its_checkpoints_and_a_clean_run_recovers(tmp_path: Path) -> None:
