@@ -347,6 +347,9 @@ def _csv_fault(data: bytes, codec: str, encoding: str, width: int, name: str) ->
         line = data[:err.start].count(b"\n") + 1
         return UnreadablePayloadError(f"{prefix}: line {line} (byte {err.start}) is not {encoding} text; check the "
                                       "file's encoding ('encoding' in the feed config, X-Encoding for a push)")
+    if not text.lstrip("\ufeff").strip():
+        return UnreadablePayloadError(f"{prefix}: the file is empty (no header row, no records); send the whole "
+                                      "export again")
     records = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
     next(records, None)
     number = 0

@@ -39,6 +39,7 @@ from civicnet.airflow_api import AirflowApi, AirflowApiSettings, AirflowUnavaila
 from civicnet.demo_push import expenditure_rows
 from civicnet.gateway import GatewayServer
 from civicnet.gateway_trigger import AirflowApiTrigger
+from civicnet.home import create_home
 from connectors.feeds import load_feeds
 from connectors.parse import CSV
 from connectors.senders import add_sender
@@ -141,7 +142,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 def airflow(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Airflow]:
     tmp = tmp_path_factory.mktemp("airflow-standalone")
     home, port = tmp / "home", free_port()
-    home.mkdir()
+    create_home(home, "test")  # `civicnet airflow` runs on a home only; the demo home is copied into it below
     user, password = "civicnet-test", secrets.token_urlsafe(16)
     env = os.environ | fast_test_config(tmp, user, password) | {
         "PYTHONUNBUFFERED": "1",  # the log is read when a wait fails

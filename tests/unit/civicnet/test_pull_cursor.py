@@ -40,8 +40,8 @@ def test_a_resent_file_lands_once_and_is_not_read_again(tmp_path: Path, monkeypa
 
 
 @pytest.mark.parametrize(("name", "data", "media_type", "encoding", "said"), [
-    ("empty.csv", b"", CSV, "utf-8", "Empty CSV"),
-    ("cut.csv", b"id,name\n1,a\n2", CSV, "utf-8", "columns"),
+    ("empty.csv", b"", CSV, "utf-8", "the file is empty"),
+    ("cut.csv", b"id,name\n1,a\n2", CSV, "utf-8", "record 2 (after the header) has 1 fields"),
     ("latin.csv", b"id\n\xff\xfe\xff\n", CSV, None, "neither UTF-8 nor GB18030"),
     ("half.parquet", b"PAR1\x00\x00", PARQUET, None, "Parquet"),
 ], ids=["empty", "cut-mid-row", "undetectable-encoding", "cut-parquet"])
