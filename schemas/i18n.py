@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gettext
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -83,7 +83,13 @@ def negotiate_lang(accept_language: str | None) -> Lang:
 @lru_cache(maxsize=4)
 def translation(lang: str | None = None) -> gettext.NullTranslations:
     """The gettext translations of one language (English: the msgids themselves)."""
-    name = parse_lang(lang)
+    return _catalogue(parse_lang(lang))
+
+
+@cache
+def _catalogue(name: str) -> gettext.NullTranslations:
+    """Read once per process: a report translates every row's sentence, and gettext looks the file
+    up on disk at each call."""
     if name == "en":
         return gettext.NullTranslations()
     return gettext.translation(DOMAIN, localedir=str(LOCALE_DIR), languages=[name])
