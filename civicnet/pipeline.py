@@ -312,13 +312,15 @@ def _write_owed(con: duckdb.DuckDBPyConnection, home: Path, slug: str | None) ->
     """Write the rejection reports the city ledger says are owed (of one feed, or all), each settled
     once written; returns their batch ids. A clean batch's report step writes nothing and settles it."""
     done = []
-    for batch_id in owed_reports(con, "city", slug):
+    owed = owed_reports(con, "city", slug)
+    feeds, contracts_ = (load_feeds(), load_contracts()) if owed else ({}, {})  # read once, not per batch
+    for batch_id in owed:
         (dataset, feed_slug), = con.execute("SELECT dataset, feed FROM city._civicnet.batches WHERE batch_id = ?",
                                             [batch_id]).fetchall()
         manifest = landing.read_manifest(home, dataset, batch_id)
-        known = load_feeds().get(feed_slug)
+        known = feeds.get(feed_slug)
         mapping = source_mapping(known) if known else None
-        write_outbox(home, build_report(con, "city", batch_id, manifest, mapping, load_contracts().get(dataset)))
+        write_outbox(home, build_report(con, "city", batch_id, manifest, mapping, contracts_.get(dataset)))
         settle_report(con, "city", batch_id)
         done.append(batch_id)
     return done
