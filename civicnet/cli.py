@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from civicnet.home import create_home, ensure_home, require_home
+from civicnet.pipeline.home import create_home, ensure_home, require_home
 from civicnet.settings import Settings
 from schemas.errors import CivicnetError, TerminalError
 
@@ -41,8 +41,8 @@ def _init(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from civicnet import status
-    from civicnet.demo import run_demo
+    from civicnet.demo.run import run_demo
+    from civicnet.pipeline import status
 
     ensure_home(settings.home, version())
     run_demo(settings.home, args.scale)
@@ -54,7 +54,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    from civicnet import status
+    from civicnet.pipeline import status
 
     collected = status.collect(settings.home)
     print(json.dumps(collected, ensure_ascii=False, indent=1) if args.json else status.render(collected))
@@ -83,10 +83,10 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
 
 def _quarantine(args: argparse.Namespace, settings: Settings) -> int:
     """Close quarantined rows by hand, with the reason kept on each row."""
-    from civicnet import pipeline
+    from civicnet import context
     from warehouse.merge import close_quarantined
 
-    con = pipeline.open_city(settings.home)
+    con = context.open_city(settings.home)
     try:
         closed = close_quarantined(con, "city", args.batch, args.line, args.why)
     finally:
@@ -97,7 +97,7 @@ def _quarantine(args: argparse.Namespace, settings: Settings) -> int:
 
 def _verify(args: argparse.Namespace, settings: Settings) -> int:
     """Check every node against its parent by control totals; exit 1 while any still differs."""
-    from civicnet.verify import render, verify_and_record
+    from civicnet.pipeline.verify import render, verify_and_record
 
     report = verify_and_record(settings.home, repair=args.repair)
     print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1) if args.json else render(report))
@@ -121,16 +121,17 @@ def report_node(code: str, results: list[object]) -> None:
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from civicnet import airflow_runner, pipeline
+    from civicnet import context
+    from civicnet.pipeline import runner as airflow_runner
 
-    pipeline.feed(args.feed)  # an unknown feed is refused before anything is created
+    context.feed(args.feed)  # an unknown feed is refused before anything is created
     ensure_home(settings.home, version())
     print(airflow_runner.run_dag(settings.home, f"ingest_{args.feed}"))
     return 0
 
 
 def _feeds(args: argparse.Namespace, settings: Settings) -> int:
-    from civicnet import catalog
+    from civicnet.pipeline import catalog
 
     records = catalog.feed_records()
     print(json.dumps(records, ensure_ascii=False, indent=1) if args.json else catalog.feeds_table(records))
@@ -138,7 +139,7 @@ def _feeds(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _datasets(args: argparse.Namespace, settings: Settings) -> int:
-    from civicnet import catalog
+    from civicnet.pipeline import catalog
 
     records = catalog.dataset_records()
     print(json.dumps(records, ensure_ascii=False, indent=1) if args.json else catalog.datasets_table(records))
@@ -149,7 +150,7 @@ def _push(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
     from zoneinfo import ZoneInfo
 
-    from civicnet.push import push
+    from civicnet.pipeline.push import push
 
     token = os.environ.get("CIVICNET_TOKEN") or args.token
     gateway = args.gateway or os.environ.get("CIVICNET_GATEWAY", "http://127.0.0.1:8765")
@@ -160,7 +161,7 @@ def _push(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _gateway(args: argparse.Namespace, settings: Settings) -> int:
-    from connectors import senders
+    from connectors.push import senders
 
     if args.gateway_command == "add-sender":
         token = senders.add_sender(settings.home, args.id, args.kind, args.department, args.division)
@@ -181,8 +182,8 @@ def _gateway(args: argparse.Namespace, settings: Settings) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from civicnet.gateway import create_app
-    from civicnet.gateway_trigger import airflow_api_settings, make_trigger
+    from civicnet.gateway.app import create_app
+    from civicnet.gateway.trigger import airflow_api_settings, make_trigger
 
     airflow = airflow_api_settings(settings, args.airflow_url) if args.trigger == "airflow" else None
     trigger = make_trigger(args.trigger, settings.home, airflow)
@@ -208,7 +209,7 @@ def _command(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
 
 def _airflow(args: argparse.Namespace, settings: Settings) -> int:
     """Replace this process with `airflow standalone` on the home (returns only if that fails)."""
-    from civicnet.airflow_runner import exec_standalone
+    from civicnet.pipeline.runner import exec_standalone
 
     exec_standalone(settings.home, args.host, args.port)
     return 1

@@ -23,7 +23,7 @@ import pendulum
 from airflow.sdk import Asset, TriggerRule, dag, task
 from task_policy import DEFAULT_ARGS, business_date, civicnet_home, skip_when_empty, translate_errors
 
-from connectors.feeds import load_feeds
+from civicnet.pipeline import load_feeds  # light: the package resolves names on first use
 
 CITY_NODE = Asset("civicnet://nodes/city")
 

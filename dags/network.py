@@ -55,9 +55,9 @@ def network_sync() -> None:
     @task
     @translate_errors
     def reconcile() -> dict[str, object]:
-        from civicnet import verify
+        from civicnet import pipeline
 
-        return verify.reconcile(civicnet_home())
+        return pipeline.reconcile(civicnet_home())
 
     @task(trigger_rule="all_done")  # the page reports a failed reconciliation too
     @translate_errors

@@ -27,7 +27,7 @@ def airflow_connection(conn_id: str) -> Any:
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
-    from connectors.secrets import Connection
+    from civicnet.pipeline import Connection
 
     try:
         conn = BaseHook.get_connection(conn_id)
@@ -45,8 +45,7 @@ def translate_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from connectors.secrets import register_lookup
-        from schemas.errors import TerminalError
+        from civicnet.pipeline import TerminalError, register_lookup
 
         register_lookup(airflow_connection)
         try:
@@ -63,7 +62,7 @@ def use_home_modes() -> None:
     `civicnet_share_group` (the umask also covers what DuckDB, pyarrow and GX write)."""
     from airflow.sdk import Variable
 
-    from schemas.homefiles import OWNER_ONLY, shared, use_modes
+    from civicnet.pipeline import OWNER_ONLY, shared, use_modes
 
     group = Variable.get("civicnet_share_group", default=None)
     use_modes(shared(group) if group else OWNER_ONLY)

@@ -6,7 +6,7 @@ batch exceeds the cadence's period plus a grace (`ALLOWANCE`); a subject never u
 too. Refused or still pending batches count as received, not as updated.
 
 This module is pure: callers read the feeds, senders, ledger and landing manifests and pass
-them in (`civicnet.status.freshness` does), so the rules are testable with plain values.
+them in (`civicnet.pipeline.status.freshness` does), so the rules are testable with plain values.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Sections (each with a stable id): `batches`, `gate`, `quarantine`, `freshness`,
 `reconciliation`, plus a link to the GX Data Docs when they exist. The page has no script and
 fetches nothing; every value is escaped, since departments and communities write much of it.
-It is built from the dict `civicnet status --json` prints (`civicnet.status.collect`).
+It is built from the dict `civicnet status --json` prints (`civicnet.pipeline.status.collect`).
 """
 
 from __future__ import annotations
@@ -245,7 +245,7 @@ def render_page(status: dict[str, Any], run: dict[str, Any] | None, lang: str = 
 
 def write_quality_page(home: Path, status: dict[str, Any], run_id: str | None = None,
                        lang: str = DEFAULT_LANG) -> Path:
-    """Write <home>/reports/quality/<run_id>.html from a `civicnet.status.collect` dict and
+    """Write <home>/reports/quality/<run_id>.html from a `civicnet.pipeline.status.collect` dict and
     replace index.html with it (both atomically); returns the run's page.
 
     `run_id` defaults to the UTC time of writing (it names the file: letters, digits, . _ - only)."""

@@ -18,7 +18,7 @@ TINY_SCALE = 0.0005  # about 8,700 residents: every district, street and most co
 
 def build_home(home: Path, scale: float = TINY_SCALE, changes: bool = False) -> Path:
     """Generate feeds, ingest every feed, sync the network; optionally apply the 1 % change drop too."""
-    from civicnet.demo_data import generate_changes, generate_feeds
+    from civicnet.demo.data import generate_changes, generate_feeds
 
     generate_feeds(home, scale)
     for slug in FEEDS:

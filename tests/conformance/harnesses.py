@@ -331,10 +331,10 @@ class SingerHarness(Harness):
 
 
 class RestHarness(Harness):
-    """The department's REST API on loopback (civicnet.demo_api), over real HTTP with a bearer token."""
+    """The department's REST API on loopback (civicnet.demo.departments.api), over real HTTP with a bearer token."""
 
     def __init__(self, folder: Path, home: Path) -> None:
-        from civicnet.demo_api import DemoApi
+        from civicnet.demo.departments.api import DemoApi
 
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / "stations.jsonl"
@@ -382,9 +382,9 @@ class PushHarness(Harness):
     (401/403/413/422 terminal, 5xx or no answer transient)."""
 
     def __init__(self, folder: Path, home: Path) -> None:
-        from civicnet.gateway import GatewayServer
-        from civicnet.gateway_trigger import NoTrigger
-        from connectors.senders import add_sender
+        from civicnet.gateway.app import GatewayServer
+        from civicnet.gateway.trigger import NoTrigger
+        from connectors.push.senders import add_sender
 
         self.pending: dict[str, dict[str, Any]] = {}  # changed since the last receipt, latest version per key
         super().__init__(folder, home)
@@ -424,7 +424,7 @@ class PushHarness(Harness):
 
     def crash_after_landing(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """The gateway dies after landing, before the receipt is written (the sender saw no receipt)."""
-        from civicnet import gateway
+        from civicnet.gateway import app as gateway
 
         original = gateway.landing.land
 

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 import pytest
 from harnesses import COMMUNITY, HARNESSES, Harness, record
 
-from civicnet import pipeline
+from civicnet import context
 from quality.conform import conform_batch
 from schemas.contract import load_contracts
 from schemas.errors import TerminalError, TransientError
@@ -67,7 +67,7 @@ def merged_rows(home: Path, source: Harness) -> dict[str, dict[str, Any]]:
     try:
         for m in landing.landed_batches(home, feed.dataset, feed.slug):
             conformed = conform_batch(landing.raw_path(home, feed.dataset, m.batch_id), CONTRACT,
-                                      pipeline.source_mapping(feed), {2020: pipeline.registry()}, AS_OF, m.scope)
+                                      context.source_mapping(feed), {2020: context.registry()}, AS_OF, m.scope)
             assert conformed.quarantined.num_rows == 0, conformed.quarantined.to_pylist()
             batch = BatchInput(m.batch_id, feed.slug, feed.department, m.source_name, m.received_at,
                                conformed.received, conformed.duplicates, {"verdict": "pass"}, m.scope)

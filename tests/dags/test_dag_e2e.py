@@ -2,7 +2,7 @@
 
 One home is built for the module (each `airflow dags test` costs tens of seconds): feeds at
 scale 0.0005, the five pull ingest DAGs (file drops, the SQL register, the health API on loopback,
-the justice Singer tap), then network_sync, all through `civicnet.airflow_runner.run_dag` on SQLite
+the justice Singer tap), then network_sync, all through `civicnet.pipeline.runner.run_dag` on SQLite
 metadata; at the end, workbooks pushed through the real gateway run the push feed's DAG and
 network_sync through its Airflow trigger. What round one left behind is captured
 in the fixture, so the refusal test, which drops a bad file into the same home, cannot
@@ -24,12 +24,13 @@ from typing import Any
 
 import pytest
 
-from civicnet import pipeline, status
-from civicnet.airflow_runner import DagRunFailedError, run_dag
-from civicnet.demo import department_services
-from civicnet.demo_data import generate_feeds
-from civicnet.demo_health import generate_health
-from civicnet.demo_justice import generate_justice
+from civicnet import context
+from civicnet.demo.data import generate_feeds
+from civicnet.demo.departments.health import generate_health
+from civicnet.demo.departments.justice import generate_justice
+from civicnet.demo.run import department_services
+from civicnet.pipeline import status
+from civicnet.pipeline.runner import DagRunFailedError, run_dag
 from schemas.citizen_id import check_char
 from warehouse import landing
 
@@ -66,7 +67,7 @@ def airflow_rows(home: Path, sql: str, *params: object) -> list[tuple[Any, ...]]
 
 
 def city_rows(home: Path, dataset: str) -> int:
-    con = pipeline.open_city(home, read_only=True)
+    con = context.open_city(home, read_only=True)
     try:
         row = con.execute(f'SELECT count(*) FROM city."{dataset}"').fetchone()
     finally:
@@ -98,8 +99,8 @@ def write_bad_drop(home: Path, rows: int = 20, bad: int = 10) -> Path:
 def round_one(tmp_path_factory: pytest.TempPathFactory) -> RoundOne:
     home = tmp_path_factory.mktemp("e2e")
     generate_feeds(home, SCALE)
-    generate_health(home, pipeline.registry(), SCALE)
-    generate_justice(home, pipeline.registry())
+    generate_health(home, context.registry(), SCALE)
+    generate_justice(home, context.registry())
     # the health API on loopback and the connections (REST token, tap token) in AIRFLOW_CONN_*
     with department_services(home):
         for dag_id in (*INGEST, "network_sync"):
@@ -268,11 +269,11 @@ def test_cli_status_prints_json(round_one: RoundOne) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     printed = json.loads(done.stdout)
     assert {"vintage", "nodes", "quarantine", "batches"} <= set(printed)
-    assert (printed["vintage"], len(printed["nodes"])) == (pipeline.VINTAGE, NODES)
+    assert (printed["vintage"], len(printed["nodes"])) == (context.VINTAGE, NODES)
 
 
 def test_pushed_workbooks_reach_every_tier_through_the_gateways_airflow_trigger(round_one: RoundOne) -> None:
-    from civicnet.demo_gateway import push_through_gateway
+    from civicnet.demo.gateway import push_through_gateway
 
     home = round_one.home
     statuses = push_through_gateway(home, communities=1, timeout=600)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from civicnet.airflow_runner import CITY_POOL
+from civicnet.pipeline.runner import CITY_POOL
 from connectors.feeds import load_feeds
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,6 +33,8 @@ CITY_ASSET = "civicnet://nodes/city"
 # that do the work (they are imported inside the tasks).
 HEAVY_MODULES = ("duckdb", "great_expectations", "pyarrow", "civicnet", "warehouse", "quality",
                  "connectors.parse", "connectors.registry", "connectors.files", "connectors.sql")
+# the pipeline API a DAG file imports at parse time: the package only, its names resolved on first use
+LIGHT_API = {"civicnet", "civicnet.pipeline"}
 CLOCK_CALLS = {"now", "utcnow", "today"}
 
 
@@ -222,7 +224,8 @@ def test_parsing_imports_nothing_heavy(tmp_path: Path, path: Path) -> None:
                           cwd=tmp_path, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     modules = json.loads(done.stdout.strip().splitlines()[-1])
-    heavy = sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY_MODULES))
+    heavy = sorted(m for m in modules if m not in LIGHT_API
+                   and any(m == h or m.startswith(h + ".") for h in HEAVY_MODULES))
     assert heavy == []
 
 

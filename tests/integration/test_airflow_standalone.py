@@ -35,14 +35,14 @@ import psutil
 import pytest
 import requests
 
-from civicnet.airflow_api import AirflowApi, AirflowApiSettings, AirflowUnavailableError
-from civicnet.demo_push import expenditure_rows
-from civicnet.gateway import GatewayServer
-from civicnet.gateway_trigger import AirflowApiTrigger
-from civicnet.home import create_home
+from civicnet.demo.workbooks import expenditure_rows
+from civicnet.gateway.airflow_api import AirflowApi, AirflowApiSettings, AirflowUnavailableError
+from civicnet.gateway.app import GatewayServer
+from civicnet.gateway.trigger import AirflowApiTrigger
+from civicnet.pipeline.home import create_home
 from connectors.feeds import load_feeds
 from connectors.parse import CSV
-from connectors.senders import add_sender
+from connectors.push.senders import add_sender
 from schemas.divisions import load_registry
 
 pytestmark = pytest.mark.slow  # starts Airflow (about a minute) and waits for two scheduled DAG runs

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import AS_OF
 
-from civicnet import pipeline
+from civicnet import context, pipeline
 from schemas.errors import TerminalError
 from warehouse import landing
 
@@ -68,7 +68,7 @@ def test_only_the_unreadable_files_fail_their_check_each_naming_its_file(pulled:
 def test_the_good_file_is_applied_and_the_unreadable_ones_refused(pulled: dict[str, Any]) -> None:
     decided = {name: o["status"] for name, o in pulled["outcomes"].items()}
     assert decided == {"a_empty.csv": "refused", "b_truncated.csv": "refused", GOOD: "applied"}
-    con = pipeline.open_city(pulled["home"], read_only=True)
+    con = context.open_city(pulled["home"], read_only=True)
     try:
         row = con.execute("SELECT count(*) FROM city.divisions").fetchone()
     finally:

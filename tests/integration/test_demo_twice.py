@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from civicnet import status
+from civicnet.pipeline import status
 
 pytestmark = [pytest.mark.slow, pytest.mark.daytwo]  # `make test-day-two`: many minutes
 

@@ -22,11 +22,11 @@ import pytest
 import requests
 from conftest import AS_OF, build_home
 
-from civicnet.demo_push import expenditure_id, expenditure_rows
-from civicnet.gateway import GatewayServer
-from civicnet.gateway_trigger import InlineTrigger
+from civicnet.demo.workbooks import expenditure_id, expenditure_rows
+from civicnet.gateway.app import GatewayServer
+from civicnet.gateway.trigger import InlineTrigger
 from connectors.parse import CSV
-from connectors.senders import add_sender
+from connectors.push.senders import add_sender
 from schemas.csvsafe import is_formula
 from schemas.divisions import load_registry
 from warehouse.node import node_path
@@ -295,7 +295,7 @@ def test_batch_is_visible_to_its_department_only(gateway: Gateway) -> None:
 def test_a_batch_that_cannot_be_conformed_is_refused_and_its_status_says_why(tmp_path: Path) -> None:
     """A batch landed past the gateway's checks (wrong columns) is refused by its ingest run: the
     worker survives, the batch stays in landing, and its status carries the reason."""
-    from civicnet.gateway import batch_status
+    from civicnet.gateway.app import batch_status
     from connectors.parse import read_payload
     from warehouse import landing
 

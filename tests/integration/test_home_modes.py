@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import AS_OF, share_group
 
-from civicnet import pipeline
+from civicnet import context, pipeline
 from schemas.homefiles import shared, using_modes
 from warehouse.extract import publish_extract
 
@@ -40,7 +40,7 @@ def test_a_home_built_by_the_pipeline_is_owner_only(demo_home: Path) -> None:
 
 @pytest.mark.slow  # an ingest with its GX gate: about 40 s here
 def test_a_share_group_reads_extracts_and_reports_but_writes_nothing(tmp_path: Path) -> None:
-    from civicnet.demo_data import generate_feeds
+    from civicnet.demo.data import generate_feeds
 
     home = tmp_path / "shared"
     modes = shared(share_group())
@@ -48,7 +48,7 @@ def test_a_share_group_reads_extracts_and_reports_but_writes_nothing(tmp_path: P
         os.umask(0o022)  # the packages give the modes themselves, not only the entry point's umask
         generate_feeds(home, 0.0002)
         pipeline.ingest_feed(home, "public_security_residents", AS_OF)  # planted bad rows: an outbox report
-        publish_extract(home, pipeline.city_code())
+        publish_extract(home, context.city_code())
 
     entries = [p for p in (home, *home.rglob("*")) if p.relative_to(home).parts[:1] != (DEPARTMENT_DROPS,)]
     assert open_entries(home, allowed=0o050) == []  # the group may read and enter, no more; others nothing

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from conftest import AS_OF
 
-from civicnet import pipeline
-from civicnet.demo_justice import change_justice, generate_justice
+from civicnet import context, pipeline
+from civicnet.demo.departments.justice import change_justice, generate_justice
 
 FEED = "justice_mediation_committees"
 TOKEN = "day-two-token"
@@ -29,7 +29,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> list[list[dict[str, Any]]]
     extra = {"token": TOKEN, "expected_token_sha256": hashlib.sha256(TOKEN.encode()).hexdigest()}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AIRFLOW_CONN_JUSTICE_TAP", json.dumps({"conn_type": "generic", "extra": extra}))
-        generate_justice(home, pipeline.registry())
+        generate_justice(home, context.registry())
         first = pipeline.ingest_feed(home, FEED, AS_OF)
         change_justice(home, fraction=0.05)
         second = pipeline.ingest_feed(home, FEED, AS_OF)

@@ -26,11 +26,11 @@ import requests
 from conftest import AS_OF
 
 from civicnet import pipeline
-from civicnet.demo_push import expenditure_id, expenditure_rows
-from civicnet.gateway import GatewayServer
-from civicnet.gateway_trigger import InlineTrigger
+from civicnet.demo.workbooks import expenditure_id, expenditure_rows
+from civicnet.gateway.app import GatewayServer
+from civicnet.gateway.trigger import InlineTrigger
 from connectors.parse import CSV
-from connectors.senders import add_sender
+from connectors.push.senders import add_sender
 from schemas.divisions import load_registry
 from warehouse.node import node_path
 

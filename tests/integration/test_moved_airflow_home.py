@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from civicnet.airflow_runner import airflow_env
+from civicnet.pipeline.runner import airflow_env
 
 pytestmark = pytest.mark.slow  # two Airflow subprocesses (about 10 s)
 

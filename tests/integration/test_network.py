@@ -19,10 +19,10 @@ import duckdb
 import pytest
 from conftest import AS_OF, FEEDS, build_home
 
-from civicnet import pipeline
-from civicnet.demo_changes import read_residents
-from civicnet.demo_data import load_residents_feed
-from civicnet.status import collect
+from civicnet import context, pipeline
+from civicnet.demo.changes import read_residents
+from civicnet.demo.data import load_residents_feed
+from civicnet.pipeline.status import collect
 from schemas.contract import load_contracts
 from schemas.divisions import load_registry, subtree_prefix
 from warehouse.node import node_path
@@ -283,7 +283,7 @@ def _city_state(home: Path) -> dict[str, Any]:
     try:
         con.execute(f"ATTACH '{node_path(home, CITY)}' AS city (READ_ONLY)")
         state: dict[str, Any] = {
-            "stats": node_stats(con, "city", CITY, pipeline.contracts()),
+            "stats": node_stats(con, "city", CITY, context.contracts()),
             "ledger": con.execute("SELECT * EXCLUDE (decided_at) FROM city._civicnet.batches ORDER BY ALL").fetchall(),
             "hwm": con.execute("SELECT * FROM city._civicnet.hwm ORDER BY ALL").fetchall(),
             "quarantine": con.execute("SELECT count(*) FROM city._civicnet.quarantine").fetchall(),

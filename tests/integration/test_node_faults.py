@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from civicnet import cli, pipeline
+from civicnet import cli, context, pipeline
 from schemas.divisions import subtree_prefix, tier_of
 from warehouse.extract import extract_path
 from warehouse.node import NodeCorruptError, NodeLockedError, attach, connect, detach, node_path
@@ -30,7 +30,7 @@ YANTIAN = "440308000000"  # 盐田区
 MEISHA = "440308001000"  # 梅沙街道, the first street of the walk
 SHATOUJIAO = "440308003000"  # 沙头角街道
 HAISHAN = "440308004000"  # 海山街道, walked after the others
-CONTRACTS = pipeline.contracts()
+CONTRACTS = context.contracts()
 
 
 def district_home(demo_home: Path, dest: Path, district: str = YANTIAN) -> Path:
@@ -58,7 +58,7 @@ def stats(home: Path, code: str) -> NodeStats:
 
 def busiest_community(home: Path, street: str) -> str:
     """The community of `street` holding the most rows (a re-made copy of it proves something)."""
-    children = [c.code for c in pipeline.registry().children(street)]
+    children = [c.code for c in context.registry().children(street)]
     return max(children, key=lambda c: sum(stats(home, c).rows.values()))
 
 
@@ -95,7 +95,7 @@ def test_a_locked_node_is_skipped_and_named_while_every_other_node_syncs(
             pipeline.sync_district(home, YANTIAN)
     assert f"locked street {MEISHA}" in out.err and f"PID {pid}" in out.err and "close that session" in out.err
     synced = {line.split()[1] for line in out.out.splitlines() if line.startswith("synced ")}
-    yantian = {d.code for d in pipeline.registry().walk() if d.code.startswith(subtree_prefix(YANTIAN))}
+    yantian = {d.code for d in context.registry().walk() if d.code.startswith(subtree_prefix(YANTIAN))}
     assert synced == yantian - {MEISHA}
     for code in (below, later):  # synced in full (the one under the locked street from the district)
         assert stats(home, code) == stats(demo_home, code)
@@ -129,7 +129,7 @@ def test_a_damaged_node_is_named_with_the_fix_and_rebuilding_it_restores_it(
 def test_verify_repair_repairs_the_other_nodes_and_names_a_truncated_one(
         demo_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     home = district_home(demo_home, tmp_path)
-    monkeypatch.setattr(pipeline, "districts", lambda: [YANTIAN])  # verify walks this district only
+    monkeypatch.setattr(context, "districts", lambda: [YANTIAN])  # verify walks this district only
     tampered = busiest_community(demo_home, HAISHAN)
     con = connect()
     attach(con, node_path(home, tampered), "n")
@@ -148,6 +148,6 @@ def test_verify_repair_repairs_the_other_nodes_and_names_a_truncated_one(
     assert [(s["node"], s["cause"]) for s in recorded["skipped"]] == [(SHATOUJIAO, "corrupt")]
     assert recorded["remaining"] == [] and recorded["agrees"] is False
     # the street's communities were checked against the district
-    assert recorded["nodes_checked"] == sum(1 for d in pipeline.registry().walk()
+    assert recorded["nodes_checked"] == sum(1 for d in context.registry().walk()
                                             if d.code.startswith(subtree_prefix(YANTIAN))) - 1
     assert tier_of(SHATOUJIAO) == "street"

@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 from conftest import AS_OF, build_home
 
-from civicnet import pipeline, status
-from civicnet.demo_changes import read_residents
-from civicnet.demo_data import DIVISIONS_FILE, load_residents_feed
+from civicnet import context, pipeline
+from civicnet.demo.changes import read_residents
+from civicnet.demo.data import DIVISIONS_FILE, load_residents_feed
+from civicnet.pipeline import status
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +150,7 @@ def test_civicnet_report_builds_data_docs_and_the_quality_page(home: Path) -> No
     assert main(["report", "--home", str(home), "--run-id", "run-1"]) == 0
     docs = home / "quality" / "gx" / "data_docs"
     index = (docs / "index.html").read_text("utf-8")
-    for contract in pipeline.contracts():
+    for contract in context.contracts():
         assert f"{contract.name}.rows" in index and (docs / "expectations" / contract.name / "rows.html").exists()
     validations = list((docs / "validations" / "residents" / "rows").rglob("*.html"))
     assert len(validations) == len([b for b in status.collect(home)["batches"] if b["dataset"] == "residents"])

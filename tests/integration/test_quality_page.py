@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from conftest import AS_OF, build_home
 
-from civicnet import pipeline
-from civicnet.status import collect, freshness, quality_page
+from civicnet import context, pipeline
+from civicnet.pipeline.status import collect, freshness, quality_page
 from connectors.parse import CSV, read_payload
-from connectors.senders import add_sender
+from connectors.push.senders import add_sender
 from warehouse import landing
 
 SECTIONS = ("batches", "gate", "quarantine", "freshness", "reconciliation")
@@ -52,7 +52,7 @@ def run_chromium(chromium: str, profile: Path, *args: str) -> subprocess.Complet
 def page(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """A real home (plus a community sender and a reconciliation result) and its quality page."""
     home = build_home(tmp_path_factory.mktemp("quality_page"))
-    community = min(d.code for d in pipeline.registry().by_tier("community"))
+    community = min(d.code for d in context.registry().by_tier("community"))
     add_sender(home, "ws-page-test", "community", None, community)
     (home / "quality").mkdir(parents=True, exist_ok=True)
     (home / "quality" / "reconciliation.json").write_text(json.dumps({
@@ -159,7 +159,7 @@ def _push_as_community(home: Path, community: str) -> str:
 
 def test_community_row_follows_its_pushed_batch(page: tuple[Path, dict[str, Any]]) -> None:
     home = page[0].parent.parent.parent
-    community = min(d.code for d in pipeline.registry().by_tier("community"))
+    community = min(d.code for d in context.registry().by_tier("community"))
 
     def row() -> dict[str, Any]:
         rows = [r.to_dict() for r in freshness(home) if r.community == community]
@@ -203,7 +203,7 @@ def data_docs(page: tuple[Path, dict[str, Any]]) -> Path:
 
     home = page[0].parent.parent.parent
     datasets = {b["dataset"] for b in collect(home)["batches"]}  # now: earlier tests may have landed more
-    return build_data_docs(home, [c for c in pipeline.contracts() if c.name in datasets], "2026-12-01").parent
+    return build_data_docs(home, [c for c in context.contracts() if c.name in datasets], "2026-12-01").parent
 
 
 def test_data_docs_reference_nothing_outside_the_site(data_docs: Path) -> None:

@@ -19,8 +19,8 @@ import pytest
 from conftest import AS_OF
 
 import civicnet.pipeline
-from civicnet import pipeline
-from civicnet.demo_push import expenditure_rows
+from civicnet import context, pipeline
+from civicnet.demo.workbooks import expenditure_rows
 from connectors.parse import CSV, read_payload
 from warehouse import landing
 from warehouse.node import node_path
@@ -55,7 +55,7 @@ def report_files(home: Path, batch_id: str) -> list[str]:
 
 
 def owed(home: Path) -> list[str]:
-    with duckdb.connect(str(node_path(home, pipeline.city_code())), read_only=True) as con:
+    with duckdb.connect(str(node_path(home, context.city_code())), read_only=True) as con:
         return [r[0] for r in con.execute("SELECT batch_id FROM _civicnet.batches WHERE report_owed").fetchall()]
 
 

@@ -14,8 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from civicnet.demo_api import DemoApi, serve_api
-from civicnet.demo_health import change_health, generate_health, read_stations, write_stations
+from civicnet.demo.departments.api import DemoApi, serve_api
+from civicnet.demo.departments.health import change_health, generate_health, read_stations, write_stations
 from connectors.feeds import RestSource, load_feeds
 from connectors.parse import read_payload
 from connectors.payload import Payload

@@ -17,8 +17,8 @@ import duckdb
 import pytest
 from conftest import AS_OF, build_home
 
-from civicnet import pipeline
-from civicnet.demo_data import generate_changes
+from civicnet import context, pipeline
+from civicnet.demo.data import generate_changes
 from schemas.derive import key_sql
 from schemas.divisions import load_registry
 from warehouse.extract import extract_path
@@ -32,7 +32,7 @@ CIVICNET = Path(sys.executable).with_name("civicnet")
 REGISTRY = load_registry(2020)
 SYNCED = [d.code for d in REGISTRY.walk() if d.tier != "city"]  # the 898 nodes `sync` prints
 KILL_AFTER = 300  # lines: two districts' subtrees and part of a third
-CONTRACTS = pipeline.contracts()
+CONTRACTS = context.contracts()
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import build_home
 
-from civicnet import cli, pipeline
-from civicnet.verify import render, verify_network
+from civicnet import cli, context
+from civicnet.pipeline.verify import render, verify_network
 from schemas.contract import Contract
 from schemas.divisions import parent_of, subtree_prefix, tier_of
 from warehouse.extract import extract_path
@@ -21,7 +21,7 @@ from warehouse.node import attach, connect, detach, node_path
 
 pytestmark = pytest.mark.slow  # builds its own home and opens every node file several times
 
-CONTRACTS: dict[str, Contract] = {c.name: c for c in pipeline.contracts()}
+CONTRACTS: dict[str, Contract] = {c.name: c for c in context.contracts()}
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def tamper(home: Path, code: str, *statements: tuple[str, list[object]]) -> None
 
 
 def a_community_with_residents_and_facilities(home: Path) -> str:
-    con = pipeline.open_city(home, read_only=True)
+    con = context.open_city(home, read_only=True)
     try:
         rows = con.execute("""SELECT division_code FROM city.residents INTERSECT
                               SELECT division_code FROM city.facilities ORDER BY 1 LIMIT 1""").fetchall()

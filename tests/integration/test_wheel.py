@@ -47,7 +47,7 @@ def test_an_installed_copy_finds_its_dags(wheel: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("CIVICNET_DAGS_FOLDER", "PYTHONPATH")}
     # -S: no site-packages, so neither this checkout nor an editable install can answer
     found = subprocess.run(
-        [sys.executable, "-S", "-c", "import civicnet.airflow_runner as r; print(r.__file__); print(r.dags_folder())"],
+        [sys.executable, "-S", "-c", "import civicnet.pipeline.runner as r; print(r.__file__); print(r.dags_folder())"],
         env=env | {"PYTHONPATH": str(site)}, cwd=tmp_path, capture_output=True, text=True, check=True, timeout=60,
     ).stdout.splitlines()
 

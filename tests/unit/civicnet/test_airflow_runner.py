@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from civicnet.airflow_runner import airflow_env, generated_credentials, standalone_env
 from civicnet.cli import parser
+from civicnet.pipeline.runner import airflow_env, generated_credentials, standalone_env
 
 VENV_AIRFLOW = Path(sys.executable).parent / "airflow"
 

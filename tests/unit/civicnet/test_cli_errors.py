@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from civicnet import airflow_runner
 from civicnet.cli import main
-from civicnet.pipeline import registry
-from connectors.senders import SenderError, add_sender, list_senders
+from civicnet.context import registry
+from civicnet.pipeline import runner as airflow_runner
+from connectors.push.senders import SenderError, add_sender, list_senders
 
 COMMUNITY = registry().by_tier("community")[0].code
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from civicnet import pipeline
+from civicnet import context
 from civicnet.cli import main
-from civicnet.home import is_home
+from civicnet.pipeline.home import is_home
 
 # every command that reads or changes an existing home (arguments after the command name)
 NEEDS_A_HOME = {
@@ -105,7 +105,7 @@ def test_init_refuses_a_folder_holding_other_files(tmp_path: Path, capsys: pytes
 
 def test_a_home_made_by_the_pipeline_is_a_home(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A home whose city node the pipeline created (tests, DAG tasks, homes older than the marker)."""
-    pipeline.open_city(tmp_path).close()
+    context.open_city(tmp_path).close()
 
     assert is_home(tmp_path)
     assert main(["status", "--home", str(tmp_path)]) == 0
@@ -131,7 +131,7 @@ def test_an_unknown_feed_lists_the_known_ones_and_creates_nothing(tmp_path: Path
     line = one_error_line(capsys.readouterr().err)
     assert code != 0
     assert "no feed 'no_such_feed'" in line
-    assert all(slug in line for slug in pipeline.load_feeds())
+    assert all(slug in line for slug in context.load_feeds())
     assert "civicnet feeds" in line
     assert not home.exists()
 

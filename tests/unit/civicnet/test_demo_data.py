@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from civicnet.demo_data import generate_changes, generate_feeds
-from civicnet.demo_residents import DemoDataError
+from civicnet.demo.data import generate_changes, generate_feeds
+from civicnet.demo.departments.residents import DemoDataError
 from schemas.citizen_id import is_valid
 from schemas.divisions import is_virtual_community, load_registry
 

@@ -13,9 +13,9 @@ import openpyxl
 import pytest
 from starlette.testclient import TestClient
 
-from civicnet.gateway import create_app
+from civicnet.gateway.app import create_app
 from connectors.parse import CSV, JSONL, PUSH_LIMITS, XLSX, ParseLimits
-from connectors.senders import add_sender
+from connectors.push.senders import add_sender
 
 DATASET = "community_expenditures"
 HEADER = "支出编号,社区代码,年度,季度,支出类别,金额,说明"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from civicnet.airflow_api import AirflowApi, AirflowApiSettings
-from civicnet.gateway_trigger import AirflowApiTrigger, airflow_api_settings, make_trigger
+from civicnet.gateway.airflow_api import AirflowApi, AirflowApiSettings
+from civicnet.gateway.trigger import AirflowApiTrigger, airflow_api_settings, make_trigger
 from civicnet.settings import Settings
 
 PASSWORD = "pw-never-shown-42"

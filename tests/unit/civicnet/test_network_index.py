@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from civicnet import pipeline, status
+from civicnet import context, pipeline
 from civicnet.cli import main
+from civicnet.pipeline import status
 from warehouse.extract import extract_path
 
 CODES = ("440300000000", "440304000000", "440304001000")
@@ -62,7 +63,7 @@ def test_an_index_of_older_homes_with_absolute_paths_is_read_in_the_home(tmp_pat
 
 
 def test_status_of_a_moved_home_lists_extracts_in_the_new_place(tmp_path: Path, capsys: object) -> None:
-    pipeline.open_city(tmp_path / "old").close()
+    context.open_city(tmp_path / "old").close()
     write_index(tmp_path / "old")
     (tmp_path / "old").rename(tmp_path / "new")
 

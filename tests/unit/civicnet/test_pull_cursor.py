@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from civicnet import pipeline
+from civicnet.pipeline import ingest
 from connectors.parse import CSV, PARQUET
 from connectors.payload import Payload
 from warehouse import landing
@@ -34,7 +35,7 @@ def test_a_resent_file_lands_once_and_is_not_read_again(tmp_path: Path, monkeypa
     assert landing.feed_state(tmp_path, "divisions", "statistics_divisions")["files"] == \
         {"a.csv": digest, "b.csv": digest}
     reads: list[str] = []
-    monkeypatch.setattr(pipeline, "read_payload", lambda *a: reads.append(a[-1]))
+    monkeypatch.setattr(ingest, "read_payload", lambda *a: reads.append(a[-1]))
     pipeline.pull(tmp_path, "statistics_divisions")
     assert reads == []
 
@@ -74,7 +75,7 @@ def test_city_changes_counts_only_batches_that_changed_rows(outcomes: list[dict[
 
 
 def test_a_failed_runs_message_is_its_tasks_terminal_errors_once_each() -> None:
-    from civicnet.airflow_runner import task_failures
+    from civicnet.pipeline.runner import task_failures
 
     log = ("[info] Task started\nTraceback (most recent call last):\n"
            "airflow.sdk.exceptions.AirflowFailException: SQLite database /h/feeds/x.sqlite does not exist\n"

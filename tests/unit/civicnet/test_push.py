@@ -17,14 +17,14 @@ import pytest
 import requests
 from tqdm import tqdm
 
-from civicnet import push as push_module
 from civicnet.cli import main, parser
-from civicnet.demo_push import expenditure_rows, write_expenditure_files
-from civicnet.gateway import GatewayServer
-from civicnet.gateway_trigger import InlineTrigger
-from civicnet.pipeline import registry
-from civicnet.push import CHUNK, _Body, push
-from connectors.senders import add_sender, authenticate
+from civicnet.context import registry
+from civicnet.demo.workbooks import expenditure_rows, write_expenditure_files
+from civicnet.gateway.app import GatewayServer
+from civicnet.gateway.trigger import InlineTrigger
+from civicnet.pipeline import push as push_module
+from civicnet.pipeline.push import CHUNK, _Body, push
+from connectors.push.senders import add_sender, authenticate
 
 AS_OF = dt.date(2021, 6, 30)
 DATASET = "community_expenditures"

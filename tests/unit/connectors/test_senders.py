@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from civicnet.pipeline import registry
-from connectors.senders import (
+from civicnet.context import registry
+from connectors.push.senders import (
     SenderError,
     add_sender,
     authenticate,

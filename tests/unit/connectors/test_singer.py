@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from civicnet.demo_justice import UPDATED_AT, generate_justice
+from civicnet.demo.departments.justice import UPDATED_AT, generate_justice
 from connectors.feeds import SingerSource
 from connectors.parse import JSONL, read_payload
 from connectors.payload import Payload
@@ -48,7 +48,7 @@ def write_register(tmp_path: Path, records: list[dict[str, Any]]) -> Path:
 def demo_tap(register: Path, batch_records: int = 10_000, replication: str = "incremental",
              **config: Any) -> SingerConnector:
     source = SingerSource.model_validate({
-        "kind": "singer", "command": ["{python}", "-m", "civicnet.demo_tap"], "stream": STREAM,
+        "kind": "singer", "command": ["{python}", "-m", "civicnet.demo.departments.tap"], "stream": STREAM,
         "config": {"source": str(register), **config}, "conn_id": "justice_tap", "replication": replication})
     return SingerConnector(source, ("id",), batch_records=batch_records)
 

@@ -16,7 +16,7 @@ SECTIONS = ("batches", "gate", "quarantine", "freshness", "reconciliation")
 
 
 def make_status(home: Path, **overrides: Any) -> dict[str, Any]:
-    """A status dict shaped like civicnet.status.collect's, with department-sent text in it."""
+    """A status dict shaped like civicnet.pipeline.status.collect's, with department-sent text in it."""
     status: dict[str, Any] = {
         "home": str(home), "vintage": 2020, "nodes": [{"tier": "city", "code": "440300000000"}],
         "batches": [

@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from civicnet.airflow_api import AirflowApi, AirflowApiSettings, landing_asset_uri
+from civicnet.gateway.airflow_api import AirflowApi, AirflowApiSettings, landing_asset_uri
 from connectors.feeds import Feed, load_feeds
 from schemas.errors import CivicnetError, TerminalError, TransientError
 
 if TYPE_CHECKING:
-    from civicnet.gateway import Trigger
+    from civicnet.gateway.app import Trigger
     from civicnet.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -192,12 +192,12 @@ class DagsTestTrigger(_BaseTrigger):
         super().__init__()
 
     def ingest(self, feed: str) -> None:
-        from civicnet.airflow_runner import run_dag
+        from civicnet.pipeline.runner import run_dag
 
         run_dag(self.home, f"ingest_{feed}")
 
     def sync(self) -> None:
-        from civicnet.airflow_runner import run_dag
+        from civicnet.pipeline.runner import run_dag
 
         run_dag(self.home, "network_sync")
 
@@ -296,7 +296,7 @@ class UnknownTriggerError(TerminalError):
 def airflow_api_settings(settings: Settings, url: str | None = None) -> AirflowApiSettings:
     """How the gateway reaches Airflow: `url` (else the settings'), the settings' user and password,
     else the admin password `airflow standalone` generated in the home."""
-    from civicnet.airflow_runner import generated_credentials
+    from civicnet.pipeline.runner import generated_credentials
 
     user, password = settings.airflow_username, settings.airflow_password
     if user is None and password is None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import duckdb
 
-from civicnet import pipeline
+from civicnet import context
 from schemas.contract import Contract
 from schemas.divisions import Tier, parent_of, subtree_prefix, tier_of
 from schemas.errors import TerminalError
@@ -175,11 +175,11 @@ class _Walk:
             self.forget(code)
             if _attached(con, alias):
                 detach(con, alias)
-            for child in pipeline.registry().children(code):
+            for child in context.registry().children(code):
                 self.visit(con, child.code, frames)
             return
         try:
-            for child in pipeline.registry().children(code):
+            for child in context.registry().children(code):
                 self.visit(con, child.code, [*frames, node])
         finally:
             detach(con, alias)
@@ -212,11 +212,11 @@ def verify_network(home: Path, repair: bool = False, workers: int = 1) -> Verify
 
     Districts are walked apart (each reads only its own divisions of the city), in `workers`
     processes when more than one."""
-    city = pipeline.city_code()
+    city = context.city_code()
     if not node_path(home, city).exists():
         raise NoCityNodeError(f"no city node in {home / 'nodes'}: there is no network to verify; "
                               "run `civicnet demo` or the ingest and network DAGs first")
-    codes = pipeline.districts()
+    codes = context.districts()
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
             parts = list(pool.map(verify_district, [home] * len(codes), codes, [repair] * len(codes)))
@@ -234,8 +234,8 @@ def verify_network(home: Path, repair: bool = False, workers: int = 1) -> Verify
 
 def verify_district(home: Path, district: str, repair: bool = False) -> VerifyReport:
     """verify_network for one district's subtree (module level: worker processes call it)."""
-    city = pipeline.city_code()
-    walk = _Walk(home, pipeline.contracts(), repair, district)
+    city = context.city_code()
+    walk = _Walk(home, context.contracts(), repair, district)
     con = connect()
     try:
         attach(con, node_path(home, city), "ncity", read_only=True)

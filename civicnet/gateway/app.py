@@ -39,7 +39,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from civicnet import pipeline
+from civicnet import context
 from connectors.feeds import Feed, PushSource, load_feeds
 from connectors.parse import (
     CSV,
@@ -52,7 +52,7 @@ from connectors.parse import (
     read_payload,
     text_encoding,
 )
-from connectors.senders import Sender, authenticate
+from connectors.push.senders import Sender, authenticate
 from quality.conform import check_columns
 from quality.rejection import RejectionReport, build_report, to_csv, to_text
 from schemas.contract import Contract, load_contracts
@@ -238,7 +238,7 @@ class _Gateway:
             return self.replayed(sender, feed, first), False
         try:
             table = read_upload(data, media_type, encoding, name, self.limits)
-            check_columns(table.column_names, pipeline.source_mapping(feed), self.contracts[feed.dataset])
+            check_columns(table.column_names, context.source_mapping(feed), self.contracts[feed.dataset])
         except PayloadTooLargeError as err:  # more rows or inflated bytes than one upload may hold
             raise GatewayError(413, str(err)) from None
         except TerminalError as err:  # unreadable, too many columns, or not the columns the feed maps
@@ -321,7 +321,7 @@ class _Gateway:
             return None
         manifest = landing.read_manifest(self.home, receipt["dataset"], receipt["batch_id"])
         feed = self.feeds.get(manifest.dataset)
-        mapping = pipeline.source_mapping(feed) if feed is not None and feed.slug == manifest.feed else None
+        mapping = context.source_mapping(feed) if feed is not None and feed.slug == manifest.feed else None
         return build_report(con, "city", manifest.batch_id, manifest, mapping, self.contracts.get(manifest.dataset),
                             lang=lang)
 
@@ -331,10 +331,10 @@ def _city_read(home: Path, trigger: Trigger, read: Callable[[duckdb.DuckDBPyConn
     if not trigger.node_lock.acquire(blocking=False):
         return None, True
     try:
-        if not node_path(home, pipeline.city_code()).exists():
+        if not node_path(home, context.city_code()).exists():
             return None, False
         try:
-            con = pipeline.open_city(home, read_only=True)
+            con = context.open_city(home, read_only=True)
         except NodeLockedError:  # a merge in another process holds the file: DuckDB allows one writer
             return None, True
         try:

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from civicnet.demo_facilities import short_community_name
-from civicnet.demo_residents import GIVEN_CHARS, SURNAMES, community_table
+from civicnet.demo.departments.facilities import short_community_name
+from civicnet.demo.departments.residents import GIVEN_CHARS, SURNAMES, community_table
 from schemas.divisions import Registry
 
 JUSTICE_FILE = Path("feeds/justice/committees.json")

@@ -1,6 +1,6 @@
 """The health department's station API, faked on loopback over real HTTP for the demo and the tests.
 
-We do not have the department's system, so this serves the generated register (`civicnet.demo_health`,
+We do not have the department's system, so this serves the generated register (`civicnet.demo.departments.health`,
 a JSON Lines file re-read on every request, so data can change between pulls) the way such APIs do:
 
 `GET /api/v1/health-stations` with `Authorization: Bearer <token>` returns `{"data": [...],
@@ -13,7 +13,7 @@ RFC 8288 `Link: <absolute url>; rel="next"` header points at it, in the style th
 
 `DemoApi.inject(status, times, retry_after, after)` makes the next requests fail (429, 503, ...) so tests
 can exercise retries. Nothing secret is logged: the request line only, never headers.
-Run standalone with `CIVICNET_DEMO_API_TOKEN=... python -m civicnet.demo_api --records PATH --port N`.
+Run standalone with `CIVICNET_DEMO_API_TOKEN=... python -m civicnet.demo.departments.api --records PATH --port N`.
 """
 
 from __future__ import annotations
@@ -314,7 +314,8 @@ def serve_api(records_path: Path, token: str, port: int = 0) -> Iterator[DemoApi
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m civicnet.demo_api --records PATH --port N`; the token comes from CIVICNET_DEMO_API_TOKEN."""
+    """`python -m civicnet.demo.departments.api --records PATH --port N`; the token comes from
+    CIVICNET_DEMO_API_TOKEN."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--records", type=Path, required=True, help="the stations register (JSON Lines)")
     parser.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (0: any free port)")
@@ -324,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"set {TOKEN_ENV} to the bearer token clients must send (never on the command line)", file=sys.stderr)
         return 2
     if not args.records.is_file():
-        print(f"records file {args.records} does not exist; generate it with civicnet.demo_health", file=sys.stderr)
+        print(f"records file {args.records} does not exist; generate it with civicnet.demo.departments.health",
+              file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with serve_api(args.records, token, args.port) as api:

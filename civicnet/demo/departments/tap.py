@@ -1,6 +1,6 @@
 """A real Singer tap over the justice bureau's mediation-committee register (the demo's Singer source).
 
-    python -m civicnet.demo_tap --config config.json [--state state.json]
+    python -m civicnet.demo.departments.tap --config config.json [--state state.json]
 
 Config: `source` (the register, a JSON list), `token` and `expected_token_sha256` (the bureau's
 API check: a token whose sha256 differs is refused with "authentication failed" and exit 1),
@@ -103,7 +103,7 @@ def sync(config: dict[str, Any], bookmark: str | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the tap; the process exit code."""
-    parser = argparse.ArgumentParser(prog="civicnet.demo_tap", description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(prog="civicnet.demo.departments.tap", description=__doc__.split("\n", 1)[0])
     parser.add_argument("--config", required=True)
     parser.add_argument("--state")
     parser.add_argument("--discover", action="store_true", help="print the catalog and exit")

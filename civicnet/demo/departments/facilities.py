@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from civicnet.demo_residents import ROADS, Array, CommunityTable, Rng, zero_padded
+from civicnet.demo.departments.residents import ROADS, Array, CommunityTable, Rng, zero_padded
 
 TABLE = "community_facility"
 # art. 16: type → (name suffix, minimum floor area in m²); the two offices are separate rows

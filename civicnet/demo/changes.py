@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from civicnet.demo_residents import (
+from civicnet.demo.departments.residents import (
     Array,
     CommunityTable,
     Rng,

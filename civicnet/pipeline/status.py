@@ -8,9 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from civicnet import pipeline
+from civicnet import context
+from civicnet.pipeline.network import read_network_index
 from connectors.feeds import PushSource, load_feeds
-from connectors.senders import list_senders
+from connectors.push.senders import list_senders
 from quality.freshness import BatchSeen, FreshnessRow, Subject, scoreboard
 from quality.page import write_quality_page
 from schemas.contract import load_contracts
@@ -20,7 +21,7 @@ from warehouse import landing
 from warehouse.node import node_path
 from warehouse.status import batch_ledger, gate_results, quarantine_summary
 
-COMMUNITY_PREFIX = "community:"  # a community sender's department (connectors.senders)
+COMMUNITY_PREFIX = "community:"  # a community sender's department (connectors.push.senders)
 
 
 def reconciliation_path(home: Path) -> Path:
@@ -53,8 +54,8 @@ def _time(value: str) -> dt.datetime:
 def batches_seen(home: Path, datasets: set[str]) -> list[BatchSeen]:
     """Every batch received for these datasets: the city ledger's decision, or pending if only landed."""
     seen: dict[str, BatchSeen] = {}
-    if node_path(home, pipeline.city_code()).exists():
-        con = pipeline.open_city(home, read_only=True)
+    if node_path(home, context.city_code()).exists():
+        con = context.open_city(home, read_only=True)
         try:
             rows = con.execute("""SELECT batch_id, dataset, feed, department, epoch_us(received_at), status
                                   FROM city._civicnet.batches""").fetchall()
@@ -90,13 +91,13 @@ def reconciliation(home: Path) -> dict[str, Any] | None:
 
 def collect(home: Path, now: dt.datetime | None = None) -> dict[str, Any]:
     """Everything `status --json` prints (`now`: the time freshness is judged at; default UTC now)."""
-    index = pipeline.read_network_index(home)
+    index = read_network_index(home)
     nodes = [{"tier": n["tier"], "code": n["code"], "extract": str(n["extract"]), "rows": n["rows"]}
              for n in index["nodes"]]
     out: dict[str, Any] = {"home": str(home), "vintage": index["vintage"], "nodes": nodes,
                            "quarantine": {}, "batches": [], "gate": []}
-    if node_path(home, pipeline.city_code()).exists():
-        con = pipeline.open_city(home, read_only=True)
+    if node_path(home, context.city_code()).exists():
+        con = context.open_city(home, read_only=True)
         try:
             out["quarantine"] = quarantine_summary(con, "city")
             out["batches"] = batch_ledger(con, "city")

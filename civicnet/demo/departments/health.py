@@ -1,6 +1,6 @@
 """Synthetic health-department register of community health stations (社康中心、社康站).
 
-The register is the "database" behind the department's demo API (`civicnet.demo_api`): one JSON
+The register is the "database" behind the department's demo API (`civicnet.demo.departments.api`): one JSON
 object per line in `<home>/feeds/health/stations.jsonl`, in the department's own field names.
 Every non-virtual community gets one or two stations (about 1,200 in all, at any scale); the
 first is a centre in about a third of the communities. `updated_at` values fall on the hour over
@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from civicnet.demo_facilities import short_community_name
-from civicnet.demo_residents import community_table
+from civicnet.demo.departments.facilities import short_community_name
+from civicnet.demo.departments.residents import community_table
 from schemas.divisions import Registry
 
 HEALTH_FILE = Path("feeds/health/stations.jsonl")

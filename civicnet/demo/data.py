@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from civicnet.demo_changes import draw_changes, pick_changed_rows, read_residents
-from civicnet.demo_defects import REASONS, patch, plant_defects, sorted_edits
-from civicnet.demo_facilities import write_facilities
-from civicnet.demo_residents import (
+from civicnet.demo.changes import draw_changes, pick_changed_rows, read_residents
+from civicnet.demo.defects import REASONS, patch, plant_defects, sorted_edits
+from civicnet.demo.departments.facilities import write_facilities
+from civicnet.demo.departments.residents import (
     Array,
     CommunityTable,
     Population,

@@ -65,8 +65,8 @@ class LocalCheck:
 
 def check_file(path: Path, dataset: str, today: dt.date) -> LocalCheck:
     """Read and conform a file as the city will; raise LocalCheckError if it cannot be sent."""
-    from civicnet import pipeline
-    from civicnet.gateway import push_feeds, read_upload
+    from civicnet import context
+    from civicnet.gateway.app import push_feeds, read_upload
     from connectors.feeds import PushSource
     from connectors.parse import MEDIA_TYPES
     from quality.conform import check_columns, conform_batch
@@ -87,13 +87,13 @@ def check_file(path: Path, dataset: str, today: dt.date) -> LocalCheck:
     if len(data) > feed.connector.max_bytes:
         raise LocalCheckError(f"{path.name} has {len(data)} bytes, over the limit of {feed.connector.max_bytes} "
                               f"for {dataset!r}; split it into smaller files")
-    contract, mapping = load_contracts()[dataset], pipeline.source_mapping(feed)
+    contract, mapping = load_contracts()[dataset], context.source_mapping(feed)
     try:
         table = read_upload(data, media_type, None, path.name)
         check_columns(table.column_names, mapping, contract)
     except TerminalError as err:
         raise LocalCheckError(str(err)) from None
-    conformed = conform_batch(table, contract, mapping, {pipeline.VINTAGE: pipeline.registry()}, today)
+    conformed = conform_batch(table, contract, mapping, {context.VINTAGE: context.registry()}, today)
     quarantined = conformed.quarantined.to_pylist()
     by_reason = Counter(r["code"] for row in quarantined for r in row["reasons"])
     return LocalCheck(media_type, table.num_rows, conformed.duplicates, by_reason, quarantined[:SHOWN])

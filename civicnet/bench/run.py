@@ -4,7 +4,7 @@ Phases, each side in its own subprocess (so peak memory is its own):
   full    — load the division registry, the residents drop and the facilities table, and fill
             every node file of all four tiers;
   change  — a drop changing 1 % of the residents (half of them moving), propagated to all tiers;
-  connectors — throughput of the file, SQL and REST connectors (civicnet.bench_connectors).
+  connectors — throughput of the file, SQL and REST connectors (civicnet.bench.connectors).
 The pipeline side runs the same functions the DAG tasks call (conform, quarantine, GX gate,
 SCD2 merge, ledger, rejection reports, tree sync, extracts, reconciliation, Data Docs and the
 quality page), without Airflow's per-task overhead, which the demo shows separately; the
@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from civicnet import pipeline
-from civicnet.verify import verify_and_record
+from civicnet.pipeline.verify import verify_and_record
 from schemas.divisions import load_registry, subtree_prefix
 
 AS_OF = dt.date(2021, 6, 30)
@@ -133,7 +133,7 @@ def _run_child(side: str, phase: str, out: Path, workers: int = 1) -> dict[str, 
 
 
 def _prepare(out: Path, scale: float) -> None:
-    from civicnet.demo_data import generate_changes, generate_feeds
+    from civicnet.demo.data import generate_changes, generate_feeds
 
     shutil.rmtree(out, ignore_errors=True)
     feeds_home = out / "pipeline"
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{quality / pipe['seconds']:.0%} of the pipeline")
     (out / "bench.json").write_text(json.dumps(results, indent=1))
     print("\nconnector throughput (civicnet connector + landing decode vs the plainest code, same data):")
-    connectors = subprocess.run([sys.executable, "-m", "civicnet.bench_connectors", str(out)],
+    connectors = subprocess.run([sys.executable, "-m", "civicnet.bench.connectors", str(out)],
                                 capture_output=True, text=True, check=True)
     print(connectors.stdout.rstrip())
     return 0

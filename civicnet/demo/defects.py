@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from civicnet.demo_residents import (
+from civicnet.demo.departments.residents import (
     CHECK_OBJ,
     GIVEN_CHARS,
     RARE_CHARS,

@@ -19,13 +19,13 @@ from zoneinfo import ZoneInfo
 
 import requests
 
-from civicnet import pipeline
-from civicnet.airflow_runner import DagRunFailedError
-from civicnet.demo_push import write_expenditure_files
-from civicnet.gateway import GatewayServer
-from civicnet.gateway_trigger import DagsTestTrigger
-from civicnet.push import push
-from connectors.senders import add_sender, list_senders, revoke_sender
+from civicnet import context
+from civicnet.demo.workbooks import write_expenditure_files
+from civicnet.gateway.app import GatewayServer
+from civicnet.gateway.trigger import DagsTestTrigger
+from civicnet.pipeline.push import push
+from civicnet.pipeline.runner import DagRunFailedError
+from connectors.push.senders import add_sender, list_senders, revoke_sender
 from schemas.divisions import is_virtual_community
 
 DATASET = "community_expenditures"
@@ -35,7 +35,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 def pick_communities(n: int) -> list[str]:
     """`n` non-virtual communities spread over the districts (deterministic)."""
-    codes = sorted(d.code for d in pipeline.registry().by_tier("community") if not is_virtual_community(d.code))
+    codes = sorted(d.code for d in context.registry().by_tier("community") if not is_virtual_community(d.code))
     step = max(1, len(codes) // n)
     return codes[::step][:n]
 
@@ -51,7 +51,7 @@ def push_through_gateway(home: Path, communities: int, timeout: float) -> list[d
     """Push one workbook per community (each by its own work station, and one more by civil affairs),
     wait for the trigger's Airflow runs, and return each batch's final status."""
     codes = pick_communities(communities + 1)
-    files = write_expenditure_files(home, pipeline.registry(), codes, seed=2021)
+    files = write_expenditure_files(home, context.registry(), codes, seed=2021)
     # the first file (with the planted foreign row) is its work station's; civil affairs sends the last
     tokens = {code: _sender(home, f"station-{code}", "community", None, code) for code in codes[:-1]}
     tokens[codes[-1]] = _sender(home, "civil-affairs-demo", "department", DEPARTMENT)

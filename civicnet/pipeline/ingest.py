@@ -1,7 +1,8 @@
-"""The pipeline steps DAG tasks and the CLI call: each composes connectors, quality and warehouse.
+"""The ingest steps the ingest DAGs' tasks and the CLI call: pull a feed and land what is new, check
+each landed batch (conform, quarantine, quality gate), merge the checked batches into the city node.
 
-Every step reads and writes one feed, one batch or one subtree, takes the business date it
-needs as a parameter, and is safe to run again.
+Every step reads and writes one feed or one batch, takes the business date it needs as a
+parameter, and is safe to run again.
 """
 
 from __future__ import annotations
@@ -15,10 +16,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from functools import cache
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +24,18 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from connectors.feeds import Feed, FeedConfigError, load_feeds
+from civicnet.context import VINTAGE, feed, open_city, registry, source_mapping
+from civicnet.pipeline.reports import write_owed
+from connectors.feeds import Feed
 from connectors.parse import LINE_COLUMN, UnreadablePayloadError, read_payload
 from connectors.payload import Payload
 from connectors.registry import connector_for
-from quality.conform import QUARANTINE_SCHEMA, SourceMapping, conform_batch
+from quality.conform import QUARANTINE_SCHEMA, conform_batch
 from quality.reasons import owned_elsewhere_format
-from quality.rejection import build_report, gate_sentence, write_outbox
+from quality.rejection import gate_sentence
 from quality.volume import record as record_volume
 from quality.volume import volume_ratio
 from schemas.contract import Contract, load_contracts
-from schemas.divisions import Registry, in_subtree, load_registry
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder, open_private, secure, write_atomic
 from warehouse import landing
@@ -46,16 +45,10 @@ from warehouse.merge import (
     Scope,
     apply_batch,
     ledger_entry,
-    owed_reports,
     refuse_batch,
-    settle_report,
 )
-from warehouse.network import RebuiltNode, SkippedNode, publish_origin, raise_for_skipped, sync_subtree
-from warehouse.network import rebuild_node as warehouse_rebuild_node
-from warehouse.node import attach, connect, ensure_node, node_errors, node_path
-from warehouse.stats import NodeStats
+from warehouse.node import node_errors
 
-VINTAGE = 2020
 log = logging.getLogger(__name__)
 
 
@@ -69,44 +62,6 @@ class QualityGateFailedError(TerminalError):
 
 class UnreadableBatchError(TerminalError):
     """A landed file could not be read at all (empty, cut off, not its format): it is refused alone."""
-
-
-@cache
-def registry() -> Registry:
-    """The division registry the network is built on (immutable: read once per process)."""
-    return load_registry(VINTAGE)
-
-
-def contracts() -> list[Contract]:
-    """Every shipped contract, in a stable order."""
-    return list(load_contracts().values())
-
-
-def feed(slug: str) -> Feed:
-    """The feed config with this slug."""
-    feeds = load_feeds()
-    if slug not in feeds:
-        raise FeedConfigError(f"no feed {slug!r}; known feeds: {', '.join(sorted(feeds))} "
-                              "(`civicnet feeds` lists them with their departments and schedules)")
-    return feeds[slug]
-
-
-def city_code() -> str:
-    """The root of the network."""
-    return registry().root().code
-
-
-def open_city(home: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """A connection with the city node attached as `city` (created if new)."""
-    con = connect()
-    code = city_code()
-    path = node_path(home, code)
-    if read_only and not path.exists():
-        read_only = False
-    attach(con, path, "city", read_only=read_only)
-    if not read_only:
-        ensure_node(con, "city", code, contracts())
-    return con
 
 
 def pending_batches(home: Path, slug: str) -> list[str]:
@@ -158,11 +113,6 @@ def decode_payload(payload: Payload) -> tuple[pa.Table, str | None]:
             problem = str(err) if payload.name in str(err) else f"{payload.name}: {err}"
     log.warning("%s is unreadable: landed as a batch its check refuses, with a report to its sender", payload.name)
     return pa.table({LINE_COLUMN: pa.array([], pa.int64())}), problem
-
-
-def source_mapping(f: Feed) -> SourceMapping:
-    """How a feed's columns become its contract's fields."""
-    return SourceMapping(f.slug, f.fields, f.values, f.dates, f.constants, tuple(f.ignore), f.deleted)
 
 
 def _staging(home: Path, batch_id: str) -> Path:
@@ -299,48 +249,13 @@ def merge(home: Path, slug: str, batch_ids: list[str]) -> list[dict[str, Any]]:
                 unchecked.append(str(err))
         # every report the ledger says is owed, not only this run's: a run killed between a merge's
         # commit and its outbox write left its batch decided, so no later pull lists it again
-        _write_owed(con, home, slug)
+        write_owed(con, home, slug)
     finally:
         con.close()
         pa.default_memory_pool().release_unused()
     if unchecked:
         raise BatchNotCheckedError("; ".join(unchecked))
     return outcomes
-
-
-def _write_owed(con: duckdb.DuckDBPyConnection, home: Path, slug: str | None) -> list[str]:
-    """Write the rejection reports the city ledger says are owed (of one feed, or all), each settled
-    once written; returns their batch ids. A clean batch's report step writes nothing and settles it."""
-    done = []
-    owed = owed_reports(con, "city", slug)
-    feeds, contracts_ = (load_feeds(), load_contracts()) if owed else ({}, {})  # read once, not per batch
-    for batch_id in owed:
-        (dataset, feed_slug), = con.execute("SELECT dataset, feed FROM city._civicnet.batches WHERE batch_id = ?",
-                                            [batch_id]).fetchall()
-        manifest = landing.read_manifest(home, dataset, batch_id)
-        known = feeds.get(feed_slug)
-        mapping = source_mapping(known) if known else None
-        write_outbox(home, build_report(con, "city", batch_id, manifest, mapping, contracts_.get(dataset)))
-        settle_report(con, "city", batch_id)
-        done.append(batch_id)
-    return done
-
-
-def write_owed_reports(home: Path) -> list[str]:
-    """Write every rejection report still owed (`civicnet report` and each network run do); their batch ids."""
-    if not node_path(home, city_code()).exists():
-        return []
-    con = open_city(home, read_only=True)  # most runs owe nothing: do not take the writer's lock for that
-    try:
-        if not owed_reports(con, "city"):
-            return []
-    finally:
-        con.close()
-    con = open_city(home)
-    try:
-        return _write_owed(con, home, None)
-    finally:
-        con.close()
 
 
 def city_changes(outcomes: list[dict[str, Any]]) -> dict[str, int]:
@@ -388,100 +303,6 @@ def scope_of(contract: Contract, division: str) -> Scope:
     return Scope(division, owned_elsewhere_format(key.title, key.name), key.name, names)
 
 
-def districts() -> list[str]:
-    """The codes of the districts: one sync task each."""
-    return [d.code for d in registry().by_tier("district")]
-
-
-def sync_district(home: Path, code: str, on_node: Any = None) -> list[dict[str, Any]]:
-    """Sync one district's subtree from the city and publish its extracts; returns node stats.
-
-    A node that cannot be opened (locked, damaged) is skipped and the others are synced; then this
-    raises naming it (transient if only locked, terminal if damaged), so the district's task fails."""
-    stats, skipped = sync_district_report(home, code, on_node)
-    raise_for_skipped(skipped, f"every other node of district {code} is synced and published")
-    return stats
-
-
-def sync_district_report(home: Path, code: str, on_node: Any = None) -> tuple[list[dict[str, Any]], list[SkippedNode]]:
-    """sync_district without raising: the node stats and the nodes skipped (module level: worker
-    processes call it)."""
-    report = sync_subtree(home, registry(), code, contracts(), on_node=on_node)
-    return [s.__dict__ for s in report.nodes], report.skipped
-
-
-def _sync_all(home: Path, codes: list[str], on_node: Any, workers: int) -> tuple[list[list[dict[str, Any]]],
-                                                                                  list[SkippedNode]]:
-    """Sync these districts (in `workers` processes when more than one); every one is walked even
-    when nodes of another were skipped."""
-    if workers <= 1:
-        parts = [sync_district_report(home, code, on_node) for code in codes]
-    else:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            parts = list(pool.map(sync_district_report, [home] * len(codes), codes, [on_node] * len(codes)))
-    return [stats for stats, _ in parts], [s for _, skipped in parts for s in skipped]
-
-
-def sync_districts(home: Path, codes: list[str], on_node: Any = None) -> list[list[dict[str, Any]]]:
-    """Sync several districts' subtrees (`civicnet sync --district`), then raise naming the nodes
-    skipped in any of them."""
-    subtrees, skipped = _sync_all(home, codes, on_node, workers=1)
-    raise_for_skipped(skipped, f"every other node of {', '.join(codes)} is synced and published")
-    return subtrees
-
-
-def rebuild_node(home: Path, code: str) -> RebuiltNode:
-    """Move a damaged node's file aside and sync a new one from its nearest healthy ancestor."""
-    registry().get(code)  # an unknown code is refused before any file is touched
-    return warehouse_rebuild_node(home, code, contracts(), dt.datetime.now(dt.UTC))
-
-
-def publish_city(home: Path) -> dict[str, Any]:
-    """Publish the city node's extract."""
-    stats: NodeStats = publish_origin(home, city_code(), contracts())
-    return stats.__dict__
-
-
-def network_index_path(home: Path) -> Path:
-    """Where the network index is: <home>/extracts/network.json."""
-    return home / "extracts" / "network.json"
-
-
-def write_network_index(home: Path, subtrees: list[list[dict[str, Any]]], city: dict[str, Any]) -> str:
-    """Write extracts/network.json: every node, its extract (relative to the home, so a moved or
-    copied home still reads) and its rows; returns the path."""
-    from warehouse.extract import extract_path
-
-    nodes = [city] + [n for subtree in subtrees for n in subtree]
-    index = {"vintage": VINTAGE, "nodes": [
-        {"tier": n["tier"], "code": n["code"], "extract": extract_path(Path(), n["code"]).as_posix(),
-         "rows": n["rows"], "checksums": n["checksums"]}
-        for n in sorted(nodes, key=lambda n: n["code"])]}
-    path = network_index_path(home)
-    make_folder(path.parent)
-    write_atomic(path, json.dumps(index, ensure_ascii=False, indent=1))
-    return str(path)
-
-
-def read_network_index(home: Path) -> dict[str, Any]:
-    """extracts/network.json with each node's extract as a path in this home (an empty index if
-    no network run wrote one yet).
-
-    The path is resolved in the home it is read from, by the node's code (where
-    warehouse.extract puts every extract): the stored relative path says the same to a person
-    reading the file, and an index written before paths were relative, naming the home it was
-    written in, still reads after that home moved."""
-    from warehouse.extract import extract_path
-
-    path = network_index_path(home)
-    if not path.exists():
-        return {"vintage": VINTAGE, "nodes": []}
-    index: dict[str, Any] = json.loads(path.read_text("utf-8"))
-    for node in index["nodes"]:
-        node["extract"] = extract_path(home, node["code"])
-    return index
-
-
 def ingest_feed(home: Path, slug: str, as_of: dt.date) -> list[dict[str, Any]]:
     """pull → check → merge for one feed in this process (what the ingest DAG's tasks do, in order).
 
@@ -493,40 +314,3 @@ def ingest_feed(home: Path, slug: str, as_of: dt.date) -> list[dict[str, Any]]:
         except TerminalError:  # recorded as `fail` in its check result: the merge refuses it
             continue
     return merge(home, slug, batch_ids)
-
-
-def sync_network(home: Path, on_node: Any = None, workers: int = 1, reconcile: bool = True) -> str:
-    """Sync every district's subtree, publish the city, write the index, then (unless `reconcile`
-    is false: the benchmark times it apart) reconcile every node with its parent by control totals
-    (the network DAG).
-
-    With `workers` > 1 districts sync in that many processes, as the DAG's mapped tasks do
-    (`on_node` must then be a picklable module-level function). Nodes that cannot be opened are
-    skipped; after everything else is done this raises naming them (see sync_district)."""
-    reg = registry()
-    # Largest subtrees first, so no big district is left to run alone at the end.
-    codes = sorted(districts(), key=lambda c: -sum(1 for d in reg.divisions if in_subtree(d, c)))
-    subtrees, skipped = _sync_all(home, codes, on_node, workers)
-    index = write_network_index(home, subtrees, publish_city(home))
-    if reconcile:
-        from civicnet.verify import verify_and_record  # civicnet.verify imports this module
-
-        verify_and_record(home, workers=workers)  # check only: the result is in quality/reconciliation.json
-    raise_for_skipped(skipped, "every other node is synced and published, and the index written")
-    return index
-
-
-def publish_quality_report(home: Path, run_id: str | None = None, lang: str = "zh_CN") -> dict[str, str]:
-    """Rebuild GX Data Docs and write this run's quality page; returns both paths.
-
-    Every Data Docs rebuild re-reads every batch's results: seconds, so this runs once per network
-    run, not per batch."""
-    from zoneinfo import ZoneInfo
-
-    from civicnet.status import quality_page
-    from quality.docs import build_data_docs
-
-    write_owed_reports(home)  # reports a killed merge left unwritten
-    today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
-    docs = build_data_docs(home, contracts(), today, lang)
-    return {"data_docs": str(docs), "quality_page": str(quality_page(home, run_id, lang=lang))}

@@ -117,7 +117,7 @@ def write_stations(path: Path, n: int) -> None:
 
 def bench_rest(folder: Path) -> dict[str, Any]:
     """Records from the demo API through the REST connector, and through requests + json."""
-    from civicnet.demo_api import PATH, serve_api
+    from civicnet.demo.departments.api import PATH, serve_api
     from connectors.rest import RestConnector
 
     records = folder / "stations.jsonl"

@@ -27,7 +27,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from civicnet.airflow_runner import run_dag
+from civicnet.pipeline.runner import run_dag
 from connectors.secrets import env_name
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder
@@ -46,7 +46,7 @@ class DemoHomeError(TerminalError):
 
 
 def _ensure_feeds(home: Path, scale: float) -> None:
-    from civicnet.demo_data import generate_feeds
+    from civicnet.demo.data import generate_feeds
 
     planted = home / "feeds" / "planted.json"
     if planted.exists():
@@ -96,7 +96,7 @@ def set_connections(api_url: str, values: dict[str, str]) -> None:
 @contextlib.contextmanager
 def department_services(home: Path) -> Iterator[None]:
     """The health department's API on loopback, and the connections every demo feed uses."""
-    from civicnet.demo_api import serve_api
+    from civicnet.demo.departments.api import serve_api
 
     values = demo_secrets(home)
     with serve_api(home / "feeds" / "health" / "stations.jsonl", values["health_api_token"]) as api:
@@ -105,9 +105,9 @@ def department_services(home: Path) -> Iterator[None]:
 
 
 def _generate_sources(home: Path, scale: float) -> None:
-    from civicnet.demo_health import generate_health
-    from civicnet.demo_justice import generate_justice
-    from civicnet.pipeline import registry
+    from civicnet.context import registry
+    from civicnet.demo.departments.health import generate_health
+    from civicnet.demo.departments.justice import generate_justice
 
     _ensure_feeds(home, scale)
     _once(home, "health", lambda: generate_health(home, registry(), scale))
@@ -115,10 +115,10 @@ def _generate_sources(home: Path, scale: float) -> None:
 
 
 def _round_two_changes(home: Path) -> None:
-    from civicnet.demo_data import FACILITIES_FILE, generate_changes
-    from civicnet.demo_facilities import edit_facilities
-    from civicnet.demo_health import change_health
-    from civicnet.demo_justice import change_justice
+    from civicnet.demo.data import FACILITIES_FILE, generate_changes
+    from civicnet.demo.departments.facilities import edit_facilities
+    from civicnet.demo.departments.health import change_health
+    from civicnet.demo.departments.justice import change_justice
 
     _once(home, "residents_changes", lambda: generate_changes(home, fraction=0.01, name=CHANGES_FILE))
     _once(home, "facility_edits", lambda: edit_facilities(home / "feeds" / FACILITIES_FILE, fraction=0.01))
@@ -129,7 +129,7 @@ def _round_two_changes(home: Path) -> None:
 def push_communities(home: Path) -> list[dict[str, Any]]:
     """Civil affairs and a few community work stations push expenditure workbooks through the real
     gateway on loopback; its `dags test` trigger ingests them and syncs the network. Returns receipts."""
-    from civicnet.demo_gateway import push_through_gateway
+    from civicnet.demo.gateway import push_through_gateway
 
     return push_through_gateway(home, PUSH_COMMUNITIES, TRIGGER_TIMEOUT_S)
 
