@@ -17,8 +17,9 @@ Incremental (`source.cursor`): the request asks for `cursor.param = watermark - 
 boundary, re-reading the lag window for late writes); the state keeps the watermark (the latest
 `cursor.field` seen, an ISO timestamp with offset) and `boundary`, a content hash per key of the
 records inside the lag window, so a record re-read unchanged is skipped and a changed one (even
-with an older timestamp, as long as it is inside the window) is taken once. Without a cursor, each
-pull reads everything (identical content lands once). No new record: no payload.
+with an older timestamp, as long as it is inside the window) is taken once; `connectors/cursor.py`
+owns these rules and the state's shape. Without a cursor, each pull reads everything (identical
+content lands once). No new record: no payload.
 
 Failures: 429, 5xx, connection errors and timeouts are retried `max_retries` times with
 exponential backoff (`backoff_seconds * 2**n`, at most 60 s, at least what `Retry-After` asks),
@@ -29,9 +30,9 @@ what to fix.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email.utils
-import hashlib
 import itertools
 import json
 import logging
@@ -44,6 +45,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from connectors.cursor import INSTANT, CursorError, Window, content_digest, key_text, read_state, record_instant
 from connectors.feeds import RestSource
 from connectors.parse import JSONL, RepeatedKeyError, unique_keys
 from connectors.payload import Payload
@@ -141,13 +143,7 @@ def key_of(record: Mapping[str, Any], key: tuple[str, ...]) -> str:
     if missing:
         raise RestSourceError(f"a record has no value for key field(s) {missing} (it has {sorted(record)}); fix "
                               "the key columns in the feed's 'fields' or ask the department why records lack them")
-    return json.dumps([record[k] for k in key], ensure_ascii=False) if key else content_digest(record)
-
-
-def content_digest(record: Mapping[str, Any]) -> str:
-    """sha1 of a record's content, independent of key order."""
-    text = json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha1(text.encode("utf-8"), usedforsecurity=False).hexdigest()
+    return key_text([record[k] for k in key]) if key else content_digest(record)
 
 
 def last_by_key(records: Iterable[Record], key: tuple[str, ...]) -> dict[str, Record]:
@@ -160,63 +156,24 @@ def last_by_key(records: Iterable[Record], key: tuple[str, ...]) -> dict[str, Re
     return by_key
 
 
-def _aware(text: Any) -> dt.datetime | None:
-    """An ISO 8601 timestamp with a UTC offset, or None if the text is missing, malformed or naive."""
-    try:
-        moment = dt.datetime.fromisoformat(str(text)) if text is not None else None
-    except ValueError:
-        return None
-    return moment if moment is not None and moment.tzinfo is not None else None
-
-
-def cursor_value(record: Mapping[str, Any], name: str) -> dt.datetime:
-    """A record's cursor field as an aware datetime; a missing, malformed or naive value is refused."""
-    moment = _aware(record.get(name))
-    if moment is None:
-        value = record.get(name)
-        # the value's kind, never the value: a mis-set cursor field may hold personal data
-        held = "missing" if value is None else f"a {type(value).__name__} of {len(str(value))} characters"
-        raise RestSourceError(f"a record's cursor field {name!r} is {held}, not an ISO 8601 timestamp "
-                              "with a UTC offset; fix 'cursor.field' in the feed "
-                              "config or ask the department to send offsets")
-    return moment
-
-
-def load_watermark(state: Mapping[str, Any]) -> dt.datetime | None:
-    """The watermark of the last pull (None on a first pull)."""
-    text = state.get("watermark")
-    if text is None:
-        return None
-    moment = _aware(text)
-    if moment is None:
-        raise RestSourceError(f"the feed state holds watermark {text!r}, not an ISO timestamp with offset; reset "
-                              "the feed's state")
-    return moment
-
-
 def select_new(records: Mapping[str, Record], name: str, lag: float,
                state: Mapping[str, Any]) -> tuple[list[Record], dict[str, Any]]:
     """The records not taken unchanged by the last pull, and the state that covers them all.
 
     The new state's boundary holds every read record whose cursor lies within `lag` of the new watermark."""
-    previous: Mapping[str, Any] = state.get("boundary") or {}
-    stamped = [(k, r, cursor_value(r, name)) for k, r in records.items()]
-    watermark = load_watermark(state)
-    for _, _, moment in stamped:
-        watermark = moment if watermark is None or moment > watermark else watermark
-    floor = None if watermark is None else watermark - dt.timedelta(seconds=lag)
-    # content is hashed only where it matters: keys the last pull took, and the new boundary
-    digests = {k: content_digest(r) for k, r, moment in stamped
-               if k in previous or (floor is not None and moment >= floor)}
-    fresh = [r for k, r, _ in stamped if k not in previous or not _seen(previous[k], digests[k])]
-    if watermark is None or floor is None:
-        return fresh, dict(state)
-    boundary = {k: digests[k] for k, _, moment in stamped if moment >= floor}
-    return fresh, {"watermark": watermark.isoformat(), "boundary": dict(sorted(boundary.items()))}
+    with _source_errors():
+        window = Window(read_state(state, INSTANT), lag)
+        fresh = [r for k, r in records.items() if window.take(k, record_instant(r, name), r)]
+    return fresh, window.state().saved()
 
 
-def _seen(previous: Any, digest: str) -> bool:
-    return digest == previous or (isinstance(previous, list) and digest in previous)
+@contextlib.contextmanager
+def _source_errors() -> Iterator[None]:
+    """A feed's cursor that cannot be used, reported as this connector's own terminal error."""
+    try:
+        yield
+    except CursorError as err:
+        raise RestSourceError(str(err)) from None
 
 
 def jsonl(records: Iterable[Record]) -> bytes:
@@ -408,9 +365,11 @@ class RestConnector:
         cursor = self.source.cursor
         params: dict[str, Any] = dict(self.source.params)
         low = None
-        if cursor is not None and (watermark := load_watermark(state)) is not None:
-            low = watermark - dt.timedelta(seconds=cursor.lag_seconds)
-            params[cursor.param] = low.isoformat()
+        if cursor is not None:
+            with _source_errors():
+                low = read_state(state, INSTANT).low(cursor.lag_seconds)
+            if low is not None:
+                params[cursor.param] = low.isoformat()
         with open_session(conn) as session:
             client = ApiClient(self.source, conn, session, self.sleep)
             records = last_by_key(itertools.chain.from_iterable(client.pages(params)), self.key)

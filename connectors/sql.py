@@ -16,7 +16,8 @@ Two modes, one payload per pull, every value as text (None stays null, dates ISO
   more than `lag_seconds` behind the watermark is missed here and must be caught by reconciliation
   (counts and checksums against the source). Rows whose cursor is NULL are taken only by a pull
   without a watermark (the first one). A text cursor is compared as text; `lag_seconds` applies to
-  it only when it holds ISO timestamps written in one format and one UTC offset.
+  it only when it holds ISO timestamps written in one format and one UTC offset. The boundary, the
+  lag window, the content hash and the state's shape are `connectors/cursor.py`'s.
 
 Soft deletes are ordinary columns here: a row marked deleted is read like any other, so its marker
 reaches the conform step, which turns it into a tombstone.
@@ -28,15 +29,10 @@ Parquet file, so only one chunk of Python rows exists at a time.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import io
-import json
-import math
 import re
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from connectors.cursor import CursorError, CursorKind, Window, key_text, kind_of, read_state
 from connectors.feeds import SqlSource
 from connectors.parse import PARQUET
 from connectors.payload import Payload
@@ -75,64 +72,17 @@ class SqlUnavailableError(TransientError):
     """The department database is unreachable, busy or locked right now; a retry may help."""
 
 
-@dataclass(frozen=True)
-class CursorKind:
-    """How one type of cursor value is stored in the state, read back, and moved back by the lag."""
-
-    name: str
-    dump: Callable[[Any], Any]
-    load: Callable[[Any], Any]
-    minus: Callable[[Any, float], Any]
-
-
-def _minus_number(value: Any, lag: float) -> Any:
-    if isinstance(value, int):
-        return value - math.ceil(lag)
-    return value - (Decimal(str(lag)) if isinstance(value, Decimal) else lag)
-
-
-def _minus_text(value: str, lag: float) -> str:
-    """An ISO timestamp text moved back by `lag` seconds in the same layout; other text is left as is."""
-    try:
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return value
-    if lag == 0:
-        return value
-    earlier = moment - dt.timedelta(seconds=lag)
-    if len(value) == 10:
-        return earlier.date().isoformat()
-    fraction = len(value) > 19 and value[19] == "."
-    return earlier.isoformat(sep=value[10], timespec="microseconds" if fraction else "seconds")
-
-
-def _minus_date(value: dt.date, lag: float) -> dt.date:
-    return (dt.datetime.combine(value, dt.time()) - dt.timedelta(seconds=lag)).date()
-
-
-KINDS = {
-    "datetime": CursorKind("datetime", dt.datetime.isoformat, dt.datetime.fromisoformat,
-                           lambda v, lag: v - dt.timedelta(seconds=lag)),
-    "date": CursorKind("date", dt.date.isoformat, dt.date.fromisoformat, _minus_date),
-    "number": CursorKind("number", lambda v: v, lambda v: v, _minus_number),
-    "decimal": CursorKind("decimal", str, Decimal, _minus_number),
-    "text": CursorKind("text", str, str, _minus_text),
-}
-_PYTHON_KINDS: list[tuple[type, str]] = [(bool, ""), (dt.datetime, "datetime"), (dt.date, "date"),
-                                         (int, "number"), (float, "number"), (Decimal, "decimal"), (str, "text")]
-
-
 def cursor_kind(column: sa.Column[Any]) -> CursorKind:
     """The cursor kind of a reflected column, from its Python type; a clear error for other types."""
     try:
         python_type: type = column.type.python_type
     except NotImplementedError:
         python_type = object
-    name = next((kind for base, kind in _PYTHON_KINDS if issubclass(python_type, base)), "")
-    if not name:
+    kind = kind_of(python_type)
+    if kind is None:
         raise SqlSourceError(f"cursor column {column.name!r} has type {column.type}, which cannot order "
                              "increments; use a timestamp, date, number or ISO text column as 'cursor'")
-    return KINDS[name]
+    return kind
 
 
 def text_value(value: Any) -> str | None:
@@ -218,57 +168,6 @@ class ParquetSink:
         return self._buffer.getvalue()
 
 
-def _digest(values: Sequence[str | None]) -> str:
-    text = json.dumps(list(values), ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha1(text.encode("utf-8"), usedforsecurity=False).hexdigest()
-
-
-def _boundary(entries: Iterator[tuple[str, str]]) -> dict[str, str | list[str]]:
-    """key json → content sha1; a key that occurs more than once (no unique key) keeps a sorted list."""
-    by_key: dict[str, set[str]] = {}
-    for key, digest in entries:
-        by_key.setdefault(key, set()).add(digest)
-    return {k: next(iter(v)) if len(v) == 1 else sorted(v) for k, v in sorted(by_key.items())}
-
-
-@dataclass
-class Window:
-    """The incremental bookkeeping of one pull: what to skip, what to remember for the next pull."""
-
-    kind: CursorKind
-    lag: float
-    previous: Mapping[str, str | list[str]]
-    watermark: Any = None
-    recent: deque[tuple[Any, str, str]] = field(default_factory=deque)
-    taken: int = 0
-
-    def take(self, cursor: Any, key: Sequence[str | None], texts: Sequence[str | None]) -> bool:
-        """Whether a read row is new or changed (else it was taken unchanged by the last pull)."""
-        key_json, digest = json.dumps(list(key), ensure_ascii=False), _digest(texts)
-        if cursor is not None:
-            self.recent.append((cursor, key_json, digest))
-            if self.watermark is None or cursor > self.watermark:
-                self.watermark = cursor
-        seen = self.previous.get(key_json)
-        new = digest != seen and not (isinstance(seen, list) and digest in seen)
-        self.taken += new
-        return new
-
-    def prune(self) -> None:
-        """Forget rows that fell out of the lag window below the watermark (bounded memory)."""
-        if self.watermark is not None:
-            floor = self.kind.minus(self.watermark, self.lag)
-            while self.recent and self.recent[0][0] < floor:
-                self.recent.popleft()
-
-    def state(self) -> dict[str, Any]:
-        """The state that covers every row read: watermark, cursor type and the boundary rows."""
-        floor = None if self.watermark is None else self.kind.minus(self.watermark, self.lag)
-        entries = ((k, d) for v, k, d in self.recent if floor is not None and v >= floor)
-        return {"watermark": None if self.watermark is None else self.kind.dump(self.watermark),
-                "cursor_type": self.kind.name, "boundary": _boundary(entries)}
-
-
 def _safe(text: str) -> str:
     return re.sub(r"[^0-9A-Za-z.+-]+", "_", text)
 
@@ -349,8 +248,11 @@ class SqlConnector:
         assert self.source.cursor is not None
         cursor = table.columns[self.source.cursor]
         kind = cursor_kind(cursor)
-        window = Window(kind, self.source.lag_seconds, state.get("boundary") or {}, _watermark(state, kind))
-        low = None if window.watermark is None else kind.minus(window.watermark, window.lag)
+        try:
+            window = Window(read_state(state, kind), self.source.lag_seconds)
+        except CursorError as err:
+            raise SqlSourceError(str(err)) from None
+        low = window.previous.low(window.lag)
         names = list(table.columns.keys())
         key_at = [names.index(k) for k in self.key] or list(range(len(names)))
         at = names.index(cursor.name)
@@ -363,24 +265,14 @@ class SqlConnector:
             texts = list(zip(*(text_column(c).to_pylist() for c in zip(*rows, strict=True)), strict=True)) \
                 if rows else []
             sink.write([t for t, row in zip(texts, rows, strict=True)
-                        if window.take(row[at], [t[i] for i in key_at], t)])
-            window.prune()
+                        if window.take(key_text([t[i] for i in key_at]), row[at], dict(zip(names, t, strict=True)))])
+            window.settle()
         data = sink.close()
         if not window.taken:
             return None
-        new_state = window.state()
+        new_state = window.state().saved()
         span = f"{'start' if low is None else kind.dump(low)}-{new_state['watermark']}"
         return Payload(name=f"{table.name}-{_safe(span)}.parquet", data=data, media_type=PARQUET, cursor=new_state)
-
-
-def _watermark(state: Mapping[str, Any], kind: CursorKind) -> Any:
-    """The watermark of the last pull as a value of the cursor column's type (None on a first pull)."""
-    if state.get("watermark") is None:
-        return None
-    if state.get("cursor_type") != kind.name:
-        raise SqlSourceError(f"the feed state holds a {state.get('cursor_type')!r} cursor but the cursor column "
-                             f"is now {kind.name!r}; reset the feed's state after checking the column change")
-    return kind.load(state["watermark"])
 
 
 def _check_sqlite_file(url: sa.URL, where: str) -> None:
