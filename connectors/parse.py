@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from schemas.errors import TerminalError
 from schemas.messages import HEADER_MISSING, header_looks_missing, looks_like_value, shown_name
+from schemas.sql import quote_literal
 
 LINE_COLUMN = "_line"
 CSV, PARQUET, JSONL = "text/csv", "application/vnd.apache.parquet", "application/x-ndjson"
@@ -205,8 +206,8 @@ def read_jsonl(data: bytes, name: str, limits: ParseLimits = PULL_LIMITS) -> pa.
         keys = [k for (k,) in con.execute("""SELECT k FROM (SELECT unnest(json_keys(line)) AS k,
                                                  n * 100000 + unnest(range(len(json_keys(line)))) AS pos FROM j)
                                              GROUP BY k ORDER BY min(pos)""").fetchall()]
-        values = ", ".join(f"nullif(json_extract_string(line, '{_pointer(k).replace(chr(39), chr(39) * 2)}'), '')"
-                           f" AS c{i}" for i, k in enumerate(keys))
+        values = ", ".join(f"nullif(json_extract_string(line, {quote_literal(_pointer(k))}), '') AS c{i}"
+                           for i, k in enumerate(keys))
         table = con.sql(f"SELECT {values + ', ' if keys else ''}row_number() OVER (ORDER BY n) AS _line "
                         "FROM j ORDER BY n").to_arrow_table()
     finally:

@@ -24,7 +24,6 @@ from quality.sql import (
     control_flag_sql,
     field_checks,
     key_text_sql,
-    quote_ident,
     rule_checks,
     sql_literal,
     text_expr,
@@ -36,6 +35,7 @@ from schemas.derive import arrow_schema
 from schemas.divisions import Registry
 from schemas.errors import TerminalError
 from schemas.messages import HEADER_MISSING, header_looks_missing, shown_names
+from schemas.sql import quote_ident, quote_literal
 
 LINE = LINE_COLUMN
 _FALSE_TEXT = "('', '0', 'false', 'f', 'no', 'n', '否')"
@@ -166,7 +166,7 @@ def conform_batch(raw: pa.Table | Path, contract: Contract, mapping: SourceMappi
     con.execute("SET enable_progress_bar = false")
     try:
         if isinstance(raw, Path):
-            con.execute(f"CREATE VIEW raw AS SELECT * FROM read_parquet({sql_literal(str(raw))})")
+            con.execute(f"CREATE VIEW raw AS SELECT * FROM read_parquet({quote_literal(str(raw))})")
         else:
             con.register("raw", raw)
         con.register("divisions", _division_table(registries))

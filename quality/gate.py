@@ -22,10 +22,10 @@ import duckdb
 import great_expectations as gx
 
 from quality.gx_engine import add_datasource, close_datasource, ephemeral_context
-from quality.sql import quote_ident, sql_literal
 from quality.suite import batch_expectations, contract_expectations
 from schemas.contract import Contract
 from schemas.homefiles import secure
+from schemas.sql import quote_ident, quote_literal
 
 Verdict = Literal["pass", "warn", "fail"]
 GATE_FILE = "gate.duckdb"
@@ -112,7 +112,7 @@ def _stage(stage: Path, contract: Contract, summary: BatchSummary) -> Path:
     path = stage / GATE_FILE
     path.unlink(missing_ok=True)
     fields = ", ".join(quote_ident(f) for f in contract.field_names)
-    parquet = sql_literal(str((stage / "accepted.parquet").resolve()))
+    parquet = quote_literal(str((stage / "accepted.parquet").resolve()))
     with duckdb.connect(str(path)) as con:
         con.execute(f"CREATE VIEW accepted AS SELECT {fields} FROM read_parquet({parquet})")
         con.execute("CREATE TABLE summary (quarantined_share DOUBLE, broken_key_share DOUBLE, volume_ratio DOUBLE)")

@@ -31,12 +31,12 @@ import duckdb
 
 from quality.conform import SourceMapping
 from quality.reasons import translated_message
-from quality.sql import quote_ident
 from schemas.contract import Contract
 from schemas.csvsafe import safe_cell
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder, write_atomic
 from schemas.i18n import DEFAULT_LANG, N_, format_time, parse_lang, translation
+from schemas.sql import qualified
 
 COUNTS = ("received", "applied", "quarantined", "duplicates", "held")
 MAX_LISTED = 100_000  # quarantined rows listed in one report; `by_reason` always covers all of them
@@ -148,10 +148,9 @@ def build_report(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, origi
     Raises UndecidedBatchError if the ledger has no row for the batch."""
     lang = parse_lang(lang)
     _ = translation(lang).gettext
-    alias = quote_ident(node)
     found = con.execute(f"""SELECT dataset, feed, department, source_name, {_utc("received_at")},
             {_utc("decided_at")}, status, gate, released, {", ".join(COUNTS)}
-            FROM {alias}._civicnet.batches WHERE batch_id = ?""", [batch_id]).fetchall()
+            FROM {qualified(node, "_civicnet", "batches")} WHERE batch_id = ?""", [batch_id]).fetchall()
     if not found:
         raise UndecidedBatchError(f"batch {batch_id} has no decision in node {node!r} yet (it is not in "
                                   "_civicnet.batches); ask again once it has been applied or refused")
@@ -170,7 +169,7 @@ def build_report(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, origi
     number_fields = frozenset(f.name for f in contract.fields if f.type in NUMBER_TYPES) if contract else frozenset()
     rows = _quarantined(con, node, batch_id, sources, number_fields, lang)
     by_reason = con.execute(f"""SELECT r.code, r.field, count(*) FROM (SELECT unnest(reasons) AS r
-            FROM {alias}._civicnet.quarantine WHERE batch_id = ?) GROUP BY ALL ORDER BY 3 DESC, 1, 2""",
+            FROM {qualified(node, "_civicnet", "quarantine")} WHERE batch_id = ?) GROUP BY ALL ORDER BY 3 DESC, 1, 2""",
                             [batch_id]).fetchall()
     return RejectionReport(
         batch_id, dataset, feed, department, origin.sender, source_name, received_at, decided_at, status,
@@ -190,7 +189,7 @@ def _quarantined(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, sourc
                  numbers: frozenset[str] = frozenset(), lang: str = DEFAULT_LANG) -> tuple[QuarantinedRow, ...]:
     """The batch's quarantined rows by line, with their keys and releases."""
     found = con.execute(f"""SELECT line, reasons, raw, key, released_by, {_utc("released_at")}
-                            FROM {quote_ident(node)}._civicnet.quarantine
+                            FROM {qualified(node, "_civicnet", "quarantine")}
                             WHERE batch_id = ? ORDER BY line LIMIT {MAX_LISTED}""", [batch_id]).fetchall()
     out = []
     for line, reasons, raw_json, key, released_by, released_at in found:

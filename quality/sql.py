@@ -7,7 +7,6 @@ flattens them into the row's list of reasons.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable, Mapping
 
 from quality.reasons import Reason
@@ -15,10 +14,9 @@ from schemas.citizen_id import CHECK_CHARS, WEIGHTS
 from schemas.contract import Contract, Field
 from schemas.derive import key_sql
 from schemas.divisions import subtree_prefix
-from schemas.errors import ContractError
+from schemas.sql import quote_ident, quote_literal
 
 MessageSql = Callable[[str, str, str, str], str]
-_IDENT = re.compile(r"^[A-Za-z_\u4e00-\u9fff][A-Za-z0-9_\u4e00-\u9fff]*$")
 # Text decoded in the wrong encoding: the replacement character, GBK's famous 锟斤拷 (UTF-8
 # U+FFFD bytes read as GBK), or UTF-8 bytes read as Latin-1/cp1252 (Ã¥, Ã©, â€ ...).
 MOJIBAKE_RE = r"\x{FFFD}|锟斤拷|烫烫烫|屯屯屯|[\x{00C2}-\x{00EF}][\x{0080}-\x{00BF}\x{0152}-\x{2122}]"
@@ -26,16 +24,9 @@ _PARSE_REASON: dict[str, Reason] = {"date": "invalid_date", "datetime": "invalid
                                     "number": "invalid_number", "integer": "invalid_integer"}
 
 
-def quote_ident(name: str) -> str:
-    """Quote a column name after checking it is a plain identifier (no injection through config)."""
-    if not _IDENT.match(name):
-        raise ContractError(f"column name {name!r} is not a plain identifier; use letters, digits, _")
-    return f'"{name}"'
-
-
 def sql_literal(value: object) -> str:
-    """A SQL string literal with quotes escaped."""
-    return "'" + str(value).replace("'", "''") + "'"
+    """A SQL string literal of any value's text (schemas.sql.quote_literal)."""
+    return quote_literal(str(value))
 
 
 _BLANKS = "' ' || chr(9) || chr(10) || chr(13) || chr(160) || chr(12288)"

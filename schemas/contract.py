@@ -16,6 +16,7 @@ import yaml
 
 from schemas.divisions import TIERS, Tier
 from schemas.errors import ContractError
+from schemas.sql import IDENTIFIER_RULE, identifier_problem
 
 FieldType = Literal["string", "integer", "number", "date", "datetime", "boolean"]
 HistoryMode = Literal["scd2", "snapshot", "events"]
@@ -94,10 +95,18 @@ def _fail(source: str, where: str, problem: str, fix: str) -> ContractError:
     return ContractError(f"{source}: {where}: {problem}; {fix}")
 
 
+def _check_name(source: str, where: str, what: str, name: object) -> None:
+    """Refuse a dataset or field name that breaks IDENTIFIER_RULE (it is quoted in SQL all the same)."""
+    problem = identifier_problem(name)
+    if problem is not None:
+        raise _fail(source, where, f"{what} {name!r} {problem}", f"rename it: {IDENTIFIER_RULE}")
+
+
 def _parse_field(raw: Any, source: str, index: int) -> Field:
     where = f"fields[{index}]"
     if not isinstance(raw, dict) or "name" not in raw:
         raise _fail(source, where, "a field must be a mapping with a 'name'", "add 'name: <column>'")
+    _check_name(source, where, "field name", raw["name"])
     where = f"field {raw['name']!r}"
     ftype = raw.get("type")
     if ftype not in FIELD_TYPES:
@@ -136,6 +145,7 @@ def contract_from_mapping(raw: Any, source: str) -> Contract:
     for key in _REQUIRED_KEYS:
         if key not in raw:
             raise _fail(source, key, "is missing", f"add '{key}:' (see schemas/datasets/residents.yaml)")
+    _check_name(source, "name", "dataset name", raw["name"])
     fields = tuple(_parse_field(f, source, i) for i, f in enumerate(raw["fields"] or []))
     names = [f.name for f in fields]
     if len(set(names)) != len(names):

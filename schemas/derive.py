@@ -6,6 +6,7 @@ import pyarrow as pa
 
 from schemas.contract import Contract, Field
 from schemas.divisions import Tier
+from schemas.sql import quote_ident
 
 _ARROW = {
     "string": pa.string(), "integer": pa.int64(), "number": pa.float64(), "date": pa.date32(),
@@ -41,5 +42,5 @@ def column_definitions(contract: Contract, tier: Tier) -> list[tuple[str, str]]:
 def key_sql(contract: Contract, alias: str) -> str:
     """A row's primary key as one text value (tombstones, releases and quarantine name rows by it);
     the parts of a compound key are joined by the unit separator, chr(31)."""
-    parts = [f'CAST({alias}."{k}" AS VARCHAR)' for k in contract.primary_key]
+    parts = [f"CAST({alias}.{quote_ident(k)} AS VARCHAR)" for k in contract.primary_key]
     return parts[0] if len(parts) == 1 else "concat_ws(chr(31), " + ", ".join(parts) + ")"

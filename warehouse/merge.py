@@ -28,7 +28,8 @@ from schemas.contract import Contract
 from schemas.derive import key_sql
 from schemas.divisions import subtree_prefix
 from schemas.errors import TerminalError
-from warehouse.node import set_high_water_mark, transaction
+from schemas.sql import qualified, quote_ident
+from warehouse.node import meta_table, set_high_water_mark, transaction
 
 STAGE_ALIAS = "s"
 
@@ -101,27 +102,28 @@ class Scope:
 def ledger_entry(con: duckdb.DuckDBPyConnection, node: str, batch_id: str) -> BatchOutcome | None:
     """The ledger row of a batch, if the node has decided it."""
     row = con.execute(f"""SELECT batch_id, dataset, seq, status, received, applied, unchanged, quarantined,
-                                 duplicates, moved, held, deleted, released FROM {node}._civicnet.batches
+                                 duplicates, moved, held, deleted, released FROM {meta_table(node, "batches")}
                           WHERE batch_id = ?""",
                       [batch_id]).fetchone()
     return BatchOutcome(*row) if row else None
 
 
 def _next_seq(con: duckdb.DuckDBPyConnection, node: str) -> int:
-    row = con.execute(f"SELECT coalesce(max(seq), 0) + 1 FROM {node}._civicnet.batches").fetchone()
+    row = con.execute(f"SELECT coalesce(max(seq), 0) + 1 FROM {meta_table(node, 'batches')}").fetchone()
     assert row is not None
     return int(row[0])
 
 
 def _stage_delta(con: duckdb.DuckDBPyConnection, node: str, contract: Contract) -> None:
     """`delta`: the batch's rows that are new or differ from the current version."""
-    fields = ", ".join(f'"{f}"' for f in contract.field_names)
-    on = " AND ".join(f'c."{k}" = {STAGE_ALIAS}."{k}"' for k in contract.primary_key)
+    fields = ", ".join(quote_ident(f) for f in contract.field_names)
+    on = " AND ".join(f"c.{quote_ident(k)} = {STAGE_ALIAS}.{quote_ident(k)}" for k in contract.primary_key)
     con.execute(f"""CREATE OR REPLACE TEMP TABLE delta AS
-        SELECT {STAGE_ALIAS}.*, c."{contract.anchor}" AS _old_anchor, {key_sql(contract, STAGE_ALIAS)} AS _key
+        SELECT {STAGE_ALIAS}.*, c.{quote_ident(contract.anchor)} AS _old_anchor,
+               {key_sql(contract, STAGE_ALIAS)} AS _key
         FROM (SELECT {fields}, md5(to_json(struct_pack({fields}))) AS _row_hash FROM accepted
               WHERE NOT {DELETED}) {STAGE_ALIAS}
-        LEFT JOIN {node}."{contract.name}" c ON {on}
+        LEFT JOIN {qualified(node, contract.name)} c ON {on}
         WHERE c._row_hash IS DISTINCT FROM {STAGE_ALIAS}._row_hash""")
 
 
@@ -137,13 +139,14 @@ def _stage_claims(con: duckdb.DuckDBPyConnection, node: str, contract: Contract,
         raise ScopedBatchLinesError(
             f"the checked rows of a batch confined to division {scope.division} have no {LINE} column (it was "
             "checked by an older civicnet); run its check again, then the merge")
-    on = " AND ".join(f'c."{k}" = b."{k}"' for k in contract.primary_key)
+    on = " AND ".join(f"c.{quote_ident(k)} = b.{quote_ident(k)}" for k in contract.primary_key)
     raw = f"b.{RAW}" if RAW in columns else "NULL"
+    anchor = f"c.{quote_ident(contract.anchor)}"
     con.execute(f"""CREATE OR REPLACE TEMP TABLE claimed AS
-        SELECT b.{LINE} AS _line, {key_sql(contract, 'b')} AS _key, c."{contract.anchor}" AS _owner,
+        SELECT b.{LINE} AS _line, {key_sql(contract, 'b')} AS _key, {anchor} AS _owner,
                CAST({raw} AS JSON) AS _raw
-        FROM incoming b JOIN {node}."{contract.name}" c ON {on}
-        WHERE NOT starts_with(c."{contract.anchor}", ?)""", [subtree_prefix(scope.division)])
+        FROM incoming b JOIN {qualified(node, contract.name)} c ON {on}
+        WHERE NOT starts_with({anchor}, ?)""", [subtree_prefix(scope.division)])
     con.execute(f"CREATE OR REPLACE TEMP VIEW accepted AS SELECT * FROM incoming ANTI JOIN claimed USING ({LINE})")
     (count,), = con.execute("SELECT count(*) FROM claimed").fetchall()
     return int(count)
@@ -157,7 +160,7 @@ def _quarantine_claims(con: duckdb.DuckDBPyConnection, node: str, contract: Cont
                      pa.schema([("code", pa.string()), ("name", pa.string())]))
     con.register("division_names", names)
     try:
-        con.execute(f"""INSERT INTO {node}._civicnet.quarantine
+        con.execute(f"""INSERT INTO {meta_table(node, "quarantine")}
             SELECT ?, ?, ?, ?, c._line,
                    [struct_pack(code := 'key_owned_elsewhere', field := ?,
                                 message := format(?, replace(c._key, chr(31), ' | '), c._owner,
@@ -174,9 +177,10 @@ def _stage_deletes(con: duckdb.DuckDBPyConnection, node: str, contract: Contract
     """`gone`: current rows the batch deletes (tombstone rows whose key the node holds); returns their count.
     A key the node does not hold (never sent, or deleted before) is a no-op, counted as unchanged.
     (A confined batch's tombstones of another division's rows were claimed before: they are not here.)"""
-    pk = ", ".join(f'"{k}"' for k in contract.primary_key)
+    pk = ", ".join(quote_ident(k) for k in contract.primary_key)
     con.execute(f"""CREATE OR REPLACE TEMP TABLE gone AS
-        SELECT {key_sql(contract, 'c')} AS _key, c.{contract.anchor} AS _old_anchor FROM {node}."{contract.name}" c
+        SELECT {key_sql(contract, 'c')} AS _key, c.{quote_ident(contract.anchor)} AS _old_anchor
+        FROM {qualified(node, contract.name)} c
         SEMI JOIN (SELECT {pk} FROM accepted WHERE {DELETED}) USING ({pk})""")
     (count,), = con.execute("SELECT count(*) FROM gone").fetchall()
     return int(count)
@@ -186,36 +190,38 @@ def _write_deletes(con: duckdb.DuckDBPyConnection, node: str, contract: Contract
                    seq: int) -> None:
     """Close the deleted rows' versions, tombstone them at their last anchor, remove the current rows."""
     name = contract.name
-    con.execute(f"""UPDATE {node}."{name}_history" h SET _valid_to = ?::TIMESTAMPTZ
+    table, history = qualified(node, name), qualified(node, f"{name}_history")
+    con.execute(f"""UPDATE {history} h SET _valid_to = ?::TIMESTAMPTZ
         FROM gone g WHERE {key_sql(contract, 'h')} = g._key AND h._valid_to IS NULL""", [batch.received_at])
-    con.execute(f"""INSERT INTO {node}._civicnet.tombstones SELECT ?, _key, _old_anchor, ?, ?, ? FROM gone""",
+    con.execute(f"""INSERT INTO {meta_table(node, "tombstones")} SELECT ?, _key, _old_anchor, ?, ?, ? FROM gone""",
                 [name, seq, batch.batch_id, batch.feed])
-    con.execute(f"""DELETE FROM {node}."{name}" c USING gone g WHERE {key_sql(contract, 'c')} = g._key""")
+    con.execute(f"""DELETE FROM {table} c USING gone g WHERE {key_sql(contract, 'c')} = g._key""")
 
 
 def _write_versions(con: duckdb.DuckDBPyConnection, node: str, contract: Contract,
                     batch: BatchInput, seq: int) -> int:
     """Close old versions, add new ones, tombstone moved rows, replace current rows; returns moves."""
-    name, fields = contract.name, ", ".join(f'"{f}"' for f in contract.field_names)
-    ts, bid, anchor = batch.received_at, batch.batch_id, f'"{contract.anchor}"'
-    con.execute(f"""UPDATE {node}."{name}_history" h SET _valid_to = ?::TIMESTAMPTZ
+    name, fields = contract.name, ", ".join(quote_ident(f) for f in contract.field_names)
+    ts, bid, anchor = batch.received_at, batch.batch_id, quote_ident(contract.anchor)
+    table, history = qualified(node, name), qualified(node, f"{name}_history")
+    con.execute(f"""UPDATE {history} h SET _valid_to = ?::TIMESTAMPTZ
         FROM delta d WHERE {key_sql(contract, 'h')} = d._key AND h._valid_to IS NULL
         AND d._old_anchor IS NOT NULL""", [ts])
-    con.execute(f"""INSERT INTO {node}."{name}_history"
+    con.execute(f"""INSERT INTO {history}
         SELECT {fields}, ?::TIMESTAMPTZ, NULL, ?, ? FROM delta""", [ts, bid, seq])
-    con.execute(f"""INSERT INTO {node}._civicnet.tombstones
+    con.execute(f"""INSERT INTO {meta_table(node, "tombstones")}
         SELECT ?, _key, _old_anchor, ?, ?, ? FROM delta
         WHERE _old_anchor IS NOT NULL AND _old_anchor <> {anchor}""", [name, seq, bid, batch.feed])
     moved = con.execute(f"SELECT count(*) FROM delta WHERE _old_anchor <> {anchor}").fetchone()
-    con.execute(f"""DELETE FROM {node}."{name}" c USING delta d
+    con.execute(f"""DELETE FROM {table} c USING delta d
         WHERE {key_sql(contract, 'c')} = d._key AND d._old_anchor IS NOT NULL""")
-    con.execute(f"""INSERT INTO {node}."{name}"
+    con.execute(f"""INSERT INTO {table}
         SELECT {fields}, ?, _row_hash, ?::TIMESTAMPTZ, ? FROM delta""", [seq, ts, bid])
     return int(moved[0]) if moved else 0
 
 
 def _write_quarantine(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, batch: BatchInput) -> None:
-    con.execute(f"""INSERT INTO {node}._civicnet.quarantine
+    con.execute(f"""INSERT INTO {meta_table(node, "quarantine")}
         SELECT ?, ?, ?, ?, _line, reasons, raw, key, NULL, NULL FROM quarantined""",
                 [batch.batch_id, contract.name, batch.feed, batch.department])
 
@@ -226,7 +232,7 @@ def _release_quarantine(con: duckdb.DuckDBPyConnection, node: str, contract: Con
     releases only entries its own department's batches produced (a community's: its own)."""
     own = "" if batch.scope is None else "AND q.department = ?"
     return int(con.execute(f"""
-        UPDATE {node}._civicnet.quarantine q SET released_by = ?, released_at = ?::TIMESTAMPTZ
+        UPDATE {meta_table(node, "quarantine")} q SET released_by = ?, released_at = ?::TIMESTAMPTZ
         WHERE q.dataset = ? AND q.released_by IS NULL AND q.batch_id <> ? {own}
           AND q.key IN (SELECT {key_sql(contract, 'a')} FROM accepted a)""",
                            [batch.batch_id, batch.received_at, contract.name, batch.batch_id,
@@ -241,7 +247,7 @@ def close_quarantined(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, 
     wanted = sorted(set(lines))
     with transaction(con):  # all or nothing: a wrong line number closes none
         (closed,), = con.execute(f"""
-            UPDATE {node}._civicnet.quarantine SET released_by = ?, released_at = now()
+            UPDATE {meta_table(node, "quarantine")} SET released_by = ?, released_at = now()
             WHERE batch_id = ? AND line IN (SELECT unnest(?::BIGINT[])) AND released_by IS NULL""",
                                  [f"manual: {why.strip()}", batch_id, wanted]).fetchall()
         if closed != len(wanted):
@@ -254,7 +260,7 @@ def close_quarantined(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, 
 def _write_ledger(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, batch: BatchInput,
                   outcome: BatchOutcome) -> None:
     """The batch's ledger row; it owes its rejection report (`report_owed`) from this commit on."""
-    con.execute(f"""INSERT INTO {node}._civicnet.batches VALUES
+    con.execute(f"""INSERT INTO {meta_table(node, "batches")} VALUES
         (?, ?, ?, ?, ?, ?, ?::TIMESTAMPTZ, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, true)""",
                 [batch.batch_id, outcome.seq, contract.name, batch.feed, batch.department,
                  batch.source_name, batch.received_at, outcome.status, outcome.received, outcome.applied,
@@ -266,14 +272,14 @@ def owed_reports(con: duckdb.DuckDBPyConnection, node: str, feed: str | None = N
     """Decided batches (of one feed, or all) whose rejection report step has not run to its end, in
     the order they were decided: a run killed between a merge's commit and the outbox write left them."""
     where = "" if feed is None else "AND feed = ?"
-    rows = con.execute(f"""SELECT batch_id FROM {node}._civicnet.batches WHERE report_owed {where}
+    rows = con.execute(f"""SELECT batch_id FROM {meta_table(node, "batches")} WHERE report_owed {where}
                            ORDER BY decided_at, batch_id""", [] if feed is None else [feed]).fetchall()
     return [str(r[0]) for r in rows]
 
 
 def settle_report(con: duckdb.DuckDBPyConnection, node: str, batch_id: str) -> None:
     """Record that a batch's rejection report is written (or that it needs none)."""
-    con.execute(f"UPDATE {node}._civicnet.batches SET report_owed = false WHERE batch_id = ?", [batch_id])
+    con.execute(f"UPDATE {meta_table(node, 'batches')} SET report_owed = false WHERE batch_id = ?", [batch_id])
 
 
 def apply_batch(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, accepted: pa.Table,

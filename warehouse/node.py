@@ -25,9 +25,11 @@ from schemas.derive import column_definitions
 from schemas.divisions import Tier, tier_of, validate_code
 from schemas.errors import CivicnetError, TerminalError, TransientError
 from schemas.homefiles import atomic_target, copy_atomic, make_folder, secure
+from schemas.sql import qualified, quote_ident, quote_literal
 
 # DuckDB 2.x writes files that 1.x cannot read unless told to use an older storage version.
 STORAGE_VERSION = "v1.4.0"
+META_SCHEMA = "_civicnet"  # a node's bookkeeping tables: marks, tombstones, sync log, ledger, quarantine
 META_COLUMNS: list[tuple[str, str]] = [
     ("_seq", "BIGINT"), ("_row_hash", "VARCHAR"), ("_valid_from", "TIMESTAMPTZ"), ("_batch_id", "VARCHAR"),
 ]
@@ -180,6 +182,11 @@ def _rollback(con: duckdb.DuckDBPyConnection, cause: BaseException) -> None:
         cause.add_note(f"(the rollback after it failed too: {failed})")
 
 
+def meta_table(alias: str, table: str) -> str:
+    """A bookkeeping table of the node attached as `alias`, quoted: "alias"."_civicnet"."table"."""
+    return qualified(alias, META_SCHEMA, table)
+
+
 def node_path(home: Path, code: str) -> Path:
     """The store of one division: <home>/nodes/<tier>/<code>.duckdb."""
     return home / "nodes" / tier_of(code) / f"{validate_code(code)}.duckdb"
@@ -189,12 +196,12 @@ def attach(con: duckdb.DuckDBPyConnection, path: Path, alias: str, read_only: bo
            block_size: int | None = None) -> None:
     """Attach a node file under an alias (created in v1.4 format, with `block_size` if new)."""
     make_folder(path.parent)
-    options = "READ_ONLY" if read_only else f"STORAGE_VERSION '{STORAGE_VERSION}'"
+    options = "READ_ONLY" if read_only else f"STORAGE_VERSION {quote_literal(STORAGE_VERSION)}"
     if block_size is not None and not read_only:
         options += f", BLOCK_SIZE {int(block_size)}"
     with node_errors(path):
         try:
-            con.execute(f"ATTACH '{path}' AS {alias} ({options})")
+            con.execute(f"ATTACH {quote_literal(str(path))} AS {quote_ident(alias)} ({options})")
         except duckdb.IOException as err:
             if classify_error(err, path) is not None:
                 raise
@@ -206,7 +213,7 @@ def attach(con: duckdb.DuckDBPyConnection, path: Path, alias: str, read_only: bo
 
 def detach(con: duckdb.DuckDBPyConnection, alias: str) -> None:
     """Checkpoint and detach a node so its file is complete on disk."""
-    con.execute(f"DETACH {alias}")
+    con.execute(f"DETACH {quote_ident(alias)}")
 
 
 def _template(folder: Path, tier: Tier, contracts: list[Contract]) -> Path:
@@ -236,7 +243,7 @@ def prepare_node(home: Path, code: str, contracts: list[Contract]) -> Path:
 
 
 def _columns_sql(columns: list[tuple[str, str]]) -> str:
-    return ", ".join(f'"{n}" {t}' for n, t in columns)
+    return ", ".join(f"{quote_ident(n)} {t}" for n, t in columns)
 
 
 def layout_digest(contracts: list[Contract]) -> str:
@@ -252,38 +259,39 @@ def ensure_node(con: duckdb.DuckDBPyConnection, alias: str, code: str, contracts
     another layout is refused, since new columns are not migrated into old tables."""
     digest = layout_digest(contracts)
     try:
-        row = con.execute(f"SELECT code, layout FROM {alias}._civicnet.node").fetchone()
+        row = con.execute(f"SELECT code, layout FROM {meta_table(alias, 'node')}").fetchone()
     except duckdb.CatalogException:
         row = None
     except duckdb.BinderException:  # bookkeeping tables older than the layout stamp itself
         row = (code, "unstamped")
     if row is not None and row[1] == digest:
         if row[0] is None:  # fresh from the tier's template
-            con.execute(f"UPDATE {alias}._civicnet.node SET code = ?", [code])
+            con.execute(f"UPDATE {meta_table(alias, 'node')} SET code = ?", [code])
         return
     if row is not None and row[1] is not None:
         raise NodeLayoutError(f"node {code} was built with table layout {row[1]}, this civicnet writes {digest}; "
                               f"rebuild the home (or this node: {rebuild_hint(code)})")
     tier = tier_of(code)
     _create_tables(con, alias, tier, contracts)
-    con.execute(f"DELETE FROM {alias}._civicnet.node")
-    con.execute(f"INSERT INTO {alias}._civicnet.node VALUES (?, ?, ?)", [code, tier, digest])
+    node = meta_table(alias, "node")
+    con.execute(f"DELETE FROM {node}")
+    con.execute(f"INSERT INTO {node} VALUES (?, ?, ?)", [code, tier, digest])
 
 
 def _create_tables(con: duckdb.DuckDBPyConnection, alias: str, tier: Tier, contracts: list[Contract]) -> None:
     """The node's tables, derived from the contracts (CREATE ... IF NOT EXISTS)."""
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {alias}._civicnet")
-    con.execute(f"CREATE TABLE IF NOT EXISTS {alias}._civicnet.node (code VARCHAR, tier VARCHAR, layout VARCHAR)")
-    con.execute(f"""CREATE TABLE IF NOT EXISTS {alias}._civicnet.hwm (dataset VARCHAR, seq BIGINT)""")
-    con.execute(f"""CREATE TABLE IF NOT EXISTS {alias}._civicnet.tombstones
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {qualified(alias, META_SCHEMA)}")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {meta_table(alias, 'node')} (code VARCHAR, tier VARCHAR, layout VARCHAR)")
+    con.execute(f"""CREATE TABLE IF NOT EXISTS {meta_table(alias, "hwm")} (dataset VARCHAR, seq BIGINT)""")
+    con.execute(f"""CREATE TABLE IF NOT EXISTS {meta_table(alias, "tombstones")}
         (dataset VARCHAR, key VARCHAR, division_code VARCHAR, _seq BIGINT, _batch_id VARCHAR, source VARCHAR)""")
-    con.execute(f"""CREATE TABLE IF NOT EXISTS {alias}._civicnet.sync_log
+    con.execute(f"""CREATE TABLE IF NOT EXISTS {meta_table(alias, "sync_log")}
         (parent VARCHAR, dataset VARCHAR, from_seq BIGINT, to_seq BIGINT, upserts BIGINT,
          removed BIGINT, synced_at TIMESTAMPTZ)""")
     for contract in contracts:
         if tier in contract.reaches:
             cols = column_definitions(contract, tier) + META_COLUMNS
-            con.execute(f'CREATE TABLE IF NOT EXISTS {alias}."{contract.name}" ({_columns_sql(cols)})')
+            con.execute(f"CREATE TABLE IF NOT EXISTS {qualified(alias, contract.name)} ({_columns_sql(cols)})")
     if tier == "city":
         _ensure_origin(con, alias, contracts)
 
@@ -293,13 +301,14 @@ def _ensure_origin(con: duckdb.DuckDBPyConnection, alias: str, contracts: list[C
     for contract in contracts:
         cols = [*column_definitions(contract, "city"), ("_valid_from", "TIMESTAMPTZ"),
                 ("_valid_to", "TIMESTAMPTZ"), ("_batch_id", "VARCHAR"), ("_seq", "BIGINT")]
-        con.execute(f'CREATE TABLE IF NOT EXISTS {alias}."{contract.name}_history" ({_columns_sql(cols)})')
-    con.execute(f"""CREATE TABLE IF NOT EXISTS {alias}._civicnet.batches
+        history = qualified(alias, f"{contract.name}_history")
+        con.execute(f"CREATE TABLE IF NOT EXISTS {history} ({_columns_sql(cols)})")
+    con.execute(f"""CREATE TABLE IF NOT EXISTS {meta_table(alias, "batches")}
         (batch_id VARCHAR, seq BIGINT, dataset VARCHAR, feed VARCHAR, department VARCHAR,
          source_name VARCHAR, received_at TIMESTAMPTZ, decided_at TIMESTAMPTZ, status VARCHAR,
          received BIGINT, applied BIGINT, unchanged BIGINT, quarantined BIGINT, duplicates BIGINT,
          moved BIGINT, held BIGINT, gate JSON, deleted BIGINT, released BIGINT, report_owed BOOLEAN)""")
-    con.execute(f"""CREATE TABLE IF NOT EXISTS {alias}._civicnet.quarantine
+    con.execute(f"""CREATE TABLE IF NOT EXISTS {meta_table(alias, "quarantine")}
         (batch_id VARCHAR, dataset VARCHAR, feed VARCHAR, department VARCHAR, line BIGINT,
          reasons STRUCT(code VARCHAR, field VARCHAR, message VARCHAR)[], raw JSON, key VARCHAR,
          released_by VARCHAR, released_at TIMESTAMPTZ)""")
@@ -307,13 +316,13 @@ def _ensure_origin(con: duckdb.DuckDBPyConnection, alias: str, contracts: list[C
 
 def high_water_mark(con: duckdb.DuckDBPyConnection, alias: str, dataset: str) -> int:
     """The last origin sequence number a node has applied for a dataset (0 if none)."""
-    row = con.execute(f"SELECT max(seq) FROM {alias}._civicnet.hwm WHERE dataset = ?", [dataset]).fetchone()
+    row = con.execute(f"SELECT max(seq) FROM {meta_table(alias, 'hwm')} WHERE dataset = ?", [dataset]).fetchone()
     return int(row[0]) if row and row[0] is not None else 0
 
 
 def high_water_marks(con: duckdb.DuckDBPyConnection, alias: str) -> dict[str, int]:
     """Every dataset's mark in one query."""
-    rows = con.execute(f"SELECT dataset, max(seq) FROM {alias}._civicnet.hwm GROUP BY 1").fetchall()
+    rows = con.execute(f"SELECT dataset, max(seq) FROM {meta_table(alias, 'hwm')} GROUP BY 1").fetchall()
     return {d: int(s) for d, s in rows}
 
 
@@ -327,5 +336,5 @@ def set_high_water_marks(con: duckdb.DuckDBPyConnection, alias: str, marks: dict
     so it also keeps the history of marks."""
     if marks:
         values = ", ".join("(?, ?)" for _ in marks)
-        con.execute(f"INSERT INTO {alias}._civicnet.hwm VALUES {values}",
+        con.execute(f"INSERT INTO {meta_table(alias, 'hwm')} VALUES {values}",
                     [v for item in marks.items() for v in item])

@@ -18,10 +18,10 @@ from typing import Any
 
 import duckdb
 
-from quality.sql import quote_ident
 from schemas.contract import Contract, Field
 from schemas.divisions import Tier, parent_of, subtree_prefix, tier_of
-from warehouse.node import META_COLUMNS, high_water_marks, transaction
+from schemas.sql import qualified, quote_ident
+from warehouse.node import META_COLUMNS, high_water_marks, meta_table, transaction
 
 # Measures are summed as exact decimals: a sum of doubles depends on the order DuckDB adds them in.
 MEASURE_TYPE = "DECIMAL(38,6)"
@@ -82,7 +82,7 @@ def _totals_sql(alias: str, contract: Contract, fields: tuple[Field, ...], prefi
     where = "starts_with(division_code, ?)" if prefix else "TRUE"
     return f"""SELECT ?, coalesce(division_code, '{NO_DIVISION}'), count(*), {measures},
                       coalesce(sum(CAST(hash(struct_pack({struct})) AS HUGEINT)), 0)
-               FROM {alias}.{quote_ident(contract.name)} WHERE {where} GROUP BY ALL"""
+               FROM {qualified(alias, contract.name)} WHERE {where} GROUP BY ALL"""
 
 
 def _totals(rows: list[tuple[Any, ...]]) -> dict[str, TotalsByDivision]:
@@ -196,15 +196,15 @@ def repair_slices(con: duckdb.DuckDBPyConnection, parent_alias: str, child_alias
     other divisions and other datasets are not rewritten."""
     tier, prefix = tier_of(child_code), subtree_prefix(child_code)
     wanted = sorted(set(divisions))
-    table = quote_ident(contract.name)
     cols = ", ".join([quote_ident(f.name) for f in contract.fields_for_tier(tier)] + [c for c, _ in META_COLUMNS])
     in_slices = f"list_contains(?::VARCHAR[], coalesce(division_code, '{NO_DIVISION}'))"
+    mine, theirs = qualified(child_alias, contract.name), qualified(parent_alias, contract.name)
     with transaction(con):
-        removed = con.execute(f"DELETE FROM {child_alias}.{table} WHERE {in_slices}", [wanted]).fetchall()
-        copied = con.execute(f"""INSERT INTO {child_alias}.{table} SELECT {cols} FROM {parent_alias}.{table}
+        removed = con.execute(f"DELETE FROM {mine} WHERE {in_slices}", [wanted]).fetchall()
+        copied = con.execute(f"""INSERT INTO {mine} SELECT {cols} FROM {theirs}
                                  WHERE {in_slices} AND starts_with(division_code, ?)""", [wanted, prefix]).fetchall()
         mark = high_water_marks(con, child_alias).get(contract.name, 0)
-        con.execute(f"INSERT INTO {child_alias}._civicnet.sync_log VALUES (?, ?, ?, ?, ?, ?, now())",
+        con.execute(f"INSERT INTO {meta_table(child_alias, 'sync_log')} VALUES (?, ?, ?, ?, ?, ?, now())",
                     [parent_of(child_code), contract.name, mark, mark, copied[0][0], removed[0][0]])
     return RepairedSlice(child_code, parent_of(child_code), contract.name, tuple(wanted),
                          int(removed[0][0]), int(copied[0][0]))

@@ -8,6 +8,7 @@ import duckdb
 
 from schemas.contract import Contract
 from schemas.divisions import Tier, tier_of
+from schemas.sql import qualified, quote_literal
 
 
 @dataclass(frozen=True)
@@ -23,8 +24,9 @@ class NodeStats:
 def _checksum_sql(alias: str, dataset: str) -> str:
     # (row count, sum of the row-version hashes): order-independent, equal when the node holds the
     # same versions (a 128-bit sum, so a repeated row does not cancel out as it would with XOR).
-    return f"""SELECT '{dataset}', count(*), CAST(coalesce(sum(CAST(hash(_row_hash) AS HUGEINT)), 0) AS VARCHAR)
-               FROM {alias}."{dataset}" """
+    return f"""SELECT {quote_literal(dataset)}, count(*),
+                      CAST(coalesce(sum(CAST(hash(_row_hash) AS HUGEINT)), 0) AS VARCHAR)
+               FROM {qualified(alias, dataset)}"""
 
 
 def node_stats(con: duckdb.DuckDBPyConnection, alias: str, code: str, contracts: list[Contract]) -> NodeStats:

@@ -7,6 +7,8 @@ from typing import Any
 
 import duckdb
 
+from warehouse.node import meta_table
+
 
 def batch_ledger(con: duckdb.DuckDBPyConnection, node: str) -> list[dict[str, Any]]:
     """Every decided batch, oldest first, with its counts and gate verdict."""
@@ -14,7 +16,7 @@ def batch_ledger(con: duckdb.DuckDBPyConnection, node: str) -> list[dict[str, An
         SELECT batch_id, seq, dataset, feed, department, source_name, CAST(received_at AS VARCHAR) AS received_at,
                status, received, applied, quarantined, duplicates, unchanged, moved, held, deleted, released,
                json_extract_string(gate, '$.verdict') AS gate
-        FROM {node}._civicnet.batches ORDER BY received_at, batch_id""")
+        FROM {meta_table(node, "batches")} ORDER BY received_at, batch_id""")
     names = [d[0] for d in cur.description]
     rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
     for r in rows:
@@ -27,11 +29,11 @@ def quarantine_summary(con: duckdb.DuckDBPyConnection, node: str) -> dict[str, A
     corrected resubmission, and the open ones per reason code (a row counts once per reason)."""
     rows = con.execute(f"""
         SELECT dataset, department, r.code, count(*) FROM (
-            SELECT dataset, department, unnest(reasons) AS r FROM {node}._civicnet.quarantine
+            SELECT dataset, department, unnest(reasons) AS r FROM {meta_table(node, "quarantine")}
             WHERE released_by IS NULL)
         GROUP BY ALL ORDER BY ALL""").fetchall()
     totals = con.execute(f"""SELECT dataset, department, count(*), count(*) FILTER (released_by IS NULL)
-                             FROM {node}._civicnet.quarantine GROUP BY ALL ORDER BY ALL""").fetchall()
+                             FROM {meta_table(node, "quarantine")} GROUP BY ALL ORDER BY ALL""").fetchall()
     out: dict[str, Any] = {}
     for dataset, department, n, still_open in totals:
         out.setdefault(dataset, {})[department] = {"rows": n, "open": still_open, "released": n - still_open,
@@ -45,7 +47,7 @@ def gate_results(con: duckdb.DuckDBPyConnection, node: str) -> list[dict[str, An
     """The failed or warning expectations of every batch (passes are summarised by the verdict)."""
     out = []
     for batch_id, dataset, gate in con.execute(
-            f"SELECT batch_id, dataset, gate FROM {node}._civicnet.batches ORDER BY received_at").fetchall():
+            f"SELECT batch_id, dataset, gate FROM {meta_table(node, 'batches')} ORDER BY received_at").fetchall():
         parsed = json.loads(gate) if gate else {}
         failed = [r for r in parsed.get("results", []) if not r.get("success")]
         out.append({"batch_id": batch_id, "dataset": dataset, "verdict": parsed.get("verdict"),

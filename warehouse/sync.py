@@ -15,7 +15,8 @@ import duckdb
 from schemas.contract import Contract
 from schemas.derive import key_sql
 from schemas.divisions import Tier, subtree_prefix, tier_of
-from warehouse.node import META_COLUMNS, high_water_marks, set_high_water_marks, transaction
+from schemas.sql import qualified, quote_ident
+from warehouse.node import META_COLUMNS, high_water_marks, meta_table, set_high_water_marks, transaction
 
 
 @dataclass(frozen=True)
@@ -37,20 +38,21 @@ def _rowcount(cur: duckdb.DuckDBPyConnection) -> int:
 def _sync_dataset(con: duckdb.DuckDBPyConnection, child: str, parent: str, tier: Tier, prefix: str,
                   contract: Contract, start: int, end: int) -> SyncResult:
     name = contract.name
+    mine, theirs = qualified(child, name), qualified(parent, name)
+    tombstones = meta_table(parent, "tombstones")
     window = "_seq > ? AND _seq <= ? AND starts_with(division_code, ?)"
     params: list[object] = [start, end, prefix]
     removed = 0
     if start > 0:  # a fresh node has nothing to remove or replace
         removed = _rowcount(con.execute(f"""
-            DELETE FROM {child}."{name}" c WHERE {key_sql(contract, 'c')} IN (
-                SELECT key FROM {parent}._civicnet.tombstones WHERE dataset = ? AND {window}
-                UNION ALL SELECT {key_sql(contract, 'p')} FROM {parent}."{name}" p WHERE {window})""",
+            DELETE FROM {mine} c WHERE {key_sql(contract, 'c')} IN (
+                SELECT key FROM {tombstones} WHERE dataset = ? AND {window}
+                UNION ALL SELECT {key_sql(contract, 'p')} FROM {theirs} p WHERE {window})""",
                                         [name, *params, *params]))
-    cols = ", ".join(f'"{f.name}"' for f in contract.fields_for_tier(tier)) + ", " + \
+    cols = ", ".join(quote_ident(f.name) for f in contract.fields_for_tier(tier)) + ", " + \
         ", ".join(c for c, _ in META_COLUMNS)
-    upserts = _rowcount(con.execute(f"""INSERT INTO {child}."{name}" SELECT {cols} FROM {parent}."{name}"
-                                        WHERE {window}""", params))
-    con.execute(f"""INSERT INTO {child}._civicnet.tombstones SELECT * FROM {parent}._civicnet.tombstones
+    upserts = _rowcount(con.execute(f"INSERT INTO {mine} SELECT {cols} FROM {theirs} WHERE {window}", params))
+    con.execute(f"""INSERT INTO {meta_table(child, "tombstones")} SELECT * FROM {tombstones}
                     WHERE dataset = ? AND {window}""", [name, *params])
     return SyncResult(name, start, end, upserts, removed)
 
@@ -68,6 +70,6 @@ def sync_node(con: duckdb.DuckDBPyConnection, child: str, parent: str, parent_co
                    for c in todo]
         set_high_water_marks(con, child, {r.dataset: r.to_seq for r in results})
         values = ", ".join("(?, ?, ?, ?, ?, ?, now())" for _ in results)
-        con.execute(f"INSERT INTO {child}._civicnet.sync_log VALUES {values}",
+        con.execute(f"INSERT INTO {meta_table(child, 'sync_log')} VALUES {values}",
                     [v for r in results for v in (parent_code, r.dataset, r.from_seq, r.to_seq, r.upserts, r.removed)])
     return results

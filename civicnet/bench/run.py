@@ -34,6 +34,7 @@ import pyarrow.csv as pacsv
 from civicnet import pipeline
 from civicnet.pipeline.verify import verify_and_record
 from schemas.divisions import load_registry, subtree_prefix
+from schemas.sql import quote_literal
 
 AS_OF = dt.date(2021, 6, 30)
 # By default districts sync in as many processes as there are cores (at most 2 here), as the
@@ -88,19 +89,20 @@ def _baseline(home: Path, feeds: Path, phase: str) -> dict[str, float]:
             names = [d[0] for d in cur.description]
             con.register("fsrc", pa.Table.from_pylist([dict(zip(names, r, strict=True)) for r in cur]))
         con.execute("CREATE TABLE f AS SELECT * FROM fsrc")
-        con.execute(f"CREATE TABLE d AS SELECT * FROM read_csv('{feeds}/statistics/divisions/*.csv', all_varchar=true)")
+        divisions = quote_literal(f"{feeds}/statistics/divisions/*.csv")
+        con.execute(f"CREATE TABLE d AS SELECT * FROM read_csv({divisions}, all_varchar=true)")
     for div in registry.walk():
         path = home / "nodes" / div.tier / f"{div.code}.duckdb"
         path.parent.mkdir(parents=True, exist_ok=True)
-        con.execute(f"ATTACH '{path}' AS n (STORAGE_VERSION 'v1.4.0')")
-        p = subtree_prefix(div.code)
+        con.execute(f"ATTACH {quote_literal(str(path))} AS n (STORAGE_VERSION 'v1.4.0')")
+        p = quote_literal(subtree_prefix(div.code))
         if phase == "full":
-            con.execute(f"CREATE TABLE n.residents AS SELECT * FROM r WHERE starts_with(社区代码, '{p}')")
-            con.execute(f"CREATE TABLE n.facilities AS SELECT * FROM f WHERE starts_with(comm_code, '{p}')")
-            con.execute(f"CREATE TABLE n.divisions AS SELECT * FROM d WHERE starts_with(code, '{p}')")
+            con.execute(f"CREATE TABLE n.residents AS SELECT * FROM r WHERE starts_with(社区代码, {p})")
+            con.execute(f"CREATE TABLE n.facilities AS SELECT * FROM f WHERE starts_with(comm_code, {p})")
+            con.execute(f"CREATE TABLE n.divisions AS SELECT * FROM d WHERE starts_with(code, {p})")
         else:
             con.execute("DELETE FROM n.residents WHERE 公民身份号码 IN (SELECT 公民身份号码 FROM r)")
-            con.execute(f"INSERT INTO n.residents SELECT * FROM r WHERE starts_with(社区代码, '{p}')")
+            con.execute(f"INSERT INTO n.residents SELECT * FROM r WHERE starts_with(社区代码, {p})")
         con.execute("DETACH n")
     con.close()
     return {}

@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -395,3 +397,22 @@ def test_a_pushing_communitys_accepted_rows_carry_their_values_as_sent() -> None
     assert [json.loads(raw) for raw in result.accepted.column("_raw").to_pylist()] == \
         [{c: r.get(c) for c in MAPPING.source_columns} for r in rows]
     assert "_raw" not in conform(rows).accepted.column_names  # a batch not confined carries no copy
+
+
+# --- names and paths with quotes (schemas/sql.py quotes them) -------------------------------------
+
+def test_a_source_column_with_quotes_in_its_name_is_read_as_that_column() -> None:
+    odd = '住址 "旧" \'A\''
+    fields = {(odd if c == "住址" else c): f for c, f in MAPPING.fields.items()}
+    mapping = dataclasses.replace(MAPPING, fields=fields)
+    rows = [{(odd if c == "住址" else c): v for c, v in make_row(1).items()}]
+    result = conform(rows, mapping=mapping, columns=list(fields))
+    assert result.accepted.column("address").to_pylist() == ["福田区南园街道滨江路1号"]
+
+
+def test_a_batch_file_in_a_folder_with_quotes_conforms(tmp_path: Path) -> None:
+    folder = tmp_path / "o'neil \"home\""
+    folder.mkdir()
+    pq.write_table(make_raw([make_row(1), make_row(2)]), folder / "raw.parquet")
+    result = conform_batch(folder / "raw.parquet", CONTRACT, MAPPING, REGISTRIES, AS_OF)
+    assert lines(result.accepted) == [1, 2]

@@ -83,6 +83,12 @@ def test_clean_residents_batch_passes(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "stage" / RESULTS_FILE).read_text("utf-8"))[0]["success"] is True
 
 
+def test_a_stage_in_a_folder_with_quotes_passes(tmp_path: Path) -> None:
+    home = tmp_path / "o'neil \"home\""
+    home.mkdir()
+    assert gate(home, FACILITIES, [make_facility(1), make_facility(2)]).verdict == "pass"
+
+
 def test_clean_facilities_batch_passes(tmp_path: Path) -> None:
     result = gate(tmp_path, FACILITIES, [make_facility(i, floor_area_m2=float(50 + i)) for i in range(4)])
     assert result.verdict == "pass"

@@ -163,6 +163,21 @@ BROKEN: dict[str, tuple[Any, str, str]] = {
                      "fix the syntax"),
     "constraints_not_a_mapping": (make_contract(fields=fields_with("phone", constraints=["required"])),
                                   "field 'phone'", "constraints"),
+    # names: checked once here, so SQL built from them never meets a surprise (schemas/sql.py)
+    "dataset_name_upper_case": (make_contract(name="Residents"), "dataset name 'Residents'",
+                                "rename it: a lower-case ASCII letter first"),
+    "field_name_upper_case": (make_contract(fields=fields_with("phone", name="Phone")),
+                              "fields[7]: field name 'Phone' is not plain lower-case ASCII", "rename it: "),
+    "field_name_reserved_prefix": (make_contract(fields=fields_with("phone", name="_line")),
+                                   "field name '_line' starts with '_'", "rename it: "),
+    "field_name_with_a_quote": (make_contract(fields=fields_with("phone", name='phone" text, "x')),
+                                "fields[7]: field name", "then lower-case letters, digits or '_'"),
+    "field_name_chinese": (make_contract(fields=fields_with("phone", name="电话")),
+                           "field name '电话'", "rename it: "),
+    "field_name_too_long": (make_contract(fields=fields_with("phone", name="p" * 64)),
+                            "is 64 characters long", "at most 63 characters"),
+    "field_name_a_number": (make_contract(fields=fields_with("phone", name=7)),
+                            "field name 7 is a int, not text", "rename it: "),
 }
 
 
