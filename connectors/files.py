@@ -26,9 +26,10 @@ from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
 
 from connectors.feeds import FilesSource
-from connectors.parse import CSV, MEDIA_TYPES, PARQUET, XLSX, UnreadablePayloadError, detect_encoding
+from connectors.parse import UnreadablePayloadError, detect_encoding
 from connectors.payload import Payload
 from schemas.errors import TransientError
+from schemas.media import CSV, MEDIA_TYPES, PARQUET, XLSX
 
 log = logging.getLogger(__name__)
 

@@ -21,15 +21,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from schemas.errors import TerminalError
+from schemas.media import CSV, JSONL, MEDIA_TYPES, PARQUET, XLSX
 from schemas.messages import HEADER_MISSING, header_looks_missing, looks_like_value, shown_name
 from schemas.sql import quote_literal
 
 LINE_COLUMN = "_line"
-CSV, PARQUET, JSONL = "text/csv", "application/vnd.apache.parquet", "application/x-ndjson"
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-# file extension → media type, for file drops and pushes
-MEDIA_TYPES = {"csv": CSV, "parquet": PARQUET, "jsonl": JSONL, "ndjson": JSONL, "xlsx": XLSX}
-EXTENSIONS = {CSV: "csv", PARQUET: "parquet", JSONL: "jsonl", XLSX: "xlsx"}
 # tried in order after a BOM and strict UTF-8; GBK text is a subset of GB18030
 _ENCODINGS = ("gb18030",)
 

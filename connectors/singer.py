@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from connectors.feeds import SingerSource
-from connectors.parse import JSONL, RepeatedKeyError, unique_keys
+from connectors.parse import RepeatedKeyError, unique_keys
 from connectors.payload import Payload
 from connectors.secrets import env_name, get_connection
 from schemas.errors import TerminalError, TransientError
+from schemas.media import JSONL
 from schemas.messages import excerpt_unless_data
 
 log = logging.getLogger(__name__)

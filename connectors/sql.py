@@ -42,10 +42,10 @@ import sqlalchemy as sa
 
 from connectors.cursor import CursorError, CursorKind, Window, key_text, kind_of, read_state
 from connectors.feeds import SqlSource
-from connectors.parse import PARQUET
 from connectors.payload import Payload
 from connectors.secrets import Connection, get_connection
 from schemas.errors import TerminalError, TransientError
+from schemas.media import PARQUET
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DRIVERS = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql",

@@ -20,9 +20,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from connectors.parse import EXTENSIONS
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder, secure_tree, temporary_sibling, write_atomic
+from schemas.media import EXTENSIONS
 
 
 class UnknownBatchError(TerminalError):

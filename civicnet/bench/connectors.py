@@ -149,7 +149,7 @@ def bench_rest(folder: Path) -> dict[str, Any]:
 def warm_up() -> None:
     """Import what every side imports lazily (pandas, DuckDB, openpyxl), so neither side pays a
     one-off per-process import cost inside its timing."""
-    from connectors.parse import JSONL, PARQUET
+    from schemas.media import JSONL, PARQUET
 
     read_payload(b'{"a": 1}\n', JSONL, None, "warm.jsonl").to_pandas()
     sink = pa.BufferOutputStream()

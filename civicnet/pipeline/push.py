@@ -68,9 +68,9 @@ def check_file(path: Path, dataset: str, today: dt.date) -> LocalCheck:
     from civicnet import context
     from civicnet.gateway.app import push_feeds, read_upload
     from connectors.feeds import PushSource
-    from connectors.parse import MEDIA_TYPES
     from quality.conform import check_columns, conform_batch
     from schemas.contract import load_contracts
+    from schemas.media import MEDIA_TYPES
 
     feeds = push_feeds()
     if dataset not in feeds:

@@ -41,9 +41,9 @@ from civicnet.gateway.app import GatewayServer
 from civicnet.gateway.trigger import AirflowApiTrigger
 from civicnet.pipeline.home import create_home
 from connectors.feeds import load_feeds
-from connectors.parse import CSV
 from connectors.push.senders import add_sender
 from schemas.divisions import load_registry
+from schemas.media import CSV
 
 pytestmark = pytest.mark.slow  # starts Airflow (about a minute) and waits for two scheduled DAG runs
 

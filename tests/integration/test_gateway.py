@@ -25,10 +25,10 @@ from conftest import AS_OF, build_home
 from civicnet.demo.workbooks import expenditure_id, expenditure_rows
 from civicnet.gateway.app import GatewayServer
 from civicnet.gateway.trigger import InlineTrigger
-from connectors.parse import CSV
 from connectors.push.senders import add_sender
 from schemas.csvsafe import is_formula
 from schemas.divisions import load_registry
+from schemas.media import CSV
 from warehouse.node import node_path
 
 pytestmark = pytest.mark.slow  # builds a home and syncs the whole network

@@ -29,9 +29,9 @@ from civicnet import pipeline
 from civicnet.demo.workbooks import expenditure_id, expenditure_rows
 from civicnet.gateway.app import GatewayServer
 from civicnet.gateway.trigger import InlineTrigger
-from connectors.parse import CSV
 from connectors.push.senders import add_sender
 from schemas.divisions import load_registry
+from schemas.media import CSV
 from warehouse.node import node_path
 
 pytestmark = pytest.mark.slow  # a gateway, four merges and one district's sync (about 100 nodes)

@@ -21,8 +21,9 @@ from conftest import AS_OF, build_home
 
 from civicnet import context, pipeline
 from civicnet.pipeline.status import collect, freshness, quality_page
-from connectors.parse import CSV, read_payload
+from connectors.parse import read_payload
 from connectors.push.senders import add_sender
+from schemas.media import CSV
 from warehouse import landing
 
 SECTIONS = ("batches", "gate", "quarantine", "freshness", "reconciliation")

@@ -21,7 +21,8 @@ from conftest import AS_OF
 import civicnet.pipeline
 from civicnet import context, pipeline
 from civicnet.demo.workbooks import expenditure_rows
-from connectors.parse import CSV, read_payload
+from connectors.parse import read_payload
+from schemas.media import CSV
 from warehouse import landing
 from warehouse.node import node_path
 

@@ -14,8 +14,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from civicnet.gateway.app import create_app
-from connectors.parse import CSV, JSONL, PUSH_LIMITS, XLSX, ParseLimits
+from connectors.parse import PUSH_LIMITS, ParseLimits
 from connectors.push.senders import add_sender
+from schemas.media import CSV, JSONL, XLSX
 
 DATASET = "community_expenditures"
 HEADER = "支出编号,社区代码,年度,季度,支出类别,金额,说明"

@@ -11,8 +11,8 @@ import pytest
 
 from civicnet import pipeline
 from civicnet.pipeline import ingest
-from connectors.parse import CSV, PARQUET
 from connectors.payload import Payload
+from schemas.media import CSV, PARQUET
 from warehouse import landing
 
 REFERENCE = Path(str(resources.files("schemas") / "reference" / "shenzhen_divisions_2020.csv"))

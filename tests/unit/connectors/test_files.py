@@ -23,9 +23,10 @@ from fsspec.implementations.local import LocalFileSystem
 
 from connectors.feeds import FilesSource
 from connectors.files import FilesConnector
-from connectors.parse import CSV, JSONL, PARQUET, XLSX, UnreadablePayloadError, read_payload
+from connectors.parse import UnreadablePayloadError, read_payload
 from connectors.payload import Payload
 from schemas.errors import TransientError
+from schemas.media import CSV, JSONL, PARQUET, XLSX
 
 
 class Drop:

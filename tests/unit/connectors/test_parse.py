@@ -121,7 +121,8 @@ def test_encodings_are_detected_from_the_bytes() -> None:
 
 
 def test_json_lines_become_text_columns_with_line_numbers() -> None:
-    from connectors.parse import JSONL, read_payload
+    from connectors.parse import read_payload
+    from schemas.media import JSONL
 
     data = '{"id": 1, "ok": true, "n": 2.0, "tags": ["a"]}\n\n{"id": 2, "extra": "新", "it\'s/~": ""}\n'.encode()
     table = read_payload(data, JSONL, None, "s.jsonl")
@@ -131,7 +132,8 @@ def test_json_lines_become_text_columns_with_line_numbers() -> None:
 
 
 def test_a_bad_json_line_is_refused_with_its_number() -> None:
-    from connectors.parse import JSONL, UnreadablePayloadError, read_payload
+    from connectors.parse import UnreadablePayloadError, read_payload
+    from schemas.media import JSONL
 
     with pytest.raises(UnreadablePayloadError, match="line 2"):
         read_payload(b'{"id": 1}\n{"id": \n', JSONL, None, "s.jsonl")
@@ -143,7 +145,8 @@ def test_a_workbook_reads_its_first_sheet_as_text() -> None:
 
     import openpyxl
 
-    from connectors.parse import XLSX, UnreadablePayloadError, read_payload
+    from connectors.parse import UnreadablePayloadError, read_payload
+    from schemas.media import XLSX
 
     book = openpyxl.Workbook()
     sheet = book.active

@@ -12,10 +12,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors.parse import (
-    CSV,
-    JSONL,
-    PARQUET,
-    XLSX,
     ParseLimits,
     PayloadTooLargeError,
     TooManyColumnsError,
@@ -23,6 +19,7 @@ from connectors.parse import (
     read_payload,
     text_encoding,
 )
+from schemas.media import CSV, JSONL, PARQUET, XLSX
 
 SMALL = ParseLimits(rows=5, columns=4, uncompressed_bytes=200_000, zip_members=50)
 CITIZEN_ID, NAME = "440304199001011233", "王小明"

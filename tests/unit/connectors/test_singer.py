@@ -14,11 +14,12 @@ import pytest
 
 from civicnet.demo.departments.justice import UPDATED_AT, generate_justice
 from connectors.feeds import SingerSource
-from connectors.parse import JSONL, read_payload
+from connectors.parse import read_payload
 from connectors.payload import Payload
 from connectors.singer import SingerConnector
 from schemas.divisions import load_registry
 from schemas.errors import TerminalError, TransientError
+from schemas.media import JSONL
 
 TOKEN = "s3cret-justice-token"
 STREAM = "mediation_committees"

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.feeds import SqlSource
-from connectors.parse import PARQUET, read_payload
+from connectors.parse import read_payload
 from connectors.payload import Payload
 from connectors.secrets import Connection
 from connectors.sql import (
@@ -26,6 +26,7 @@ from connectors.sql import (
     connection_url,
 )
 from schemas.errors import TerminalError
+from schemas.media import PARQUET
 
 TABLE = "community_facility"
 COLUMNS = "fac_no TEXT{pk}, comm_code TEXT, fac_type TEXT, area REAL, staff INTEGER, open_date TEXT, note TEXT, " \
