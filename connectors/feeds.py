@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -11,7 +12,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy.engine import make_url
 
+from schemas.contract import Contract, load_contracts
 from schemas.errors import TerminalError
+from schemas.rights import Permit, Writer, WriteRefusedError, writable_scope
 
 
 class FeedConfigError(TerminalError):
@@ -160,7 +163,7 @@ class PushSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["push"]
     # who may send: the contract's owner department, and/or community work stations (own rows only)
-    senders: list[Literal["owner", "community"]] = ["owner"]
+    senders: list[Permit] = ["owner"]
     max_bytes: int = Field(default=64 << 20, gt=0)
 
     def partial_delivery(self) -> str | None:
@@ -226,7 +229,33 @@ def load_feed(path: Path) -> Feed:
     return feed
 
 
-def load_feeds(folder: Path | None = None) -> dict[str, Feed]:
-    """All feeds in a folder (default: the shipped connectors/feeds), by slug."""
+def check_owner(feed: Feed, contract: Contract, shown: str) -> None:
+    """Refuse a feed whose department may not write its dataset (only the contract's owner may);
+    `shown` is how the message names the feed file."""
+    try:
+        writable_scope(contract, Writer(feed.slug, "department", feed.department))
+    except WriteRefusedError:
+        raise FeedConfigError(
+            f"feed config {shown}: department {feed.department!r} feeds dataset {feed.dataset!r}, but the "
+            f"dataset's contract ({contract.source}) names {contract.owner!r} as its owner, and only the owner "
+            f"department may write a dataset. Set 'department: {contract.owner}' if {contract.owner!r} runs this "
+            f"feed; otherwise remove the feed, or have {feed.department!r} send its rows to {contract.owner!r}"
+        ) from None
+
+
+def load_feeds(folder: Path | None = None, contracts: Mapping[str, Contract] | None = None) -> dict[str, Feed]:
+    """All feeds in a folder (default: the shipped connectors/feeds), by slug, each checked against
+    its dataset's contract (default: the shipped contracts): a feed of a dataset without a contract,
+    or of a department that does not own its dataset (`check_owner`), is refused."""
     base = folder if folder is not None else Path(str(resources.files("connectors") / "feeds"))
-    return {f.slug: f for f in (load_feed(p) for p in sorted(base.glob("*.yaml")))}
+    known = contracts if contracts is not None else load_contracts()
+    feeds = {}
+    for path in sorted(base.glob("*.yaml")):
+        feed = load_feed(path)
+        if feed.dataset not in known:
+            raise FeedConfigError(f"feed config {path}: dataset {feed.dataset!r} has no contract (known datasets: "
+                                  f"{', '.join(sorted(known))}); fix 'dataset', or add the dataset's contract under "
+                                  "schemas/datasets/")
+        check_owner(feed, known[feed.dataset], str(path))
+        feeds[feed.slug] = feed
+    return feeds

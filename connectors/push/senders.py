@@ -19,12 +19,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder
+from schemas.rights import Writer, WriterKind
 
-SenderKind = Literal["department", "community"]
+SenderKind = WriterKind
 KINDS: tuple[SenderKind, ...] = ("department", "community")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _DEPARTMENT = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -42,6 +43,10 @@ class Sender:
     kind: SenderKind
     department: str
     division: str | None
+
+    def writer(self) -> Writer:
+        """This sender as schemas.rights sees a writer."""
+        return Writer(self.sender_id, self.kind, self.department, self.division)
 
 
 def registry_path(home: Path) -> Path:

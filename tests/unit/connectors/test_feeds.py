@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,33 @@ def test_load_feeds_refuses_a_folder_with_one_bad_feed(tmp_path: Path) -> None:
     write_feed(tmp_path, make_feed())
     write_feed(tmp_path, make_feed(slug="other"), file_name="zz.yaml")
     with pytest.raises(FeedConfigError, match=r"zz\.yaml"):
+        load_feeds(tmp_path)
+
+
+def test_a_feed_of_a_department_that_does_not_own_its_dataset_is_refused(tmp_path: Path) -> None:
+    # one data, one source: residents belong to public_security (schemas/datasets/residents.yaml)
+    write_feed(tmp_path, make_feed(department="civil_affairs"))
+    with pytest.raises(FeedConfigError) as caught:
+        load_feeds(tmp_path)
+    message = str(caught.value)
+    assert "public_security_residents.yaml" in message  # the feed file
+    assert "'civil_affairs'" in message and "'residents'" in message  # its department, its dataset
+    assert "schemas/datasets/residents.yaml" in message and "'public_security' as its owner" in message
+    assert "Set 'department: public_security'" in message  # how to fix
+
+
+def test_the_owner_check_uses_the_contracts_given(tmp_path: Path) -> None:
+    write_feed(tmp_path, make_feed())
+    residents = load_contracts()["residents"]
+    moved = {"residents": dataclasses.replace(residents, owner="population")}
+    with pytest.raises(FeedConfigError, match="'population' as its owner"):
+        load_feeds(tmp_path, moved)
+    assert list(load_feeds(tmp_path, {"residents": residents})) == ["public_security_residents"]
+
+
+def test_a_feed_of_a_dataset_without_a_contract_is_refused(tmp_path: Path) -> None:
+    write_feed(tmp_path, make_feed(dataset="residentz"))
+    with pytest.raises(FeedConfigError, match=r"dataset 'residentz' has no contract .*residents"):
         load_feeds(tmp_path)
 
 
