@@ -18,7 +18,7 @@ from schemas.errors import TerminalError
 WriterKind = Literal["department", "community"]
 # who a dataset's feed lets write: its owner department, and/or community work stations (own rows)
 Permit = Literal["owner", "community"]
-OWNER_ONLY: tuple[Permit, ...] = ("owner",)  # a pulled feed: its department writes the whole dataset, or nothing
+OWNER_PERMIT: tuple[Permit, ...] = ("owner",)  # a pulled feed: its department writes the whole dataset, or nothing
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class WriteRefusedError(TerminalError):
         self.owner = owner
 
 
-def writable_scope(contract: Contract, writer: Writer, permits: Collection[Permit] = OWNER_ONLY) -> str | None:
+def writable_scope(contract: Contract, writer: Writer, permits: Collection[Permit] = OWNER_PERMIT) -> str | None:
     """The rows of `contract`'s dataset that `writer` may write: None for all of them (the owner
     department), a community code for that community's own rows (a community work station); raise
     WriteRefusedError, naming the owner, if it may write none. `permits` is what the feed allows."""

@@ -12,40 +12,28 @@ Exit codes: 0 sent, 2 refused by the local check, 3 refused by (or unreachable) 
 Its readers are community work stations and departments: its own sentences are zh-CN by default,
 English with `lang="en"` (`--lang en`), from the `civicnet` catalogue (schemas/i18n.py); the
 gateway's report is asked for in the same language. Reason codes stay machine codes.
+
+This module composes; the upload checks it shares with the gateway are connectors/push/uploads.py,
+the HTTP calls connectors/push/client.py.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import quote
 
 import requests
-from requests.adapters import HTTPAdapter
-from tqdm import tqdm
-from urllib3.util.retry import Retry
 
+from connectors.push.client import FINAL, fetch_report, gateway_error, gateway_session, send_file, wait_for_verdict
 from schemas.errors import TerminalError
 from schemas.i18n import DEFAULT_LANG, N_, translation
 
 EXIT_SENT, EXIT_LOCAL, EXIT_GATEWAY, EXIT_TIMEOUT = 0, 2, 3, 4
-CHUNK = 1 << 20  # upload in 1 MiB pieces; a progress bar above this size
 SHOWN = 5  # quarantined rows listed by the local check
-FINAL = ("applied", "refused")
-TIMEOUT = (10.0, 300.0)  # seconds to connect, to wait for an answer
-# A connection the gateway dropped (its keep-alive ran out while we waited between polls, a restart)
-# is retried on a fresh one: the polls are GETs, and the POST of a batch is idempotent too (the batch id
-# is the content hash; a resent body lands nothing and answers with the first receipt). Only connection
-# errors are retried, never an answer: a refusal is the gateway's word.
-RETRY = Retry(total=4, connect=4, read=4, status=0, other=0, redirect=0, backoff_factor=0.1,
-              allowed_methods=frozenset({"GET", "HEAD", "POST"}), raise_on_status=False)
 
 
 class LocalCheckError(TerminalError):
@@ -66,26 +54,25 @@ class LocalCheck:
 def check_file(path: Path, dataset: str, today: dt.date) -> LocalCheck:
     """Read and conform a file as the city will; raise LocalCheckError if it cannot be sent."""
     from civicnet import context
-    from civicnet.gateway.app import push_feeds, read_upload
-    from connectors.feeds import PushSource
+    from connectors.push.uploads import UploadRefusedError, push_feeds, push_source, read_upload
     from quality.conform import check_columns, conform_batch
     from schemas.contract import load_contracts
     from schemas.media import MEDIA_TYPES
 
-    feeds = push_feeds()
-    if dataset not in feeds:
-        raise LocalCheckError(f"dataset {dataset!r} is not open for push; datasets open for push: {sorted(feeds)}")
-    feed, media_type = feeds[dataset], MEDIA_TYPES.get(path.suffix.lower().lstrip("."))
+    try:
+        feed, source = push_source(push_feeds(), dataset)
+    except UploadRefusedError as err:
+        raise LocalCheckError(str(err)) from None
+    media_type = MEDIA_TYPES.get(path.suffix.lower().lstrip("."))
     if media_type is None:
         raise LocalCheckError(f"{path.name}: extension {path.suffix!r} is not one the gateway reads; "
                               f"save the file as one of {sorted('.' + e for e in MEDIA_TYPES)}")
-    assert isinstance(feed.connector, PushSource)
     try:
         data = path.read_bytes()
     except OSError as err:
         raise LocalCheckError(f"cannot read {path}: {err.strerror}") from None
-    if len(data) > feed.connector.max_bytes:
-        raise LocalCheckError(f"{path.name} has {len(data)} bytes, over the limit of {feed.connector.max_bytes} "
+    if len(data) > source.max_bytes:
+        raise LocalCheckError(f"{path.name} has {len(data)} bytes, over the limit of {source.max_bytes} "
                               f"for {dataset!r}; split it into smaller files")
     contract, mapping = load_contracts()[dataset], context.source_mapping(feed)
     try:
@@ -123,71 +110,6 @@ def render_check(path: Path, check: LocalCheck, lang: str = DEFAULT_LANG) -> str
     return "\n".join(lines)
 
 
-class _Body:
-    """The file as an upload body: 1 MiB pieces read as they are sent, with a known length (so the
-    gateway can refuse an oversized file before it arrives) and a progress bar on stderr."""
-
-    def __init__(self, path: Path, bar: tqdm[Any]) -> None:
-        self.path, self.bar = path, bar
-
-    def __len__(self) -> int:
-        return self.path.stat().st_size
-
-    def __iter__(self) -> Iterator[bytes]:
-        with self.path.open("rb") as f:
-            while chunk := f.read(CHUNK):
-                self.bar.update(len(chunk))
-                yield chunk
-
-
-def gateway_session(token: str) -> requests.Session:
-    """A session that sends the token and retries requests on dropped connections (RETRY)."""
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {token}"
-    adapter = HTTPAdapter(max_retries=RETRY)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-def send_file(gateway: str, token: str, dataset: str, path: Path, media_type: str,
-              session: requests.Session | None = None) -> requests.Response:
-    """POST the file to the gateway, streaming it (again from the start if the connection drops)."""
-    size = path.stat().st_size
-    headers = {"Content-Type": media_type, "X-Filename": quote(path.name, safe="")}
-    with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=path.name,
-              disable=size <= CHUNK, leave=False) as bar, _or_new(session, token) as http:
-        return http.post(f"{gateway.rstrip('/')}/v1/datasets/{quote(dataset, safe='')}/batches",
-                         data=_Body(path, bar), headers=headers, timeout=TIMEOUT)
-
-
-@contextmanager
-def _or_new(session: requests.Session | None, token: str) -> Iterator[requests.Session]:
-    """The caller's session (left open), else a new one, closed after use."""
-    if session is not None:
-        yield session
-        return
-    with gateway_session(token) as own:
-        yield own
-
-
-def wait_for_verdict(gateway: str, token: str, status_url: str, wait: float,
-                     session: requests.Session | None = None) -> dict[str, Any]:
-    """Poll a batch's status until it is applied or refused, or `wait` seconds pass (the last status).
-    The pause between polls grows to 5 s, longer than many servers keep an idle connection: a
-    dropped connection is retried (RETRY), not reported."""
-    deadline, pause = time.monotonic() + wait, 0.5
-    with _or_new(session, token) as http:
-        while True:
-            answer = http.get(gateway.rstrip("/") + status_url, timeout=TIMEOUT)
-            answer.raise_for_status()
-            status: dict[str, Any] = answer.json()
-            if status["status"] in FINAL or time.monotonic() >= deadline:
-                return status
-            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-            pause = min(pause * 1.5, 5.0)
-
-
 # the status's machine words and counts, as the sender reads them
 STATUS_WORDS = {"applied": N_("applied"), "refused": N_("refused"), "processing": N_("processing"),
                 "pending": N_("pending")}
@@ -213,16 +135,6 @@ def render_report(status: dict[str, Any], lang: str = DEFAULT_LANG) -> str:
     return "\n".join(lines)
 
 
-def fetch_report(gateway: str, token: str, report_url: str, session: requests.Session | None = None,
-                 lang: str = DEFAULT_LANG) -> str:
-    """The text form of a decided batch's rejection report, from the gateway, in the reader's language."""
-    with _or_new(session, token) as http:
-        answer = http.get(gateway.rstrip("/") + report_url, params={"format": "text", "lang": lang},
-                          headers={"Accept-Language": lang.replace("_", "-")}, timeout=TIMEOUT)
-    answer.raise_for_status()
-    return answer.text.rstrip("\n")
-
-
 def _verdict_text(gateway: str, token: str, status: dict[str, Any], err: TextIO,
                   session: requests.Session | None = None, lang: str = DEFAULT_LANG) -> str:
     """The gateway's report once the batch is decided, else (or if it cannot be read) the status."""
@@ -235,13 +147,6 @@ def _verdict_text(gateway: str, token: str, status: dict[str, Any], err: TextIO,
         print(_("civicnet push: the report could not be read ({error}); the batch status follows").format(
             error=error), file=err)
         return render_report(status, lang)
-
-
-def _gateway_error(answer: requests.Response) -> str:
-    try:
-        return str(answer.json()["error"])
-    except (ValueError, KeyError, TypeError):
-        return answer.text[:500]
 
 
 def push(gateway: str, token: str | None, dataset: str, path: Path, report: bool, wait: float,
@@ -273,7 +178,7 @@ def _send_and_wait(gateway: str, token: str, dataset: str, path: Path, check: Lo
         return EXIT_GATEWAY
     if answer.status_code not in (200, 202):
         print(_("civicnet push: the gateway refused the file (HTTP {status}): {error}").format(
-            status=answer.status_code, error=_gateway_error(answer)), file=err)
+            status=answer.status_code, error=gateway_error(answer)), file=err)
         return EXIT_GATEWAY
     receipt = answer.json()
     print(json.dumps(receipt, ensure_ascii=False, indent=1), file=out)

@@ -23,7 +23,8 @@ from civicnet.demo.workbooks import expenditure_rows, write_expenditure_files
 from civicnet.gateway.app import GatewayServer
 from civicnet.gateway.trigger import InlineTrigger
 from civicnet.pipeline import push as push_module
-from civicnet.pipeline.push import CHUNK, _Body, push
+from civicnet.pipeline.push import push
+from connectors.push.client import CHUNK, UploadBody
 from connectors.push.senders import add_sender, authenticate
 
 AS_OF = dt.date(2021, 6, 30)
@@ -165,7 +166,7 @@ def test_body_streams_in_chunks_and_declares_its_length(tmp_path: Path) -> None:
     path = tmp_path / "big.csv"
     path.write_bytes(b"x" * (2 * CHUNK + 5))
     with tqdm(total=path.stat().st_size, file=io.StringIO()) as bar:
-        body = _Body(path, bar)
+        body = UploadBody(path, bar)
         chunks = list(body)
 
         assert len(body) == 2 * CHUNK + 5

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from civicnet.pipeline.push import fetch_report, gateway_session, send_file, wait_for_verdict
+from connectors.push.client import fetch_report, gateway_session, send_file, wait_for_verdict
 
 
 class DroppingServer:
