@@ -4,11 +4,15 @@
 `raw.parquet` (the decoded text table, so later stages never decode twice) and
 `manifest.json`. The batch id is the sha256 of the payload: the same content twice is the
 same batch, and landing it again is a no-op.
+
+A pushed file (`land_push`) also leaves a receipt, `<home>/gateway/receipts/<batch_id>.json`:
+landing's record of who sent what, by batch id alone (the gateway's status URL names no dataset).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import shutil
@@ -50,6 +54,11 @@ class Manifest:
     # a file that could not be read (empty, cut off, not its format): why, in a sentence naming it;
     # it is landed with no rows so its check refuses it alone and its sender gets a report
     unreadable: str | None = None
+
+
+def batch_id_of(data: bytes) -> str:
+    """The id of a batch: the sha256 hex of its payload, so the same content is the same batch."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def batch_dir(home: Path, dataset: str, batch_id: str) -> Path:
@@ -138,3 +147,50 @@ def save_feed_state(home: Path, dataset: str, feed: str, cursor: Mapping[str, An
 def utc_now() -> str:
     """System time of arrival, UTC, ISO 8601 (the one place a receipt time is taken)."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class PushedFile:
+    """What is known of a pushed file besides its bytes: the push feed it fits, and its sender."""
+
+    feed: str
+    dataset: str
+    department: str  # the sender's (a community's is `community:<code>`)
+    sender: str
+    scope: str | None  # the community a community sender may write, None for the owner department
+    source_name: str
+    media_type: str
+    encoding: str | None
+
+
+def receipt_path(home: Path, batch_id: str) -> Path:
+    """Where the receipt of a pushed batch lives."""
+    return home / "gateway" / "receipts" / f"{batch_id}.json"
+
+
+def read_receipt(home: Path, batch_id: str) -> dict[str, Any] | None:
+    """The receipt of a pushed batch (batch_id, dataset, sender, file, rows, received_at), or None."""
+    path = receipt_path(home, batch_id)
+    found: dict[str, Any] | None = json.loads(path.read_text("utf-8")) if path.exists() else None
+    return found
+
+
+def land_push(home: Path, pushed: PushedFile, data: bytes, table: pa.Table) -> tuple[dict[str, Any], bool]:
+    """Land a pushed file and write its receipt: (the receipt, True), or (the first receipt, False) if
+    this content was received before. The caller holds one lock around it per process, so two
+    bodies alike do not both write a receipt; the receipt is written last, after the batch landed."""
+    batch_id = batch_id_of(data)
+    first = read_receipt(home, batch_id)
+    if first is not None:
+        return first, False
+    manifest = Manifest(
+        batch_id=batch_id, feed=pushed.feed, department=pushed.department, dataset=pushed.dataset,
+        source_name=pushed.source_name, media_type=pushed.media_type, encoding=pushed.encoding,
+        byte_size=len(data), row_count=table.num_rows, received_at=utc_now(), cursor={}, sender=pushed.sender,
+        scope=pushed.scope)
+    land(home, manifest, data, table)  # already landed (a crash before the receipt): the receipt is owed
+    receipt = {"batch_id": batch_id, "dataset": pushed.dataset, "sender": pushed.sender,
+               "file": pushed.source_name, "rows": table.num_rows, "received_at": manifest.received_at}
+    path = receipt_path(home, batch_id)
+    write_atomic(make_folder(path.parent) / path.name, json.dumps(receipt, ensure_ascii=False, indent=1))
+    return receipt, True

@@ -1,4 +1,4 @@
-"""What the city node knows about batches and quarantine, for `civicnet status`."""
+"""What the city node knows about batches and quarantine, for `civicnet status` and a batch's status."""
 
 from __future__ import annotations
 
@@ -54,3 +54,10 @@ def gate_results(con: duckdb.DuckDBPyConnection, node: str) -> list[dict[str, An
                     "expectations": len(parsed.get("results", [])), "failed": failed,
                     "error": parsed.get("error")})
     return out
+
+
+def quarantined_rows(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, limit: int) -> list[dict[str, Any]]:
+    """The first `limit` quarantined rows of one batch, by line: its line, reasons and the raw row as sent."""
+    rows = con.execute(f"""SELECT line, reasons, raw FROM {meta_table(node, "quarantine")} WHERE batch_id = ?
+                           ORDER BY line LIMIT ?""", [batch_id, limit]).fetchall()
+    return [{"line": line, "reasons": reasons, "raw": json.loads(raw) if raw else None} for line, reasons, raw in rows]

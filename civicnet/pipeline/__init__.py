@@ -6,6 +6,7 @@
     reports  rejection reports owed, GX Data Docs and the quality page (civicnet.pipeline.reports)
     status   what `civicnet status` and the quality page show (civicnet.pipeline.status)
     push     the push client's local check and upload (civicnet.pipeline.push)
+    batches  what became of a pushed batch, and its report, for the gateway (civicnet.pipeline.batches)
     runner   the DAGs run through Airflow on a home (civicnet.pipeline.runner)
 
 Names are resolved on first use (PEP 562): a DAG file imports this package at parse time, every

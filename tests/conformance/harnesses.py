@@ -424,15 +424,15 @@ class PushHarness(Harness):
 
     def crash_after_landing(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """The gateway dies after landing, before the receipt is written (the sender saw no receipt)."""
-        from civicnet.gateway import app as gateway
+        from warehouse import landing
 
-        original = gateway.landing.land
+        original = landing.land
 
         def land_then_crash(*args: Any) -> bool:
             original(*args)
             raise RuntimeError("killed after landing, before the receipt was written")
 
-        monkeypatch.setattr(gateway.landing, "land", land_then_crash)
+        monkeypatch.setattr(landing, "land", land_then_crash)
 
     def break_credentials(self) -> str:
         secret = "wrong-" + uuid.uuid4().hex[:8]

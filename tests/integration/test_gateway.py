@@ -295,7 +295,7 @@ def test_batch_is_visible_to_its_department_only(gateway: Gateway) -> None:
 def test_a_batch_that_cannot_be_conformed_is_refused_and_its_status_says_why(tmp_path: Path) -> None:
     """A batch landed past the gateway's checks (wrong columns) is refused by its ingest run: the
     worker survives, the batch stays in landing, and its status carries the reason."""
-    from civicnet.gateway.app import batch_status
+    from civicnet.pipeline.batches import batch_status
     from connectors.parse import read_payload
     from warehouse import landing
 
