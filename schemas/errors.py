@@ -22,6 +22,7 @@ CivicnetError (schemas.errors): catch it to catch every error civicnet raises on
     ├── UnknownShareGroupError (schemas.homefiles): create the group, or unset CIVICNET_SHARE_GROUP
     ├── UnknownLanguageError (schemas.i18n): ask for zh-CN (the default) or en
     ├── NaiveTimeZoneError (schemas.i18n; also ValueError): the caller passes an aware time (a bug)
+    ├── WriteRefusedError (schemas.rights): send the file to the dataset's owner department, as it says
     ├── FeedConfigError (connectors.feeds): fix the feed config file the message names
     ├── MissingConnectionError (connectors.secrets): define the Airflow connection the feed names
     ├── CursorError (connectors.cursor): fix 'cursor.field', or reset the feed's state after a look
@@ -37,6 +38,7 @@ CivicnetError (schemas.errors): catch it to catch every error civicnet raises on
     ├── TapOutputError (connectors.singer): fix the tap to print only Singer messages, in order
     ├── TapCredentialsError (connectors.singer): fix the credentials in the tap's Airflow connection
     ├── SenderError (connectors.push.senders): give the sender options the message asks for
+    ├── UploadRefusedError (connectors.push.uploads): the sender fixes the upload as the 4xx answer says
     ├── SourceColumnsError (quality.conform): map the columns in the feed config, or the department sends them
     ├── UnknownRuleError (quality.rules): run the civicnet that wrote the row, or restore its rule
     ├── NaiveTimeError (quality.freshness): the caller passes an aware datetime (a bug)
