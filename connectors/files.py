@@ -44,6 +44,9 @@ Taken = dict[str, str | None]
 UNKNOWN_MEDIA_TYPE = "application/octet-stream"
 
 
+class FilesUnavailableError(TransientError):
+    """The drop folder would not give a file (a share down, a permission changing); the next pull retries."""
+
 
 def taken_files(state: Mapping[str, Any]) -> Taken:
     """The files a state says were taken, name → sha256 (None: taken before hashes were kept)."""
@@ -129,7 +132,7 @@ class FilesConnector:
             yield Payload(name=name, data=data, media_type=media_type, encoding=self._encoding(data, media_type),
                           cursor={**state, "files": dict(taken), "stats": dict(stats)}, unreadable=unknown)
         if failed:
-            raise TransientError(f"{'; '.join(failed)} (the other files of the drop were taken)")
+            raise FilesUnavailableError(f"{'; '.join(failed)} (the other files of the drop were taken)")
 
     def _read(self, fs: AbstractFileSystem, path: str, name: str) -> bytes | None:
         """A file's bytes; None if it was moved away since the listing."""
@@ -139,7 +142,7 @@ class FilesConnector:
             log.info("%s: gone since the listing (moved or renamed), skipped", name)
             return None
         except OSError as err:
-            raise TransientError(f"cannot read {name} in {self.source.path}: {err}; retried next run") from None
+            raise FilesUnavailableError(f"cannot read {name} in {self.source.path}: {err}; retried next run") from None
         return data
 
     def _listing(self, fs: AbstractFileSystem, root: str) -> dict[str, tuple[str, Mapping[str, Any]]]:

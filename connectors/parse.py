@@ -80,7 +80,7 @@ def column_label(index: int, header: str | None) -> str:
     return f"column {index} {header!r}"
 
 
-class RepeatedKeyError(ValueError):
+class RepeatedKeyError(TerminalError, ValueError):
     """A JSON object names one key twice (json.loads would keep the last value silently)."""
 
     def __init__(self, key: str) -> None:

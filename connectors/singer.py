@@ -56,6 +56,10 @@ class TapFailedError(TransientError):
     """A tap exited with an error or ran past its timeout."""
 
 
+class TapNotStartedError(TerminalError):
+    """The tap's command cannot be started (not installed, not executable)."""
+
+
 def redact(text: str, secrets: list[str]) -> str:
     """`text` with every secret value replaced by ***."""
     for secret in sorted(secrets, key=len, reverse=True):
@@ -102,8 +106,8 @@ def _start(args: list[str], stderr_path: Path) -> subprocess.Popen[bytes]:
         with open(stderr_path, "wb") as stderr:
             return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, env=env)
     except OSError as err:
-        raise TerminalError(f"cannot start the Singer tap {args[0]!r}: {err.strerror}; "
-                            "fix 'command' in the feed config or install the tap") from None
+        raise TapNotStartedError(f"cannot start the Singer tap {args[0]!r}: {err.strerror}; "
+                                 "fix 'command' in the feed config or install the tap") from None
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

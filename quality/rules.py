@@ -17,7 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from schemas.errors import TerminalError
+
 Severity = Literal["error", "warn"]
+
+
+class UnknownRuleError(TerminalError):
+    """A reason code names no dataset rule of this civicnet (a quarantined row of a newer or older one)."""
 
 
 @dataclass(frozen=True)
@@ -100,4 +106,4 @@ def rule(code: str) -> Rule:
     for r in RULES:
         if r.code == code:
             return r
-    raise KeyError(f"no dataset rule {code!r}; known: {[r.code for r in RULES]}")
+    raise UnknownRuleError(f"no dataset rule {code!r}; known: {[r.code for r in RULES]}")

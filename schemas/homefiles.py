@@ -36,6 +36,10 @@ class UnknownShareGroupError(TerminalError):
     """The configured share group does not exist on this machine."""
 
 
+class NotAFolderError(TerminalError, NotADirectoryError):
+    """A path the home needs as a folder is a file (still a NotADirectoryError, as it was)."""
+
+
 @dataclass(frozen=True)
 class Modes:
     """The permissions of what civicnet creates under its home."""
@@ -128,7 +132,7 @@ def make_folder(path: Path) -> Path:
             new.mkdir(mode=0o700)
             secure(new)
     if not path.is_dir():
-        raise NotADirectoryError(f"{path} exists and is not a folder; move it away")
+        raise NotAFolderError(f"{path} exists and is not a folder; move it away")
     return path
 
 

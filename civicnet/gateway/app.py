@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 REPORT_FORMATS = ("json", "csv", "text")
 
 
-class GatewayError(Exception):
+class GatewayError(TerminalError):
     """A request the gateway refuses: an HTTP status and a sentence the sender can act on."""
 
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
@@ -277,6 +277,10 @@ def health() -> dict[str, bool]:
     return {"ok": True}
 
 
+class GatewayStartError(TerminalError):
+    """The gateway's server stopped before it accepted a connection (its port taken, say)."""
+
+
 class GatewayServer:
     """The gateway served by uvicorn on loopback in a background thread (the demo and the tests).
 
@@ -303,7 +307,7 @@ class GatewayServer:
         self._thread.start()
         while not self._server.started:
             if not self._thread.is_alive():
-                raise RuntimeError(f"the gateway could not start on 127.0.0.1:{self.port}")
+                raise GatewayStartError(f"the gateway could not start on 127.0.0.1:{self.port}")
             time.sleep(0.02)
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
         return self

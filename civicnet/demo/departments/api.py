@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from schemas.errors import TerminalError
+
 log = logging.getLogger(__name__)
 
 PATH = "/api/v1/health-stations"
@@ -45,7 +47,7 @@ TOKEN_ENV = "CIVICNET_DEMO_API_TOKEN"
 MAX_PAGE_SIZE = 1000
 
 
-class BadRequestError(ValueError):
+class BadRequestError(TerminalError, ValueError):
     """A query parameter the API cannot understand (answered with 400)."""
 
 

@@ -14,7 +14,8 @@ import pytest
 from quality.conform import LINE
 from quality.gate import RESULTS_FILE, BatchSummary, GateResult, run_gate
 from quality.rejection import gate_sentence
-from quality.rules import RULES
+from quality.rules import RULES, UnknownRuleError
+from quality.rules import rule as rule_by_code
 from quality.suite import MAX_QUARANTINE_SHARE
 from schemas.citizen_id import check_char
 from schemas.contract import Contract, load_contracts
@@ -195,3 +196,8 @@ def test_every_dataset_rule_names_a_field_of_its_contract() -> None:
     for rule in RULES:
         assert rule.dataset in CONTRACTS, rule.code
         CONTRACTS[rule.dataset].field(rule.field)
+
+
+def test_an_unknown_rule_code_is_a_terminal_error_naming_the_known_ones() -> None:
+    with pytest.raises(UnknownRuleError, match=f"no dataset rule 'no_such_rule'; known: .*{RULES[0].code}"):
+        rule_by_code("no_such_rule")

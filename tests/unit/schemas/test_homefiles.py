@@ -16,6 +16,7 @@ from civicnet.settings import Settings
 from schemas.homefiles import (
     OWNER_ONLY,
     Modes,
+    NotAFolderError,
     UnknownShareGroupError,
     make_folder,
     open_private,
@@ -126,3 +127,10 @@ def test_settings_read_the_share_group_and_apply_it(tmp_path: Path, monkeypatch:
     assert (mode(home), home.stat().st_gid) == (0o2750, grp.getgrnam(group).gr_gid)
     assert {mode(p) for p in home.rglob("*") if p.is_file()} == {0o640}
     assert Settings.from_env(home, share_group="").file_modes() == OWNER_ONLY
+
+
+def test_a_file_where_the_home_needs_a_folder_is_refused_with_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "outbox").write_text("not a folder")
+    with pytest.raises(NotAFolderError, match="exists and is not a folder; move it away") as caught:
+        make_folder(tmp_path / "outbox")
+    assert isinstance(caught.value, NotADirectoryError)  # what it raised before it had a name
