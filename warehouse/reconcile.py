@@ -148,22 +148,22 @@ def lagging_datasets(child_code: str, contracts: Iterable[Contract], parent_mark
             for c in contracts if tier in c.reaches and child_marks.get(c.name, 0) < parent_marks.get(c.name, 0)]
 
 
-def compare_node(con: duckdb.DuckDBPyConnection, parent_alias: str, child_alias: str, child_code: str,
-                 contracts: Iterable[Contract]) -> list[Mismatch]:
-    """Compare an attached child node with its attached parent, every dataset the child's tier holds.
+def compare_node(child_code: str, contracts: Iterable[Contract], parent_marks: Mapping[str, int],
+                 child_marks: Mapping[str, int], expected: Mapping[str, Mapping[str, Totals]],
+                 actual: Mapping[str, Mapping[str, Totals]]) -> list[Mismatch]:
+    """Compare a child node with its parent, every dataset of `contracts` the child's tier holds: the
+    one comparison (the verify walk and the tests both call it).
 
-    The parent's totals are taken over the child's subtree and the child tier's fields; the
-    child's over all its rows, so a row outside its jurisdiction shows too. A dataset the child
-    has not synced yet is reported as `behind` and not compared."""
-    tier, prefix = tier_of(child_code), subtree_prefix(child_code)
-    contracts = [c for c in contracts if tier in c.reaches]
-    behind = lagging_datasets(child_code, contracts, high_water_marks(con, parent_alias),
-                              high_water_marks(con, child_alias))
+    A dataset the child has not synced up to the parent's high-water mark is reported as `behind`
+    and not compared; the others by control totals per division. `expected` are the totals the
+    child should have, per dataset (its parent's over the child's subtree and the child tier's
+    fields); `actual` those it has, over all its rows, so a row outside its jurisdiction shows too."""
+    tier = tier_of(child_code)
+    held = [c for c in contracts if tier in c.reaches]
+    behind = lagging_datasets(child_code, held, parent_marks, child_marks)
     skipped = {m.dataset for m in behind}
-    contracts = [c for c in contracts if c.name not in skipped]
-    want = node_totals(con, parent_alias, contracts, tier, prefix)
-    have = node_totals(con, child_alias, contracts, tier)
-    return behind + [m for c in contracts for m in diff_totals(child_code, c, want[c.name], have[c.name])]
+    return behind + [m for c in held if c.name not in skipped
+                     for m in diff_totals(child_code, c, expected[c.name], actual[c.name])]
 
 
 def slices(mismatches: Iterable[Mismatch]) -> dict[str, set[str]]:

@@ -1,47 +1,26 @@
 """`civicnet verify [--repair]`: every node checked against its parent by control totals.
 
-The walk goes city → districts → streets → communities, one DuckDB connection per district
-subtree, with every node attached read-only while it is checked (a node that agrees is never
-opened for writing, so its file stays byte for byte as it was). Each node's totals are computed
-once (one GROUP BY per dataset) and serve both its own check and its children's.
-
-A node is compared with the nearest ancestor that is right: where a street differs from its
-district, its communities are compared in those divisions with the district's rows, so a
-tampered street is named alone and not its communities with it. With `repair`, the differing
-slices of a node are re-copied from its parent before its children are checked against it.
+The walk itself, its nearest-right-ancestor fallback and repair are warehouse.verify's; this
+module runs it over the districts (in worker processes when asked), records the result in
+<home>/quality/reconciliation.json, raises for the network DAG, and renders it for people.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from civicnet import context
-from schemas.contract import Contract
-from schemas.divisions import Tier, parent_of, subtree_prefix, tier_of
+from schemas.divisions import tier_of
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder, write_atomic
-from warehouse.extract import publish_extract
-from warehouse.network import UNAVAILABLE, SkippedNode, raise_for_skipped, skipped_node
-from warehouse.node import attach, connect, detach, high_water_marks, node_errors, node_path
-from warehouse.reconcile import (
-    WHOLE_NODE,
-    Mismatch,
-    RepairedSlice,
-    TotalsByDivision,
-    diff_totals,
-    lagging_datasets,
-    node_totals,
-    repair_slices,
-    slices,
-)
+from warehouse.network import SkippedNode, raise_for_skipped
+from warehouse.node import node_path
+from warehouse.reconcile import Mismatch
+from warehouse.verify import VerifyReport, combine_reports, verify_subtree
 
 
 class ReconciliationError(TerminalError):
@@ -50,160 +29,6 @@ class ReconciliationError(TerminalError):
 
 class NoCityNodeError(TerminalError):
     """There is no network to verify yet."""
-
-
-@dataclass
-class VerifyReport:
-    """What a verify run checked, found, repaired, and what still differs."""
-
-    checked_at: dt.datetime
-    nodes_checked: int = 0
-    mismatches: list[Mismatch] = field(default_factory=list)
-    repaired: list[RepairedSlice] = field(default_factory=list)
-    remaining: list[Mismatch] = field(default_factory=list)
-    skipped: list[SkippedNode] = field(default_factory=list)  # nodes that could not be opened
-
-    @property
-    def agrees(self) -> bool:
-        """True when no node differs from its parent (any more) and none had to be skipped."""
-        return not self.remaining and not self.skipped
-
-    def to_dict(self) -> dict[str, Any]:
-        """The report as written to quality/reconciliation.json."""
-        def rows(ms: list[Mismatch]) -> list[dict[str, Any]]:
-            return [{"node": m.node, "tier": m.tier, "parent": m.parent, "dataset": m.dataset,
-                     "division": m.division_code, "what": m.what, "parent_value": m.parent_value,
-                     "node_value": m.child_value, "detail": m.detail} for m in ms]
-        return {"checked_at": self.checked_at.isoformat(), "nodes_checked": self.nodes_checked,
-                "agrees": self.agrees, "mismatches": rows(self.mismatches),
-                "repaired": [asdict(r) | {"divisions": list(r.divisions)} for r in self.repaired],
-                "remaining": rows(self.remaining),
-                "skipped": [{"node": s.code, "tier": tier_of(s.code), "cause": s.cause, "message": s.message}
-                            for s in self.skipped]}
-
-
-@dataclass(frozen=True)
-class _Frame:
-    """An attached node of the walk: its high-water marks and the slices where it is known wrong."""
-
-    code: str
-    alias: str
-    marks: dict[str, int]
-    bad: dict[str, set[str]] = field(default_factory=dict)
-
-
-class _Walk:
-    """One verify run: the totals cache, the report, and the walk down the tree."""
-
-    def __init__(self, home: Path, contracts: list[Contract], repair: bool, district: str | None = None) -> None:
-        self.home, self.contracts, self.repair = home, contracts, repair
-        # walking one district: the city's totals are needed for that district's divisions only
-        self.city_prefix = subtree_prefix(district) if district else None
-        self.report = VerifyReport(dt.datetime.now(dt.UTC))
-        # (node code, tier whose fields are hashed) → totals per dataset, one query per node and tier
-        self.cache: dict[tuple[str, Tier], dict[str, TotalsByDivision]] = {}
-
-    def totals(self, con: duckdb.DuckDBPyConnection, frame: _Frame, tier: Tier) -> dict[str, TotalsByDivision]:
-        key = (frame.code, tier)
-        if key not in self.cache:
-            held = [c for c in self.contracts if tier in c.reaches and tier_of(frame.code) in c.reaches]
-            prefix = self.city_prefix if tier_of(frame.code) == "city" else None
-            self.cache[key] = node_totals(con, frame.alias, held, tier, prefix)
-        return self.cache[key]
-
-    def forget(self, code: str) -> None:
-        for key in [k for k in self.cache if k[0] == code]:
-            del self.cache[key]
-
-    def expected(self, con: duckdb.DuckDBPyConnection, frames: list[_Frame], dataset: str, tier: Tier,
-                 prefix: str) -> TotalsByDivision:
-        """The totals a node of `tier` under `prefix` should have: its parent's, and where the parent
-        is known wrong, those of the nearest ancestor that is right."""
-        top = frames[-1]
-        out = {d: t for d, t in self.totals(con, top, tier)[dataset].items() if d.startswith(prefix)}
-        wrong = {d for d in top.bad.get(dataset, ()) if d.startswith(prefix)}
-        if wrong and len(frames) > 1:
-            above = self.expected(con, frames[:-1], dataset, tier, prefix)
-            for d in wrong:
-                out.pop(d, None)
-                if d in above:
-                    out[d] = above[d]
-        return out
-
-    def check(self, con: duckdb.DuckDBPyConnection, frames: list[_Frame], node: _Frame) -> list[Mismatch]:
-        tier, prefix = tier_of(node.code), subtree_prefix(node.code)
-        contracts = [c for c in self.contracts if tier in c.reaches]
-        found = lagging_datasets(node.code, contracts, frames[-1].marks, node.marks)
-        behind = {m.dataset for m in found}
-        have = self.totals(con, node, tier)
-        for contract in (c for c in contracts if c.name not in behind):
-            found += diff_totals(node.code, contract, self.expected(con, frames, contract.name, tier, prefix),
-                                 have[contract.name])
-        return found
-
-    def fix(self, con: duckdb.DuckDBPyConnection, frames: list[_Frame], node: _Frame,
-            found: list[Mismatch]) -> None:
-        """Re-copy the differing slices from the parent, publish the node's extract again."""
-        by_name = {c.name: c for c in self.contracts}
-        detach(con, node.alias)
-        attach(con, node_path(self.home, node.code), node.alias)
-        try:
-            for dataset, divisions in sorted(slices(found).items()):
-                self.report.repaired.append(
-                    repair_slices(con, frames[-1].alias, node.alias, node.code, by_name[dataset], divisions))
-        finally:
-            detach(con, node.alias)
-            attach(con, node_path(self.home, node.code), node.alias, read_only=True)
-        publish_extract(self.home, node.code)
-        self.forget(node.code)
-
-    def visit(self, con: duckdb.DuckDBPyConnection, code: str, frames: list[_Frame]) -> None:
-        """Check (and repair) one node, then its children against it. A node that cannot be opened
-        is reported as skipped and its children are checked against the nearest ancestor read."""
-        path = node_path(self.home, code)
-        if not path.exists():
-            missing = Mismatch(code, tier_of(code), parent_of(code), WHOLE_NODE, WHOLE_NODE, "missing", "", "")
-            self.report.mismatches.append(missing)
-            self.report.remaining.append(missing)
-            return
-        alias = f"n{code}"
-        try:
-            with node_errors(path):
-                node = self.open_and_check(con, frames, code, alias)
-        except UNAVAILABLE as err:
-            self.report.skipped.append(skipped_node(code, err))
-            self.forget(code)
-            if _attached(con, alias):
-                detach(con, alias)
-            for child in context.registry().children(code):
-                self.visit(con, child.code, frames)
-            return
-        try:
-            for child in context.registry().children(code):
-                self.visit(con, child.code, [*frames, node])
-        finally:
-            detach(con, alias)
-            self.forget(code)
-
-    def open_and_check(self, con: duckdb.DuckDBPyConnection, frames: list[_Frame], code: str,
-                       alias: str) -> _Frame:
-        """Attach a node read-only, check it (repair it if asked) and leave it attached."""
-        attach(con, node_path(self.home, code), alias, read_only=True)
-        node = _Frame(code, alias, high_water_marks(con, alias))
-        found = remaining = self.check(con, frames, node)
-        if self.repair and slices(found):
-            self.fix(con, frames, node, found)
-            remaining = self.check(con, frames, node)
-        self.report.nodes_checked += 1
-        self.report.mismatches += found
-        self.report.remaining += remaining
-        node.bad.update(slices(remaining))
-        return node
-
-
-def _attached(con: duckdb.DuckDBPyConnection, alias: str) -> bool:
-    row = con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [alias]).fetchone()
-    return bool(row and row[0])
 
 
 def verify_network(home: Path, repair: bool = False, workers: int = 1) -> VerifyReport:
@@ -222,27 +47,13 @@ def verify_network(home: Path, repair: bool = False, workers: int = 1) -> Verify
             parts = list(pool.map(verify_district, [home] * len(codes), codes, [repair] * len(codes)))
     else:
         parts = [verify_district(home, code, repair) for code in codes]
-    report = VerifyReport(min(p.checked_at for p in parts) if parts else dt.datetime.now(dt.UTC))
-    for part in parts:
-        report.nodes_checked += part.nodes_checked
-        report.mismatches += part.mismatches
-        report.repaired += part.repaired
-        report.remaining += part.remaining
-        report.skipped += part.skipped
-    return report
+    return combine_reports(parts)
 
 
 def verify_district(home: Path, district: str, repair: bool = False) -> VerifyReport:
-    """verify_network for one district's subtree (module level: worker processes call it)."""
-    city = context.city_code()
-    walk = _Walk(home, context.contracts(), repair, district)
-    con = connect()
-    try:
-        attach(con, node_path(home, city), "ncity", read_only=True)
-        walk.visit(con, district, [_Frame(city, "ncity", high_water_marks(con, "ncity"))])
-    finally:
-        con.close()
-    return walk.report
+    """warehouse.verify.verify_subtree of one district, with the registry and contracts in force
+    (module level: worker processes call it, and read those themselves)."""
+    return verify_subtree(home, context.registry(), context.contracts(), district, repair)
 
 
 def write_reconciliation(home: Path, report: VerifyReport) -> Path:

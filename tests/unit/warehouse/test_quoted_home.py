@@ -19,12 +19,12 @@ from quality.conform import QUARANTINE_SCHEMA
 from schemas.citizen_id import check_char
 from schemas.contract import Contract, load_contracts
 from schemas.derive import arrow_schema
-from schemas.divisions import Registry, load_registry
+from schemas.divisions import Registry, load_registry, subtree_prefix, tier_of
 from warehouse.extract import extract_path
 from warehouse.merge import BatchInput, apply_batch
 from warehouse.network import rebuild_node, sync_subtree
-from warehouse.node import attach, connect, ensure_node, node_path
-from warehouse.reconcile import compare_node
+from warehouse.node import attach, connect, ensure_node, high_water_marks, node_path
+from warehouse.reconcile import compare_node, node_totals
 
 CITY, FUTIAN, NANYUAN = "440300000000", "440304000000", "440304001000"
 BINJIANG, SHAPUTOU = "440304001018", "440304001019"  # communities of 南园
@@ -63,7 +63,11 @@ def mismatches(home: Path, parent: str, child: str) -> list[Any]:
     try:
         attach(con, node_path(home, parent), "parent", read_only=True)
         attach(con, node_path(home, child), "child", read_only=True)
-        return compare_node(con, "parent", "child", child, CONTRACTS)
+        tier = tier_of(child)
+        held = [c for c in CONTRACTS if tier in c.reaches]
+        expected = node_totals(con, "parent", held, tier, subtree_prefix(child))
+        return compare_node(child, held, high_water_marks(con, "parent"), high_water_marks(con, "child"),
+                            expected, node_totals(con, "child", held, tier))
     finally:
         con.close()
 
