@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, cast
 
 import duckdb
 
 from warehouse.node import meta_table
+
+Decision = Literal["applied", "refused"]  # what warehouse.merge records of a batch
+
+
+@dataclass(frozen=True)
+class DecidedBatch:
+    """One batch a node's ledger has decided: what, from whom, when it was received, and the decision."""
+
+    batch_id: str
+    dataset: str
+    feed: str
+    department: str
+    received_at: dt.datetime  # aware, UTC
+    status: Decision
+
+
+def decided_batches(con: duckdb.DuckDBPyConnection, node: str, datasets: Iterable[str]) -> list[DecidedBatch]:
+    """Every batch of these datasets in the ledger of the attached node `node`, in no particular order."""
+    rows = con.execute(f"""SELECT batch_id, dataset, feed, department, epoch_us(received_at), status
+                           FROM {meta_table(node, "batches")} WHERE list_contains(?::VARCHAR[], dataset)""",
+                       [sorted(set(datasets))]).fetchall()
+    return [DecidedBatch(str(b), str(d), str(f), str(dept), dt.datetime.fromtimestamp(us / 1e6, dt.UTC),
+                         cast(Decision, status)) for b, d, f, dept, us, status in rows]
 
 
 def batch_ledger(con: duckdb.DuckDBPyConnection, node: str) -> list[dict[str, Any]]:

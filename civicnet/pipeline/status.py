@@ -19,7 +19,7 @@ from schemas.divisions import TIERS
 from schemas.i18n import DEFAULT_LANG
 from warehouse import landing
 from warehouse.node import node_path
-from warehouse.status import batch_ledger, gate_results, quarantine_summary
+from warehouse.status import batch_ledger, decided_batches, gate_results, quarantine_summary
 
 COMMUNITY_PREFIX = "community:"  # a community sender's department (connectors.push.senders)
 
@@ -57,15 +57,12 @@ def batches_seen(home: Path, datasets: set[str]) -> list[BatchSeen]:
     if node_path(home, context.city_code()).exists():
         con = context.open_city(home, read_only=True)
         try:
-            rows = con.execute("""SELECT batch_id, dataset, feed, department, epoch_us(received_at), status
-                                  FROM city._civicnet.batches""").fetchall()
+            decided = decided_batches(con, "city", datasets)
         finally:
             con.close()
-        for batch_id, dataset, feed, department, micros, status in rows:
-            if dataset in datasets:
-                community = department[len(COMMUNITY_PREFIX):] if department.startswith(COMMUNITY_PREFIX) else None
-                received = dt.datetime.fromtimestamp(micros / 1e6, dt.UTC)
-                seen[batch_id] = BatchSeen(batch_id, feed, received, status, community)
+        for b in decided:
+            community = b.department[len(COMMUNITY_PREFIX):] if b.department.startswith(COMMUNITY_PREFIX) else None
+            seen[b.batch_id] = BatchSeen(b.batch_id, b.feed, b.received_at, b.status, community)
     for dataset in sorted(datasets):
         for m in landing.landed_batches(home, dataset):
             if m.batch_id not in seen:
