@@ -19,7 +19,6 @@ from typing import Any
 
 import great_expectations as gx
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResultSchema
 from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.resource_identifiers import (
@@ -29,7 +28,7 @@ from great_expectations.data_context.types.resource_identifiers import (
 
 import quality.expectations  # noqa: F401  (registers the custom expectations the suites use)
 from quality.docs_site import BatchQuarantine, add_quarantine_to_page, index_page, make_self_contained
-from quality.gate import RESULTS_FILE
+from quality.stage import RESULTS_FILE, quarantined_rows, read_check, stage_dirs
 from quality.suite import batch_expectations, contract_expectations
 from schemas.contract import Contract
 from schemas.homefiles import make_folder, secure_tree
@@ -79,10 +78,10 @@ def _store_results(ctx: Any, stage: Path) -> int:
 
 def _by_reason(stage: Path) -> dict[str, int]:
     """Quarantined rows of a staged batch counted by reason code (a row with two reasons counts in both)."""
-    path = stage / "quarantined.parquet"
-    if not path.exists():
+    held = quarantined_rows(stage, columns=["reasons"])
+    if held is None:
         return {}
-    reasons = pq.read_table(path, columns=["reasons"]).column("reasons")
+    reasons = held.column("reasons")
     if len(reasons) == 0:
         return {}
     codes = pc.struct_field(pc.list_flatten(reasons), "code")
@@ -92,19 +91,16 @@ def _by_reason(stage: Path) -> dict[str, int]:
 
 def batch_quarantine(stage: Path) -> BatchQuarantine | None:
     """What staging recorded of one checked batch (None when it was never checked)."""
-    check = stage / "check.json"
-    if not check.exists():
+    check = read_check(stage)
+    if check is None:
         return None
-    summary = json.loads(check.read_text("utf-8"))
     results = stage / RESULTS_FILE
     checked = (dt.datetime.fromtimestamp(results.stat().st_mtime, dt.UTC).isoformat(timespec="seconds")
                if results.exists() else None)
     return BatchQuarantine(
-        batch_id=stage.name, dataset=str(summary.get("dataset", "")), feed=str(summary.get("feed", "")),
-        received=int(summary.get("received", 0)), accepted=int(summary.get("accepted", 0)),
-        quarantined=int(summary.get("quarantined", 0)), duplicates=int(summary.get("duplicates", 0)),
-        verdict=str((summary.get("gate") or {}).get("verdict", "")), checked_at=checked,
-        by_reason=_by_reason(stage))
+        batch_id=stage.name, dataset=check.dataset, feed=check.feed, received=check.received,
+        accepted=check.accepted, quarantined=check.quarantined, duplicates=check.duplicates,
+        verdict=check.verdict, checked_at=checked, by_reason=_by_reason(stage))
 
 
 def _site_pages(site: Path, q: BatchQuarantine) -> dict[str, str]:
@@ -139,9 +135,8 @@ def build_data_docs(home: Path, contracts: list[Contract], today: str, lang: str
                                                      expectations=contract_expectations(contract, today)))
         ctx.suites.add_or_update(gx.ExpectationSuite(name=f"{contract.name}.batch",
                                                      expectations=batch_expectations(full_delivery=True)))
-    staging = home / "staging"
     batches = []
-    for stage in sorted(staging.iterdir()) if staging.exists() else []:
+    for stage in stage_dirs(home):
         if (stage / RESULTS_FILE).exists():
             _store_results(ctx, stage)
             q = batch_quarantine(stage)

@@ -1,6 +1,6 @@
 """The quality gate: the contract's Great Expectations suites, run push-down where the batch is.
 
-A checked batch sits in staging as Parquet. The gate opens a small DuckDB file beside it
+A checked batch sits in staging as Parquet (quality/stage.py). The gate opens a small DuckDB file beside it
 (`gate.duckdb`) with a view `accepted` over the accepted rows and a one-row table `summary`,
 and validates both with GX's SQL engine inside DuckDB (quality/gx_engine.py): no row is copied
 into pandas, however large the batch. `validate_table` runs any suite on any warehouse URL the
@@ -22,6 +22,8 @@ import duckdb
 import great_expectations as gx
 
 from quality.gx_engine import add_datasource, close_datasource, ephemeral_context
+from quality.stage import ACCEPTED_FILE
+from quality.stage import RESULTS_FILE as RESULTS_FILE  # where the results are, as gate users know it
 from quality.suite import batch_expectations, contract_expectations
 from schemas.contract import Contract
 from schemas.homefiles import secure
@@ -29,7 +31,6 @@ from schemas.sql import quote_ident, quote_literal
 
 Verdict = Literal["pass", "warn", "fail"]
 GATE_FILE = "gate.duckdb"
-RESULTS_FILE = "gx_results.json"
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def _stage(stage: Path, contract: Contract, summary: BatchSummary) -> Path:
     path = stage / GATE_FILE
     path.unlink(missing_ok=True)
     fields = ", ".join(quote_ident(f) for f in contract.field_names)
-    parquet = quote_literal(str((stage / "accepted.parquet").resolve()))
+    parquet = quote_literal(str((stage / ACCEPTED_FILE).resolve()))
     with duckdb.connect(str(path)) as con:
         con.execute(f"CREATE VIEW accepted AS SELECT {fields} FROM read_parquet({parquet})")
         con.execute("CREATE TABLE summary (quarantined_share DOUBLE, broken_key_share DOUBLE, volume_ratio DOUBLE)")
@@ -123,7 +124,7 @@ def _stage(stage: Path, contract: Contract, summary: BatchSummary) -> Path:
 
 def run_gate(contract: Contract, stage: Path, summary: BatchSummary, today: str,
              full_delivery: bool = False) -> GateResult:
-    """Validate a checked batch in `stage` (accepted.parquet); `fail` if any error-severity
+    """Validate a checked batch in `stage` (its accepted rows); `fail` if any error-severity
     expectation fails. GX's results are kept in `stage/gx_results.json` for Data Docs."""
     url = f"duckdb:///{_stage(stage, contract, summary)}"
     expectations = contract_expectations(contract, today)

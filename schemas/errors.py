@@ -43,6 +43,8 @@ CivicnetError (schemas.errors): catch it to catch every error civicnet raises on
     ├── UnknownRuleError (quality.rules): run the civicnet that wrote the row, or restore its rule
     ├── NaiveTimeError (quality.freshness): the caller passes an aware datetime (a bug)
     ├── PageError (quality.page): give a run id of 1-128 plain characters
+    ├── UnreadableBatchError (quality.stage): the department drops a corrected file
+    ├── QualityGateFailedError (quality.stage): read check.json; the department resends
     ├── UndecidedBatchError (quality.rejection): ask again once the batch is applied or refused
     ├── OutboxPathError (quality.rejection): rename to a plain name, or remove the link out of the outbox
     ├── UnknownBatchError (warehouse.landing): check the batch id, or pull the feed again
@@ -57,8 +59,6 @@ CivicnetError (schemas.errors): catch it to catch every error civicnet raises on
     ├── ContradictoryOptionsError (civicnet.cli): leave out the option that does not apply
     ├── NoHomeError (civicnet.pipeline.home): make a home (`civicnet init`), or point --home at one
     ├── HomeNotEmptyError (civicnet.pipeline.home): choose a new or empty folder for the home
-    ├── UnreadableBatchError (civicnet.pipeline.ingest): the department drops a corrected file
-    ├── QualityGateFailedError (civicnet.pipeline.ingest): read check.json; the department resends
     ├── BatchNotCheckedError (civicnet.pipeline.ingest): run the batch's check, then the merge
     ├── ReconciliationError (civicnet.pipeline.verify): run `civicnet verify --repair`
     ├── NoCityNodeError (civicnet.pipeline.verify): run the ingest and network DAGs (or the demo) first

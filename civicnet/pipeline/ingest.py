@@ -8,21 +8,13 @@ parameter, and is safe to run again.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
-import json
 import logging
-import os
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from civicnet.context import VINTAGE, feed, open_city, registry, source_mapping
 from civicnet.pipeline.reports import write_owed
@@ -32,12 +24,24 @@ from connectors.payload import Payload
 from connectors.registry import connector_for
 from quality.conform import QUARANTINE_SCHEMA, conform_batch
 from quality.reasons import owned_elsewhere_format
-from quality.rejection import gate_sentence
+from quality.stage import (
+    StagedCheck,
+    accepted_rows,
+    gate_record,
+    quarantined_rows,
+    raise_for_gate,
+    read_check,
+    stage_dir,
+    staged_check,
+    unreadable_error,
+    unreadable_sentence,
+    write_check,
+    write_rows,
+)
 from quality.volume import record as record_volume
 from quality.volume import volume_ratio
 from schemas.contract import Contract, load_contracts
 from schemas.errors import TerminalError
-from schemas.homefiles import make_folder, open_private, secure, write_atomic
 from warehouse import landing
 from warehouse.merge import (
     BatchInput,
@@ -54,14 +58,6 @@ log = logging.getLogger(__name__)
 
 class BatchNotCheckedError(TerminalError):
     """A batch reached the merge without a check result."""
-
-
-class QualityGateFailedError(TerminalError):
-    """A batch failed an error-severity expectation: it is refused whole."""
-
-
-class UnreadableBatchError(TerminalError):
-    """A landed file could not be read at all (empty, cut off, not its format): it is refused alone."""
 
 
 def pending_batches(home: Path, slug: str) -> list[str]:
@@ -115,115 +111,51 @@ def decode_payload(payload: Payload) -> tuple[pa.Table, str | None]:
     return pa.table({LINE_COLUMN: pa.array([], pa.int64())}), problem
 
 
-def _staging(home: Path, batch_id: str) -> Path:
-    return home / "staging" / batch_id
-
-
-def _write_check(out: Path, summary: dict[str, Any]) -> None:
-    write_atomic(out / "check.json", json.dumps(summary, ensure_ascii=False, indent=2))
-
-
-@contextmanager
-def _staged_check(out: Path) -> Iterator[Path]:
-    """A private folder for one check of a batch, published into the batch's staging folder `out`
-    once it holds a check result. Two checks of one batch (two ingests of a feed at once) take
-    turns on a lock; a reader of `out` (the merge, the gateway) sees the last complete check."""
-    with node_errors(out):  # a full disk is said as such
-        make_folder(out)
-        with open_private(out / ".lock", append=True) as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also on a kill
-            work = Path(tempfile.mkdtemp(prefix=".check-", dir=out))
-            try:
-                yield work
-            finally:
-                if (work / "check.json").exists():
-                    _publish_stage(work, out)
-                shutil.rmtree(work, ignore_errors=True)
-
-
-def _publish_stage(work: Path, out: Path) -> None:
-    """Move one check's files into the staging folder by renames, check.json last: from the first
-    rename until the last the folder has no check.json, so nobody takes it as complete."""
-    (out / "check.json").unlink(missing_ok=True)
-    produced = {f.name for f in work.iterdir()}
-    for old in out.iterdir():  # files of an earlier check this one did not write (a stale accepted.parquet)
-        if old.is_file() and not old.name.startswith(".") and old.name not in produced:
-            old.unlink()
-    for f in sorted(work.iterdir()):
-        if f.name != "check.json":
-            secure(f)  # pyarrow and GX created it under the umask
-            os.replace(f, out / f.name)
-    os.replace(work / "check.json", out / "check.json")
-
-
 def check(home: Path, slug: str, batch_id: str, as_of: dt.date) -> dict[str, Any]:
     """Conform a landed batch, quarantine bad rows, run the gate; write the result to staging.
 
     A batch that cannot be conformed at all (columns missing, unreadable) or that fails the
     gate is recorded as `fail` and raised as a terminal error: it stays in landing. The check runs
-    in a private folder published whole into staging (see _staged_check)."""
-    with _staged_check(_staging(home, batch_id)) as work:
+    in a private folder published whole into staging (quality.stage.staged_check)."""
+    stage = stage_dir(home, batch_id)
+    with node_errors(stage), staged_check(stage) as work:  # node_errors: a full disk is said as such
         return _check_in(home, slug, batch_id, as_of, work)
 
 
 def _check_in(home: Path, slug: str, batch_id: str, as_of: dt.date, work: Path) -> dict[str, Any]:
+    """conform → stage the rows → gate → record, in the check's private folder `work`."""
     f = feed(slug)
     contract = load_contracts()[f.dataset]
-    stage = _staging(home, batch_id)  # where the result will be, for messages
-    raw = landing.raw_path(home, f.dataset, batch_id)
-    mapping = source_mapping(f)
     manifest = landing.read_manifest(home, f.dataset, batch_id)
-    base = {"batch_id": batch_id, "feed": slug, "dataset": f.dataset, "received": manifest.row_count}
     started = time.perf_counter()
     if manifest.unreadable is not None:
-        _refuse_unchecked(work, base, unreadable_sentence(manifest.unreadable))
-        raise UnreadableBatchError(
-            f"batch {batch_id} of feed {slug!r} ({manifest.source_name}) is unreadable and refused: "
-            f"{manifest.unreadable}. The rest of the drop is not held back; a rejection report goes to "
-            f"{manifest.sender or manifest.department}'s outbox; a corrected file dropped again is taken.")
+        write_check(work, StagedCheck.refused(batch_id, slug, f.dataset, manifest.row_count,
+                                              unreadable_sentence(manifest.unreadable)))
+        raise unreadable_error(batch_id, slug, manifest.source_name, manifest.unreadable,
+                               manifest.sender or manifest.department)
     try:
-        conformed = conform_batch(raw, contract, mapping, {VINTAGE: registry()}, as_of, scope=manifest.scope)
+        conformed = conform_batch(landing.raw_path(home, f.dataset, batch_id), contract, source_mapping(f),
+                                  {VINTAGE: registry()}, as_of, scope=manifest.scope)
     except TerminalError as err:
-        _refuse_unchecked(work, base, str(err))
+        write_check(work, StagedCheck.refused(batch_id, slug, f.dataset, manifest.row_count, str(err)))
         raise
     from quality.gate import BatchSummary, run_gate  # great_expectations takes seconds to import
 
-    pq.write_table(conformed.accepted, work / "accepted.parquet")  # with _line: the merge may still quarantine
-    pq.write_table(conformed.quarantined, work / "quarantined.parquet")
-    for written in ("accepted.parquet", "quarantined.parquet"):  # pyarrow creates files under the umask
-        secure(work / written)
+    write_rows(work, conformed.accepted, conformed.quarantined)  # accepted with _line: the merge may quarantine
     summary = BatchSummary(conformed.received, conformed.quarantined.num_rows, conformed.broken_keys,
                            volume_ratio(home, slug, conformed.received) if f.delivery == "full" else None)
-    counts = {"accepted": conformed.accepted.num_rows, "quarantined": conformed.quarantined.num_rows,
-              "duplicates": conformed.duplicates}
+    counts = (conformed.accepted.num_rows, conformed.quarantined.num_rows, conformed.duplicates)
     del conformed
     pa.default_memory_pool().release_unused()  # give a big batch's buffers back before the gate
     gate_started = time.perf_counter()
     gate = run_gate(contract, work, summary, as_of.isoformat(), full_delivery=f.delivery == "full")
     seconds = {"conform": round(gate_started - started, 3), "gate": round(time.perf_counter() - gate_started, 3)}
-    sentence_counts = {"received": summary.received, "quarantined": summary.quarantined}
-    refusal = [gate_sentence(r, sentence_counts) for r in gate.failed("error")]
-    gate_dict = gate.to_dict() | ({"error": "; ".join(refusal)} if refusal else {}) | \
-        {"warnings": [gate_sentence(r, sentence_counts) for r in gate.failed("warn")]}
-    _write_check(work, base | counts | {"gate": gate_dict, "seconds": seconds})
-    if gate.verdict == "fail":
-        raise QualityGateFailedError(
-            f"batch {batch_id} of feed {slug!r} failed the quality gate: {'; '.join(refusal)}. "
-            f"It stays in landing and is not applied; see {stage / 'check.json'} and the rejection report, "
-            "then ask the department to resend a corrected file.")
-    return base | counts | {"verdict": gate.verdict, "seconds": seconds}
-
-
-def unreadable_sentence(problem: str) -> str:
-    """What a rejection report says of a file that could not be read."""
-    return (f"the file is unreadable, so none of its rows could be checked: {problem}. Send it again "
-            "complete, in the agreed format and encoding")
-
-
-def _refuse_unchecked(out: Path, base: dict[str, Any], error: str) -> None:
-    """Record a batch refused before any row was checked: every row it has is held."""
-    _write_check(out, base | {"accepted": 0, "quarantined": 0, "duplicates": 0,
-                              "gate": {"verdict": "fail", "error": error, "results": []}})
+    record = StagedCheck(batch_id, slug, f.dataset, manifest.row_count, *counts,
+                         gate_record(gate, summary.received, summary.quarantined), seconds)
+    write_check(work, record)
+    raise_for_gate(record, stage_dir(home, batch_id))
+    return {k: v for k, v in record.to_dict().items() if k not in ("gate", "seconds")} | {
+        "verdict": record.verdict, "seconds": seconds}
 
 
 def summarise_checks(checks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -273,22 +205,23 @@ def city_changes(outcomes: list[dict[str, Any]]) -> dict[str, int]:
 def _merge_one(con: duckdb.DuckDBPyConnection, home: Path, f: Feed, contract: Contract,
                batch_id: str) -> BatchOutcome:
     manifest = landing.read_manifest(home, f.dataset, batch_id)
-    stage = _staging(home, batch_id)
-    if not (stage / "check.json").exists():
+    stage = stage_dir(home, batch_id)
+    checked = read_check(stage)
+    if checked is None:
         raise BatchNotCheckedError(f"batch {batch_id} of feed {f.slug!r} has no check result in {stage}; "
                                    "its check task did not finish: clear and rerun it")
-    summary = json.loads((stage / "check.json").read_text("utf-8"))
     batch = BatchInput(batch_id, f.slug, manifest.department, manifest.source_name, manifest.received_at,
-                       summary["received"], summary["duplicates"], summary["gate"],
+                       checked.received, checked.duplicates, checked.gate,
                        None if manifest.scope is None else scope_of(contract, manifest.scope))
-    if summary["gate"]["verdict"] == "fail":
-        if (stage / "quarantined.parquet").exists():
-            return refuse_batch(con, "city", contract, batch, pq.read_table(stage / "quarantined.parquet"),
-                                held=summary["accepted"])
-        # refused before any row was checked (columns missing, unreadable): every row is held
-        return refuse_batch(con, "city", contract, batch, QUARANTINE_SCHEMA.empty_table(), held=summary["received"])
-    outcome = apply_batch(con, "city", contract, pq.read_table(stage / "accepted.parquet"),
-                          pq.read_table(stage / "quarantined.parquet"), batch)
+    quarantined = quarantined_rows(stage)
+    if checked.verdict == "fail":
+        if quarantined is None:  # refused before any row was checked (columns missing, unreadable): all held
+            return refuse_batch(con, "city", contract, batch, QUARANTINE_SCHEMA.empty_table(), held=checked.received)
+        return refuse_batch(con, "city", contract, batch, quarantined, held=checked.accepted)
+    if quarantined is None:
+        raise BatchNotCheckedError(f"batch {batch_id} of feed {f.slug!r} passed its check but {stage} has no "
+                                   "quarantined rows file (the folder was altered): clear and rerun its check task")
+    outcome = apply_batch(con, "city", contract, accepted_rows(stage), quarantined, batch)
     record_volume(home, f.slug, batch_id, outcome.received)
     return outcome
 
