@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import duckdb
-import pyarrow.parquet as pq
 
 from civicnet import context
 from connectors.feeds import Feed
 from quality.rejection import RejectionReport, build_report
+from quality.stage import quarantined_rows as staged_quarantine
+from quality.stage import read_check, stage_dir
 from schemas.contract import Contract
 from schemas.i18n import DEFAULT_LANG
 from warehouse import landing
@@ -72,34 +73,32 @@ def _city_decision(home: Path, batch_id: str, runs: Runs) -> tuple[Decision | No
     return city_read(home, runs, read)
 
 
-def _quarantined_rows(stage: Path) -> list[dict[str, Any]]:
+def _staged_rows(stage: Path) -> list[dict[str, Any]]:
     """The first quarantined rows of a staged check (before the city decided)."""
-    path = stage / "quarantined.parquet"  # stage: the staged check's quarantined rows
-    if not path.exists():
+    held = staged_quarantine(stage)
+    if held is None:
         return []
-    rows = pq.read_table(path).slice(0, REPORT_ROWS).to_pylist()
     return [{"line": r["_line"], "reasons": r["reasons"], "raw": json.loads(r["raw"]) if r["raw"] else None}
-            for r in rows]
+            for r in held.slice(0, REPORT_ROWS).to_pylist()]
 
 
 def batch_status(home: Path, receipt: dict[str, Any], runs: Runs) -> dict[str, Any]:
     """A batch's state from staging (its check) and the city ledger (its decision): the receipt with
     `status`, `counts`, `gate`, `error`, `quarantined_rows` and, once decided, `report` (its URL)."""
     batch_id = receipt["batch_id"]
-    stage = home / "staging" / batch_id  # stage: the batch's staging folder (ingest's _staging)
-    check_file = stage / "check.json"  # stage: the staged check record
-    check = json.loads(check_file.read_text("utf-8")) if check_file.exists() else None
+    stage = stage_dir(home, batch_id)
+    check = read_check(stage)
     decision, busy = _city_decision(home, batch_id, runs)
-    entry, rows = decision if decision is not None else (None, _quarantined_rows(stage))
+    entry, rows = decision if decision is not None else (None, _staged_rows(stage))
     if entry is not None:
         state = entry.status
         counts = {k: getattr(entry, k) for k in ("received", "applied", "quarantined", "duplicates", "held")}
     else:
         state = "processing" if busy else "checked" if check else "received"
         counts = {"received": receipt["rows"], "applied": None, "held": None,
-                  "quarantined": check["quarantined"] if check else None,
-                  "duplicates": check["duplicates"] if check else None}
-    gate = check["gate"] if check else {}
+                  "quarantined": check.quarantined if check else None,
+                  "duplicates": check.duplicates if check else None}
+    gate = check.gate if check else {}
     error = gate.get("error") or (None if entry else runs.last_error(batch_id))
     report = {"report": f"/v1/batches/{batch_id}/report"} if entry is not None else {}
     return receipt | {"status": state, "counts": counts, "gate": gate.get("verdict"), "error": error,

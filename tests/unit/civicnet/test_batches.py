@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from civicnet.pipeline.batches import batch_status
+from quality.stage import StagedCheck
 
 BATCH = "ab" * 32
 RECEIPT = {"batch_id": BATCH, "dataset": "community_expenditures", "sender": "ca", "rows": 3}
@@ -43,7 +44,8 @@ def test_a_batch_is_processing_while_a_run_holds_the_city_and_says_why_a_run_fai
 def test_a_checked_batch_shows_its_staged_counts_and_quarantined_rows(tmp_path: Path) -> None:
     stage = tmp_path / "staging" / BATCH
     stage.mkdir(parents=True)
-    (stage / "check.json").write_text(json.dumps({"quarantined": 1, "duplicates": 1, "gate": {"verdict": "pass"}}))
+    check = StagedCheck(BATCH, "community_expenditures", "community_expenditures", 3, 1, 1, 1, {"verdict": "pass"})
+    (stage / "check.json").write_text(check.to_json())
     reasons = [{"code": "bad_division", "field": "社区代码", "message": "unknown"}]
     pq.write_table(pa.table({"_line": [2], "reasons": [reasons], "raw": [json.dumps({"社区代码": "x"})]}),
                    stage / "quarantined.parquet")
