@@ -18,7 +18,7 @@ import duckdb
 import pytest
 from conftest import AS_OF
 
-import civicnet.pipeline
+import civicnet.pipeline.reports
 from civicnet import context, pipeline
 from civicnet.demo.workbooks import expenditure_rows
 from connectors.parse import read_payload
@@ -63,7 +63,7 @@ def owed(home: Path) -> list[str]:
 def die_once_in_the_outbox(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Make the first outbox write fail as a kill would (after the merge committed); returns the calls."""
     calls: list[str] = []
-    real = civicnet.pipeline.write_outbox
+    real = civicnet.pipeline.reports.write_outbox
 
     def write(home: Path, report: object) -> list[Path]:
         calls.append(report.batch_id)  # type: ignore[attr-defined]
@@ -71,7 +71,7 @@ def die_once_in_the_outbox(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             raise OSError("killed between the merge's commit and the outbox write")
         return real(home, report)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(civicnet.pipeline, "write_outbox", write)
+    monkeypatch.setattr(civicnet.pipeline.reports, "write_outbox", write)
     return calls
 
 
