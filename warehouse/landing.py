@@ -46,7 +46,7 @@ class Manifest:
     encoding: str | None
     byte_size: int
     row_count: int
-    received_at: str
+    received_at: dt.datetime  # aware, UTC
     cursor: Mapping[str, Any]
     # pushed batches: who sent it, and the division its rows must lie in (a community's own)
     sender: str | None = None
@@ -54,6 +54,25 @@ class Manifest:
     # a file that could not be read (empty, cut off, not its format): why, in a sentence naming it;
     # it is landed with no rows so its check refuses it alone and its sender gets a report
     unreadable: str | None = None
+
+    def to_json(self) -> str:
+        """manifest.json: the fields, the time as ISO 8601 with its offset."""
+        return json.dumps(asdict(self) | {"received_at": _iso(self.received_at)}, ensure_ascii=False, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        """A manifest read back (a time written without an offset is UTC, as every civicnet wrote it)."""
+        fields = json.loads(text)
+        return cls(**fields | {"received_at": _aware(fields["received_at"])})
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.isoformat(timespec="microseconds")
+
+
+def _aware(text: str) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(text)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 def batch_id_of(data: bytes) -> str:
@@ -75,7 +94,7 @@ def land(home: Path, manifest: Manifest, data: bytes, table: pa.Table) -> bool:
     make_folder(tmp)
     (tmp / f"payload.{EXTENSIONS.get(manifest.media_type, 'bin')}").write_bytes(data)
     pq.write_table(table, tmp / "raw.parquet", compression="zstd")
-    (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), ensure_ascii=False, indent=2), "utf-8")
+    (tmp / "manifest.json").write_text(manifest.to_json(), "utf-8")
     secure_tree(tmp)  # the payload as sent: personal data, private before it is visible as landed
     return _publish_batch(tmp, final)
 
@@ -104,7 +123,7 @@ def read_manifest(home: Path, dataset: str, batch_id: str) -> Manifest:
     if not path.exists():
         raise UnknownBatchError(f"batch {batch_id} of {dataset!r} is not in {path.parent.parent}; "
                                 "pull the feed again or check the id")
-    return Manifest(**json.loads(path.read_text("utf-8")))
+    return Manifest.from_json(path.read_text("utf-8"))
 
 
 def raw_path(home: Path, dataset: str, batch_id: str) -> Path:
@@ -120,7 +139,7 @@ def landed_batches(home: Path, dataset: str, feed: str | None = None) -> list[Ma
     folder = home / "landing" / dataset
     if not folder.exists():
         return []
-    manifests = [Manifest(**json.loads(p.read_text("utf-8"))) for p in folder.glob("*/manifest.json")
+    manifests = [Manifest.from_json(p.read_text("utf-8")) for p in folder.glob("*/manifest.json")
                  if not p.parent.name.startswith(".")]  # not a batch another pull is still writing
     chosen = [m for m in manifests if feed is None or m.feed == feed]
     return sorted(chosen, key=lambda m: (m.received_at, m.batch_id))
@@ -144,9 +163,9 @@ def save_feed_state(home: Path, dataset: str, feed: str, cursor: Mapping[str, An
     write_atomic(make_folder(path.parent) / path.name, json.dumps(dict(cursor), ensure_ascii=False))
 
 
-def utc_now() -> str:
-    """System time of arrival, UTC, ISO 8601 (the one place a receipt time is taken)."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+def utc_now() -> dt.datetime:
+    """System time of arrival, aware, UTC (the one place a receipt time is taken)."""
+    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -190,7 +209,7 @@ def land_push(home: Path, pushed: PushedFile, data: bytes, table: pa.Table) -> t
         scope=pushed.scope)
     land(home, manifest, data, table)  # already landed (a crash before the receipt): the receipt is owed
     receipt = {"batch_id": batch_id, "dataset": pushed.dataset, "sender": pushed.sender,
-               "file": pushed.source_name, "rows": table.num_rows, "received_at": manifest.received_at}
+               "file": pushed.source_name, "rows": table.num_rows, "received_at": _iso(manifest.received_at)}
     path = receipt_path(home, batch_id)
     write_atomic(make_folder(path.parent) / path.name, json.dumps(receipt, ensure_ascii=False, indent=1))
     return receipt, True

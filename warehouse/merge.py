@@ -13,10 +13,11 @@ quarantine entries of its own sender department (a community's is `community:<co
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
@@ -46,6 +47,9 @@ class ScopedBatchLinesError(TerminalError):
     """A batch confined to one division reached the merge without its rows' line numbers."""
 
 
+Decision = Literal["applied", "refused"]  # what the ledger records of a batch
+
+
 @dataclass(frozen=True)
 class BatchOutcome:
     """The ledger row of one batch: received = applied + quarantined + duplicates.
@@ -57,7 +61,7 @@ class BatchOutcome:
     batch_id: str
     dataset: str
     seq: int | None
-    status: str
+    status: Decision
     received: int
     applied: int
     unchanged: int
@@ -68,6 +72,10 @@ class BatchOutcome:
     deleted: int = 0
     released: int = 0  # quarantined rows of earlier batches this batch's corrected rows released
 
+    def to_dict(self) -> dict[str, Any]:
+        """The outcome as plain values (what a DAG task hands the next one through XCom)."""
+        return asdict(self)
+
 
 @dataclass(frozen=True)
 class BatchInput:
@@ -77,7 +85,7 @@ class BatchInput:
     feed: str
     department: str
     source_name: str
-    received_at: str
+    received_at: dt.datetime  # aware, UTC
     received: int
     duplicates: int
     gate: Mapping[str, Any]

@@ -6,13 +6,12 @@ import datetime as dt
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import duckdb
 
+from warehouse.merge import Decision
 from warehouse.node import meta_table
-
-Decision = Literal["applied", "refused"]  # what warehouse.merge records of a batch
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import json
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import duckdb
 
@@ -31,6 +31,8 @@ from warehouse.status import quarantined_rows
 REPORT_ROWS = 1000  # quarantined rows listed in a status answer; the counts always cover all
 T = TypeVar("T")
 Decision = tuple[BatchOutcome, list[dict[str, Any]]]
+# a pushed batch's state, as its sender polls it: landed, checked, being merged, then decided
+BatchState = Literal["received", "checked", "processing", "applied", "refused"]
 
 
 class Runs(Protocol):
@@ -90,6 +92,7 @@ def batch_status(home: Path, receipt: dict[str, Any], runs: Runs) -> dict[str, A
     check = read_check(stage)
     decision, busy = _city_decision(home, batch_id, runs)
     entry, rows = decision if decision is not None else (None, _staged_rows(stage))
+    state: BatchState
     if entry is not None:
         state = entry.status
         counts = {k: getattr(entry, k) for k in ("received", "applied", "quarantined", "duplicates", "held")}

@@ -176,7 +176,7 @@ def merge(home: Path, slug: str, batch_ids: list[str]) -> list[dict[str, Any]]:
     try:
         for b in batch_ids:
             try:
-                outcomes.append(_merge_one(con, home, f, contract, b).__dict__)
+                outcomes.append(_merge_one(con, home, f, contract, b).to_dict())
             except BatchNotCheckedError as err:
                 unchecked.append(str(err))
         # every report the ledger says is owed, not only this run's: a run killed between a merge's

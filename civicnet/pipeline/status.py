@@ -46,11 +46,6 @@ def freshness_subjects(home: Path) -> list[Subject]:
     return subjects
 
 
-def _time(value: str) -> dt.datetime:
-    t = dt.datetime.fromisoformat(value)
-    return t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
-
-
 def batches_seen(home: Path, datasets: set[str]) -> list[BatchSeen]:
     """Every batch received for these datasets: the city ledger's decision, or pending if only landed."""
     seen: dict[str, BatchSeen] = {}
@@ -66,7 +61,7 @@ def batches_seen(home: Path, datasets: set[str]) -> list[BatchSeen]:
     for dataset in sorted(datasets):
         for m in landing.landed_batches(home, dataset):
             if m.batch_id not in seen:
-                seen[m.batch_id] = BatchSeen(m.batch_id, m.feed, _time(m.received_at), "pending", m.scope)
+                seen[m.batch_id] = BatchSeen(m.batch_id, m.feed, m.received_at, "pending", m.scope)
     return list(seen.values())
 
 

@@ -4,6 +4,7 @@ the batch as landed before."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ def manifest() -> landing.Manifest:
     return landing.Manifest(
         batch_id=hashlib.sha256(DATA).hexdigest(), feed="civil_affairs_facilities", department="civil_affairs",
         dataset="facilities", source_name="drop.csv", media_type="text/csv", encoding="utf-8",
-        byte_size=len(DATA), row_count=1, received_at="2021-06-30T00:00:00+00:00", cursor={})
+        byte_size=len(DATA), row_count=1, received_at=dt.datetime(2021, 6, 30, tzinfo=dt.UTC), cursor={})
 
 
 def test_a_batch_landed_meanwhile_by_another_pull_is_left_alone(tmp_path: Path,

@@ -44,6 +44,11 @@ NODE_TABLES = ("residents", "residents_history", "_civicnet.batches", "_civicnet
                "_civicnet.tombstones", "_civicnet.quarantine")
 
 
+
+def at(text: str) -> dt.datetime:
+    """An aware time from ISO 8601 (what the merge is handed as a batch's arrival)."""
+    return dt.datetime.fromisoformat(text)
+
 def citizen_id(n: int, born: str = "19800101", sex_digit: int = 1) -> str:
     """A valid GB 11643 number for Futian (440304), the n-th of its birth date."""
     first17 = f"440304{born}{n % 100:02d}{sex_digit}"
@@ -76,7 +81,7 @@ def make_batch(rows: list[dict[str, Any]] | None = None, quarantined: list[int] 
     bad = make_quarantined(quarantined or [])
     fields: dict[str, Any] = {
         "batch_id": "batch-0001", "feed": "public_security_residents", "department": "public_security",
-        "source_name": "residents_0001_initial.csv", "received_at": "2021-06-01T02:00:00+00:00",
+        "source_name": "residents_0001_initial.csv", "received_at": at("2021-06-01T02:00:00+00:00"),
         "duplicates": 0, "gate": {"verdict": "pass", "results": []},
     }
     fields |= overrides
@@ -155,7 +160,7 @@ def test_same_batch_id_again_is_a_no_op_returning_the_first_outcome(
 def test_changed_row_closes_its_old_version_and_adds_a_new_one(con: duckdb.DuckDBPyConnection) -> None:
     apply(con, make_batch())
     changed = [make_resident(1), make_resident(2, phone="13900000002"), make_resident(3)]
-    t2 = "2021-06-02T02:00:00+00:00"
+    t2 = at("2021-06-02T02:00:00+00:00")
     outcome = apply(con, make_batch(changed, batch_id="batch-0002", received_at=t2))
 
     assert (outcome.seq, outcome.applied, outcome.unchanged, outcome.duplicates) == (2, 1, 2, 2)
@@ -163,7 +168,7 @@ def test_changed_row_closes_its_old_version_and_adds_a_new_one(con: duckdb.DuckD
     assert [(v[0], v[4], v[5]) for v in versions] == [("13800000002", "batch-0001", 1),
                                                       ("13900000002", "batch-0002", 2)]
     old, new = versions
-    assert old[3] == new[2] == dt.datetime.fromisoformat(t2)
+    assert old[3] == new[2] == t2
     assert new[3] is None
     for n in (1, 3):  # unchanged rows keep their one open version
         assert [(v[3], v[5]) for v in history(con, citizen_id(n))] == [(None, 1)]
@@ -201,7 +206,7 @@ def test_every_row_is_applied_quarantined_or_a_duplicate(
 def test_move_writes_a_tombstone_naming_the_old_division(con: duckdb.DuckDBPyConnection, to: str) -> None:
     apply(con, make_batch())
     rows = [make_resident(1), make_resident(2, division_code=to), make_resident(3, phone="13900000003")]
-    outcome = apply(con, make_batch(rows, batch_id="batch-0002", received_at="2021-06-02T02:00:00+00:00"))
+    outcome = apply(con, make_batch(rows, batch_id="batch-0002", received_at=at("2021-06-02T02:00:00+00:00")))
 
     assert (outcome.moved, outcome.applied) == (1, 2)
     tombstones = con.execute(f"SELECT * FROM {NODE}._civicnet.tombstones").fetchall()
@@ -281,7 +286,7 @@ def test_a_failure_inside_the_transaction_leaves_the_node_as_before(
     apply(con, make_batch())
     before = snapshot(con)
     moved = [make_resident(1, division_code=COMMUNITY_B), make_resident(2, phone="13900000002"), make_resident(4)]
-    second = make_batch(moved, quarantined=[9], batch_id="batch-0002", received_at="2021-06-02T02:00:00+00:00")
+    second = make_batch(moved, quarantined=[9], batch_id="batch-0002", received_at=at("2021-06-02T02:00:00+00:00"))
 
     def crash(*args: object, **kwargs: object) -> None:
         raise RuntimeError(f"{step} crashed")
@@ -437,7 +442,7 @@ def test_a_corrected_resubmission_releases_the_quarantined_rows_of_its_keys(con:
     open_rows = "SELECT line FROM city._civicnet.quarantine WHERE released_by IS NULL ORDER BY line"
     assert con.execute(open_rows).fetchall() == [(7,), (8,)]
     accepted, bad, batch = make_batch([make_resident(7)], batch_id="b-corrected",
-                                      received_at="2021-06-02T02:00:00+00:00")
+                                      received_at=at("2021-06-02T02:00:00+00:00"))
     outcome = apply_batch(con, "city", RESIDENTS, accepted, bad, batch)
     assert outcome.released == 1
     assert con.execute(open_rows).fetchall() == [(8,)]
