@@ -36,6 +36,7 @@ from schemas.csvsafe import safe_cell
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder, write_atomic
 from schemas.i18n import DEFAULT_LANG, N_, format_time, parse_lang, translation
+from schemas.layout import outbox_folder
 from schemas.sql import qualified
 
 COUNTS = ("received", "applied", "quarantined", "duplicates", "held")
@@ -374,7 +375,7 @@ def outbox_dir(home: Path, who: str, dataset: str) -> Path:
         if not _SLUG.match(name):
             raise OutboxPathError(f"{what} {name!r} is not a plain name (letters, digits, _ - : and inner dots); "
                                   "the report would land outside the outbox: fix the sender id or dataset slug")
-    root = (home / "outbox").resolve()
+    root = outbox_folder(home).resolve()
     folder = (root / who / dataset).resolve()
     if not folder.is_relative_to(root):  # resolve() follows links: a linked folder must stay inside too
         raise OutboxPathError(f"outbox folder {folder} lies outside {root}; remove the link that leads there")

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from schemas.errors import TerminalError
+from schemas.layout import HOME_FOLDERS
 
 
 class UnknownShareGroupError(TerminalError):
@@ -190,7 +191,7 @@ def secure_tree(root: Path, modes: Modes | None = None, secrets: Collection[str]
     return count + 1
 
 
-HOME_MARKERS = ("nodes", "landing", "outbox", "staging")  # folders only a civicnet home has
+HOME_MARKERS = HOME_FOLDERS  # folders only a civicnet home has
 
 
 def secure_home(home: Path, modes: Modes | None = None, secrets: Collection[str] = ()) -> bool:

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder, secure_tree, temporary_sibling, write_atomic
+from schemas.layout import dataset_landing_folder, feed_state_file, landed_batch_folder, receipt_file
 from schemas.media import EXTENSIONS
 
 
@@ -63,7 +64,7 @@ def batch_id_of(data: bytes) -> str:
 
 def batch_dir(home: Path, dataset: str, batch_id: str) -> Path:
     """Where a batch lives."""
-    return home / "landing" / dataset / batch_id
+    return landed_batch_folder(home, dataset, batch_id)
 
 
 def land(home: Path, manifest: Manifest, data: bytes, table: pa.Table) -> bool:
@@ -117,7 +118,7 @@ def raw_path(home: Path, dataset: str, batch_id: str) -> Path:
 
 def landed_batches(home: Path, dataset: str, feed: str | None = None) -> list[Manifest]:
     """Every landed batch of a dataset (optionally one feed's), in the order received."""
-    folder = home / "landing" / dataset
+    folder = dataset_landing_folder(home, dataset)
     if not folder.exists():
         return []
     manifests = [Manifest(**json.loads(p.read_text("utf-8"))) for p in folder.glob("*/manifest.json")
@@ -127,7 +128,7 @@ def landed_batches(home: Path, dataset: str, feed: str | None = None) -> list[Ma
 
 
 def _state_path(home: Path, dataset: str, feed: str) -> Path:
-    return home / "landing" / dataset / "_state" / f"{feed}.json"
+    return feed_state_file(home, dataset, feed)
 
 
 def feed_state(home: Path, dataset: str, feed: str) -> Mapping[str, Any]:
@@ -165,7 +166,7 @@ class PushedFile:
 
 def receipt_path(home: Path, batch_id: str) -> Path:
     """Where the receipt of a pushed batch lives."""
-    return home / "gateway" / "receipts" / f"{batch_id}.json"
+    return receipt_file(home, batch_id)
 
 
 def read_receipt(home: Path, batch_id: str) -> dict[str, Any] | None:

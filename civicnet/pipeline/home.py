@@ -14,8 +14,7 @@ import os
 from pathlib import Path
 
 from schemas.errors import TerminalError
-
-MARKER = "civicnet-home.json"
+from schemas.layout import MARKER, marker_file
 
 # the commands' sentences (one place, so they can be translated together)
 NO_HOME = ("no civicnet home at {home}: make one with `civicnet init --home {home}` (an empty home), "
@@ -35,7 +34,7 @@ class HomeNotEmptyError(TerminalError):
 
 def marker_path(home: Path) -> Path:
     """Where the marker of a home is."""
-    return home / MARKER
+    return marker_file(home)
 
 
 def is_home(home: Path) -> bool:

@@ -23,6 +23,7 @@ from typing import Any
 
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder
+from schemas.layout import senders_file
 from schemas.rights import Writer, WriterKind
 
 SenderKind = WriterKind
@@ -51,7 +52,7 @@ class Sender:
 
 def registry_path(home: Path) -> Path:
     """Where the sender registry lives."""
-    return home / "gateway" / "senders.json"
+    return senders_file(home)
 
 
 def token_digest(token: str) -> str:

@@ -22,8 +22,9 @@ import numpy as np
 from civicnet.demo.departments.facilities import short_community_name
 from civicnet.demo.departments.residents import community_table
 from schemas.divisions import Registry
+from schemas.layout import feeds_folder
 
-HEALTH_FILE = Path("feeds/health/stations.jsonl")
+HEALTH_FILE = Path("health/stations.jsonl")  # in the home's feeds folder
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 FIRST_UPDATE = dt.datetime(2021, 6, 1, 8, tzinfo=SHANGHAI)
 UPDATE_HOURS = 7 * 24
@@ -37,7 +38,7 @@ _DOCTORS = {"社康中心": (8, 30), "社康站": (2, 8)}
 
 def stations_path(home: Path) -> Path:
     """Where the health department's register lives under a civicnet home."""
-    return Path(home) / HEALTH_FILE
+    return feeds_folder(Path(home)) / HEALTH_FILE
 
 
 def _station(code: str, short: str, sequence: int, centre: bool, rng: np.random.Generator) -> dict[str, Any]:

@@ -15,15 +15,16 @@ import numpy as np
 from civicnet.demo.departments.facilities import short_community_name
 from civicnet.demo.departments.residents import GIVEN_CHARS, SURNAMES, community_table
 from schemas.divisions import Registry
+from schemas.layout import feeds_folder
 
-JUSTICE_FILE = Path("feeds/justice/committees.json")
+JUSTICE_FILE = Path("justice/committees.json")  # in the home's feeds folder
 UPDATED_AT = "2021-06-01T09:00:00+08:00"
 CHANGED_AT = "2021-06-20T10:00:00+08:00"
 
 
 def committees_path(home: Path) -> Path:
     """Where the justice bureau's register lives under a civicnet home."""
-    return Path(home) / JUSTICE_FILE
+    return feeds_folder(Path(home)) / JUSTICE_FILE
 
 
 def chair_names(n: int, rng: np.random.Generator) -> list[str]:
