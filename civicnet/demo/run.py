@@ -30,7 +30,7 @@ from tqdm import tqdm
 from civicnet.pipeline.runner import run_dag
 from connectors.secrets import env_name
 from schemas.errors import TerminalError
-from schemas.homefiles import make_folder
+from schemas.homefiles import make_folder, secret_modes, write_atomic
 from schemas.layout import demo_folder, demo_secrets_file, feeds_folder
 
 PULL_FEEDS = ("statistics_divisions", "public_security_residents", "civil_affairs_facilities",
@@ -76,10 +76,7 @@ def demo_secrets(home: Path) -> dict[str, str]:
         stored: dict[str, str] = json.loads(path.read_text("utf-8"))
         return stored
     values = {"health_api_token": secrets.token_urlsafe(24), "justice_tap_token": secrets.token_urlsafe(24)}
-    make_folder(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(values, out)
+    write_atomic(make_folder(path.parent) / path.name, json.dumps(values), modes=secret_modes())
     return values
 
 

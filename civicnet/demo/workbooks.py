@@ -13,6 +13,7 @@ import random
 from pathlib import Path
 
 from schemas.divisions import Registry
+from schemas.homefiles import atomic_target
 from schemas.layout import feeds_folder
 
 YEAR, QUARTER = 2021, 2
@@ -64,10 +65,8 @@ def _write_xlsx(path: Path, rows: list[tuple[str, str, int, int, str, float, str
     sheet.append(HEADERS)
     for row in rows:
         sheet.append(row)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    book.save(tmp)
-    tmp.replace(path)
+    with atomic_target(path) as tmp:
+        book.save(tmp)
 
 
 def write_expenditure_files(home: Path, registry: Registry, communities: list[str], seed: int) -> dict[str, Path]:

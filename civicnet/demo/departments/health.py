@@ -22,6 +22,7 @@ import numpy as np
 from civicnet.demo.departments.facilities import short_community_name
 from civicnet.demo.departments.residents import community_table
 from schemas.divisions import Registry
+from schemas.homefiles import make_folder, write_atomic
 from schemas.layout import feeds_folder
 
 HEALTH_FILE = Path("health/stations.jsonl")  # in the home's feeds folder
@@ -69,10 +70,8 @@ def draw_stations(registry: Registry, rng: np.random.Generator) -> list[dict[str
 
 def write_stations(path: Path, records: list[dict[str, Any]]) -> None:
     """Write the register as UTF-8 JSON Lines, replacing the file in one step (the API may be reading it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".jsonl.tmp")
-    partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    partial.replace(path)
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    write_atomic(make_folder(path.parent) / path.name, text)
 
 
 def read_stations(path: Path) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ import numpy as np
 from civicnet.demo.departments.facilities import short_community_name
 from civicnet.demo.departments.residents import GIVEN_CHARS, SURNAMES, community_table
 from schemas.divisions import Registry
+from schemas.homefiles import make_folder, write_atomic
 from schemas.layout import feeds_folder
 
 JUSTICE_FILE = Path("justice/committees.json")  # in the home's feeds folder
@@ -52,10 +53,7 @@ def draw_committees(registry: Registry, rng: np.random.Generator) -> list[dict[s
 
 def write_committees(path: Path, records: list[dict[str, Any]]) -> None:
     """Write the register as a UTF-8 JSON list (replacing the file in one step)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".json.tmp")
-    partial.write_text(json.dumps(records, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    partial.replace(path)
+    write_atomic(make_folder(path.parent) / path.name, json.dumps(records, ensure_ascii=False, indent=1) + "\n")
 
 
 def generate_justice(home: Path, registry: Registry, seed: int = 11) -> Path:
