@@ -17,11 +17,10 @@ from quality.page import write_quality_page
 from schemas.contract import load_contracts
 from schemas.divisions import TIERS
 from schemas.i18n import DEFAULT_LANG
+from schemas.rights import COMMUNITY_PREFIX
 from warehouse import landing
 from warehouse.node import node_path
 from warehouse.status import batch_ledger, decided_batches, gate_results, quarantine_summary
-
-COMMUNITY_PREFIX = "community:"  # a community sender's department (connectors.push.senders)
 
 
 def reconciliation_path(home: Path) -> Path:

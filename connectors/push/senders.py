@@ -23,7 +23,7 @@ from typing import Any
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder, secret_modes, write_atomic
 from schemas.layout import senders_file
-from schemas.rights import Writer, WriterKind
+from schemas.rights import Writer, WriterKind, community_department
 
 SenderKind = WriterKind
 KINDS: tuple[SenderKind, ...] = ("department", "community")
@@ -107,7 +107,7 @@ def _record(kind: str, department: str | None, division: str | None) -> tuple[st
             raise SenderError(f"--department applies to a department sender only; a community sender's department is "
                               f"always community:<its --division>, so leave --department out (got {department!r})")
         code = _community_code(division)
-        return f"community:{code}", code
+        return community_department(code), code
     if kind != "department":
         raise SenderError(f"sender kind {kind!r} is not one of {list(KINDS)}")
     if department is None or not _DEPARTMENT.match(department):
