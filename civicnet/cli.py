@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from civicnet.pipeline.home import create_home, ensure_home, require_home
 from civicnet.settings import Settings
+from schemas import layout
 from schemas.errors import CivicnetError, TerminalError
 
 DEFAULT_WAIT_S = 300.0  # `push --report`: how long to wait for the verdict
@@ -47,9 +48,9 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     ensure_home(settings.home, version())
     run_demo(settings.home, args.scale)
     print(status.render(status.collect(settings.home)))
-    print(f"quality page: {settings.home / 'reports' / 'quality' / 'index.html'}\n"
-          f"GX Data Docs: {settings.home / 'quality' / 'gx' / 'data_docs' / 'index.html'}\n"
-          f"rejection reports: {settings.home / 'outbox'}/<sender or department>/<dataset>/<batch>.txt")
+    print(f"quality page: {layout.pages_folder(settings.home) / 'index.html'}\n"
+          f"GX Data Docs: {layout.data_docs_index(settings.home)}\n"
+          f"rejection reports: {layout.outbox_folder(settings.home)}/<sender or department>/<dataset>/<batch>.txt")
     return 0
 
 

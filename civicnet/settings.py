@@ -8,12 +8,11 @@ from pathlib import Path
 
 from schemas.errors import TerminalError
 from schemas.homefiles import OWNER_ONLY, Modes, secure_home, shared, use_modes
+from schemas.layout import SECRET_FILES
 
 DEFAULT_HOME = "var"
 DEFAULT_AIRFLOW_URL = "http://127.0.0.1:8080"  # where `civicnet airflow` serves Airflow's API and UI
 SHARE_GROUP_ENV = "CIVICNET_SHARE_GROUP"
-# files under the home that hold credentials: owner-only even when the home is shared
-SECRET_FILES = ("gateway/senders.json", "demo/secrets.json")
 
 
 class EmptyHomeError(TerminalError):

@@ -33,18 +33,19 @@ from quality.suite import batch_expectations, contract_expectations
 from schemas.contract import Contract
 from schemas.homefiles import make_folder, secure_tree
 from schemas.i18n import DEFAULT_LANG
+from schemas.layout import data_docs_index, quality_folder
 
 SITE = "local_site"
 
 
 def project_root(home: Path) -> Path:
     """Where the GX project lives (`gx/` inside it)."""
-    return home / "quality"
+    return quality_folder(home)
 
 
 def docs_index(home: Path) -> Path:
     """The Data Docs entry page."""
-    return project_root(home) / "gx" / "data_docs" / "index.html"
+    return data_docs_index(home)
 
 
 def _context(home: Path) -> Any:

@@ -19,10 +19,9 @@ from typing import Any, Protocol
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder, write_atomic
 from schemas.i18n import DEFAULT_LANG, N_, format_time, parse_lang, translation
+from schemas.layout import data_docs_index, pages_folder
 
-# relative to <home>: where GX Data Docs are built, and where quality pages are written
-DATA_DOCS = Path("quality") / "gx" / "data_docs" / "index.html"
-PAGES = Path("reports") / "quality"
+DATA_DOCS = data_docs_index(Path())  # relative to <home>: the GX Data Docs the page links to
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -222,8 +221,8 @@ def render_page(status: dict[str, Any], run: dict[str, Any] | None, lang: str = 
     run = run or {}
     meta = " · ".join(_e(_(RUN_LABELS.get(k, k))) + " " + _e(format_time(v, lang) if k == "written_at" else v)
                       for k, v in run.items())
-    docs = Path(status["home"]) / DATA_DOCS
-    docs_link = (f'<p><a href="{_e(os.path.relpath(docs, Path(status["home"]) / PAGES))}">'
+    docs = data_docs_index(Path(status["home"]))
+    docs_link = (f'<p><a href="{_e(os.path.relpath(docs, pages_folder(Path(status["home"]))))}">'
                  + _e(_("Great Expectations Data Docs (suites and validation results)")) + "</a></p>"
                  if docs.exists() else "")
     sections = [("batches", _("Batches"), _batches(status, _, lang)), ("gate", _("Quality gate"), _gate(status, _)),
@@ -252,10 +251,10 @@ def write_quality_page(home: Path, status: dict[str, Any], run_id: str | None = 
     written = dt.datetime.now(dt.UTC)
     run_id = run_id or written.strftime("%Y%m%dT%H%M%SZ")
     if not _RUN_ID.match(run_id):
-        raise PageError(f"run id {run_id!r} cannot name a page file in {home / PAGES}; use 1-128 letters, "
+        raise PageError(f"run id {run_id!r} cannot name a page file in {pages_folder(home)}; use 1-128 letters, "
                         "digits, '.', '_' or '-' (an Airflow run id with ':' or '+' must be slugged first)")
     page = render_page(status, {"run_id": run_id, "written_at": written.isoformat(timespec="seconds")}, lang)
-    folder = home / PAGES
+    folder = pages_folder(home)
     make_folder(folder)
     path = folder / f"{run_id}.html"
     write_atomic(path, page)

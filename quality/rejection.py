@@ -33,15 +33,16 @@ from quality.conform import SourceMapping
 from quality.reasons import translated_message
 from schemas.contract import Contract
 from schemas.csvsafe import safe_cell
+from schemas.derive import display_key
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder, write_atomic
 from schemas.i18n import DEFAULT_LANG, N_, format_time, parse_lang, translation
+from schemas.layout import outbox_folder
 from schemas.sql import qualified
 
 COUNTS = ("received", "applied", "quarantined", "duplicates", "held")
 MAX_LISTED = 100_000  # quarantined rows listed in one report; `by_reason` always covers all of them
 TEXT_ROWS = 200  # rows in the text form (the CSV and JSON have every listed row)
-KEY_SEPARATOR = chr(31)  # between the parts of a compound key, as schemas.derive.key_sql joins them
 # A folder name: letters, digits, _ - : and (not first, so never '.' or '..') dots, as sender ids have.
 _SLUG = re.compile(r"^[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,127}$")
 _HEX = re.compile(r"^[0-9a-f]{1,128}$")
@@ -292,10 +293,6 @@ def what_to_do(status: str, counts: dict[str, int], warned: bool, owned_elsewher
     return _("The batch was applied whole. Nothing needs to be done.")
 
 
-def _display_key(key: str | None) -> str:
-    return "" if key is None else key.replace(KEY_SEPARATOR, " | ")
-
-
 def to_json(report: RejectionReport) -> str:
     """The report as JSON text (UTF-8 characters kept): indented, with one quarantined row a line."""
     content = report.to_dict()
@@ -317,7 +314,7 @@ def to_csv(report: RejectionReport) -> str:
     writer.writerow(["line", "key", "field", "code", "message", "value", "released_by"])
     for row in report.rows:
         for r in row.reasons:
-            writer.writerow([safe_cell(row.line), safe_cell(_display_key(row.key)), safe_cell(r.field),
+            writer.writerow([safe_cell(row.line), safe_cell(display_key(row.key)), safe_cell(r.field),
                              safe_cell(r.code), safe_cell(r.message), safe_cell(r.value, numeric=r.numeric),
                              safe_cell(row.released_by)])
     return out.getvalue()
@@ -351,7 +348,7 @@ def to_text(report: RejectionReport) -> str:
         lines.append("  " + _("quarantined rows (fix them and send them again):"))
     for row in report.rows[:TEXT_ROWS]:
         reasons = "; ".join(f"{r.code} ({r.field}): {r.message}" for r in row.reasons)
-        key = " " + _("[key {key}]").format(key=_display_key(row.key)) if row.key else ""
+        key = " " + _("[key {key}]").format(key=display_key(row.key)) if row.key else ""
         released = " " + _("[released by batch {batch}]").format(batch=row.released_by) if row.released_by else ""
         lines.append("    " + _("line {line}: {reasons}").format(line=row.line, reasons=reasons) + key + released)
     if c["quarantined"] > min(len(report.rows), TEXT_ROWS):
@@ -374,7 +371,7 @@ def outbox_dir(home: Path, who: str, dataset: str) -> Path:
         if not _SLUG.match(name):
             raise OutboxPathError(f"{what} {name!r} is not a plain name (letters, digits, _ - : and inner dots); "
                                   "the report would land outside the outbox: fix the sender id or dataset slug")
-    root = (home / "outbox").resolve()
+    root = outbox_folder(home).resolve()
     folder = (root / who / dataset).resolve()
     if not folder.is_relative_to(root):  # resolve() follows links: a linked folder must stay inside too
         raise OutboxPathError(f"outbox folder {folder} lies outside {root}; remove the link that leads there")

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from quality.rejection import gate_sentence
+from schemas import layout
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder, open_private, secure, write_atomic
 
@@ -137,12 +138,12 @@ def unreadable_error(batch_id: str, feed: str, source_name: str, problem: str, r
 
 def stage_dir(home: Path, batch_id: str) -> Path:
     """The staging folder of one batch (it may not exist yet)."""
-    return home / "staging" / batch_id
+    return layout.stage_folder(home, batch_id)
 
 
 def stage_dirs(home: Path) -> list[Path]:
     """The staging folder of every batch a check has started on, in name order."""
-    staging = home / "staging"
+    staging = layout.staging_folder(home)
     return sorted(p for p in staging.iterdir() if p.is_dir()) if staging.exists() else []
 
 

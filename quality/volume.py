@@ -12,17 +12,14 @@ import statistics
 from pathlib import Path
 
 from schemas.homefiles import make_folder, write_atomic
+from schemas.layout import volumes_file
 
 RECENT = 5
 
 
-def _path(home: Path, feed: str) -> Path:
-    return home / "quality" / "volumes" / f"{feed}.json"
-
-
 def recent(home: Path, feed: str) -> list[dict[str, object]]:
     """The feed's last applied batches: [{batch_id, received}], oldest first."""
-    path = _path(home, feed)
+    path = volumes_file(home, feed)
     entries: list[dict[str, object]] = json.loads(path.read_text("utf-8")) if path.exists() else []
     return entries
 
@@ -40,5 +37,5 @@ def record(home: Path, feed: str, batch_id: str, received: int) -> None:
     """Remember an applied batch's size (idempotent: a batch already listed is not added twice)."""
     entries = [e for e in recent(home, feed) if e["batch_id"] != batch_id]
     entries = ([*entries, {"batch_id": batch_id, "received": received}])[-RECENT:]
-    path = _path(home, feed)
+    path = volumes_file(home, feed)
     write_atomic(make_folder(path.parent) / path.name, json.dumps(entries))

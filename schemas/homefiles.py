@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from schemas.errors import TerminalError
+from schemas.layout import HOME_FOLDERS
 
 
 class UnknownShareGroupError(TerminalError):
@@ -136,24 +137,37 @@ def make_folder(path: Path) -> Path:
     return path
 
 
-def write_atomic(path: Path, data: bytes | str) -> Path:
-    """Write `data` (str as UTF-8) to `path` through a temporary file in the same folder and an atomic
-    replace, with the home's file mode and group from the first byte on."""
-    m = _current
+def secret_modes(modes: Modes | None = None) -> Modes:
+    """The modes of a file that holds credentials: owner-only, in the share group if there is one."""
+    return Modes(gid=(modes or _current).gid)
+
+
+def write_atomic(path: Path, data: bytes | str, modes: Modes | None = None, durable: bool = False) -> Path:
+    """Write `data` (str as UTF-8) to `path` through a temporary file of this writer's own beside it
+    (`temporary_sibling`) and an atomic replace, with the home's file mode and group (or `modes`) from
+    the first byte on: a reader sees the old file or the new one, never a part. `durable` flushes the
+    bytes to disk before the replace (a registry a crash must not empty). On any error the temporary
+    file is removed and `path` is left as it was."""
+    m = modes or _current
     raw = data.encode("utf-8") if isinstance(data, str) else data
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, m.file)
+    tmp = temporary_sibling(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, m.file)
     try:
-        os.fchmod(fd, m.file)  # O_CREAT's mode passes the umask and skips a leftover file of a killed run
+        os.fchmod(fd, m.file)  # O_CREAT's mode passes the umask
         if m.gid is not None:
             os.fchown(fd, -1, m.gid)
         with os.fdopen(fd, "wb") as out:
             fd = -1
             out.write(raw)
-    finally:
+            if durable:
+                out.flush()
+                os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
         if fd != -1:
             os.close(fd)
-    os.replace(tmp, path)
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -190,7 +204,7 @@ def secure_tree(root: Path, modes: Modes | None = None, secrets: Collection[str]
     return count + 1
 
 
-HOME_MARKERS = ("nodes", "landing", "outbox", "staging")  # folders only a civicnet home has
+HOME_MARKERS = HOME_FOLDERS  # folders only a civicnet home has
 
 
 def secure_home(home: Path, modes: Modes | None = None, secrets: Collection[str] = ()) -> bool:
@@ -212,9 +226,11 @@ def secure_home(home: Path, modes: Modes | None = None, secrets: Collection[str]
 
 
 def temporary_sibling(path: Path) -> Path:
-    """A fresh temporary name beside `path`, unique to this process and call (two threads or
-    processes writing the same target never share one)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    """A fresh temporary name beside `path`: `.<name>.<pid>.<thread>.<random>.tmp`, the one scheme of
+    every atomic write. It is unique to this writer and call: two threads or processes writing the
+    same target never share one, nor do two machines (or containers) whose pid and thread happen to
+    match on a shared folder. The leading dot and `.tmp` keep readers of the folder off it."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(8)}.tmp")
 
 
 @contextlib.contextmanager
@@ -238,3 +254,30 @@ def copy_atomic(source: Path, target: Path) -> Path:
     with atomic_target(target) as tmp:
         shutil.copyfile(source, tmp)
     return target
+
+
+def temporary_folder(path: Path) -> Path:
+    """A new, empty folder beside `path` to fill before `place_folder` renames it into place."""
+    return make_folder(temporary_sibling(path))
+
+
+def place_folder(tmp: Path, path: Path, complete: str) -> bool:
+    """Rename the filled folder `tmp` (from `temporary_folder`) to `path` in one step, its entries
+    given the home's modes first. A folder is whole when it holds the file `complete` (written last):
+    if `path` is whole already (another writer placed the same folder first, or meanwhile), `tmp` is
+    discarded and `path`, which readers may hold, is left as it is: False. A `path` that is not whole
+    (left by a killed writer) is replaced. True if `tmp` took `path`'s place."""
+    secure_tree(tmp)
+    if (path / complete).exists():
+        shutil.rmtree(tmp)
+        return False
+    if path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+    try:
+        os.replace(tmp, path)
+    except OSError:  # ENOTEMPTY/EEXIST: another writer renamed its folder in first
+        if not (path / complete).exists():
+            raise
+        shutil.rmtree(tmp)
+        return False
+    return True

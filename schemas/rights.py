@@ -4,6 +4,10 @@ Only the dataset's owner department (its contract's `owner`) may write it whole;
 dataset's feed lets community work stations write too, each writes only the rows anchored in its
 own community. One pure function says so for a pushed file (the gateway) and a pulled feed (when
 feeds load) alike.
+
+A community work station writes as the department `community:<its community code>`
+(`community_department`, read back by `community_of`): the one encoding of a community as a
+sender department, in the sender registry, batch manifests and ledgers, and quarantine.
 """
 
 from __future__ import annotations
@@ -13,12 +17,25 @@ from dataclasses import dataclass
 from typing import Literal
 
 from schemas.contract import Contract
+from schemas.divisions import validate_code
 from schemas.errors import TerminalError
 
 WriterKind = Literal["department", "community"]
 # who a dataset's feed lets write: its owner department, and/or community work stations (own rows)
 Permit = Literal["owner", "community"]
 OWNER_PERMIT: tuple[Permit, ...] = ("owner",)  # a pulled feed: its department writes the whole dataset, or nothing
+COMMUNITY_PREFIX = "community:"  # a community work station's department: community:<code>
+
+
+def community_department(code: str) -> str:
+    """The department a community work station writes as: `community:<its 12-digit code>`."""
+    return f"{COMMUNITY_PREFIX}{validate_code(code)}"
+
+
+def community_of(department: str) -> str | None:
+    """The community code of a community work station's department, None for any other department."""
+    code = department.removeprefix(COMMUNITY_PREFIX)
+    return code if code != department and code else None
 
 
 @dataclass(frozen=True)

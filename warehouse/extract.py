@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from schemas.divisions import tier_of, validate_code
 from schemas.homefiles import copy_atomic
+from schemas.layout import extract_file
 from warehouse.node import node_errors, node_path
 
 
 def extract_path(home: Path, code: str) -> Path:
     """Where a node's extract is published: <home>/extracts/<tier>/<code>.duckdb."""
-    return home / "extracts" / tier_of(code) / f"{validate_code(code)}.duckdb"
+    return extract_file(home, code)
 
 
 def extract_is_stale(home: Path, code: str) -> bool:

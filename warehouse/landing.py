@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -25,7 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas.errors import TerminalError
-from schemas.homefiles import make_folder, secure_tree, temporary_sibling, write_atomic
+from schemas.homefiles import make_folder, place_folder, temporary_folder, write_atomic
+from schemas.layout import dataset_landing_folder, feed_state_file, landed_batch_folder, receipt_file
 from schemas.media import EXTENSIONS
 
 
@@ -75,6 +75,9 @@ def _aware(text: str) -> dt.datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
+MANIFEST = "manifest.json"  # written last: a batch folder holding it is landed whole
+
+
 def batch_id_of(data: bytes) -> str:
     """The id of a batch: the sha256 hex of its payload, so the same content is the same batch."""
     return hashlib.sha256(data).hexdigest()
@@ -82,44 +85,30 @@ def batch_id_of(data: bytes) -> str:
 
 def batch_dir(home: Path, dataset: str, batch_id: str) -> Path:
     """Where a batch lives."""
-    return home / "landing" / dataset / batch_id
+    return landed_batch_folder(home, dataset, batch_id)
 
 
 def land(home: Path, manifest: Manifest, data: bytes, table: pa.Table) -> bool:
     """Store a payload and its decoded table; False if the batch was already landed."""
     final = batch_dir(home, manifest.dataset, manifest.batch_id)
-    if (final / "manifest.json").exists():
+    if (final / MANIFEST).exists():
         return False
-    tmp = temporary_sibling(final)  # unique per call: two threads or processes landing at once
-    make_folder(tmp)
-    (tmp / f"payload.{EXTENSIONS.get(manifest.media_type, 'bin')}").write_bytes(data)
-    pq.write_table(table, tmp / "raw.parquet", compression="zstd")
-    (tmp / "manifest.json").write_text(manifest.to_json(), "utf-8")
-    secure_tree(tmp)  # the payload as sent: personal data, private before it is visible as landed
-    return _publish_batch(tmp, final)
-
-
-def _publish_batch(tmp: Path, final: Path) -> bool:
-    """Rename a fully written batch folder into place; False (and `tmp` discarded) if another
-    process landed the same content meanwhile: its folder is never removed under its readers."""
-    if (final / "manifest.json").exists():
-        shutil.rmtree(tmp)
-        return False
-    if final.exists():  # a half-landed directory from a killed run (no manifest): replace it whole
-        shutil.rmtree(final, ignore_errors=True)
+    tmp = temporary_folder(final)  # this call's own: two threads or processes may land the same content at once
     try:
-        os.replace(tmp, final)
-    except OSError:  # ENOTEMPTY/EEXIST: a concurrent pull of the same content renamed its folder first
-        if not (final / "manifest.json").exists():
-            raise
-        shutil.rmtree(tmp)
-        return False
-    return True
+        (tmp / f"payload.{EXTENSIONS.get(manifest.media_type, 'bin')}").write_bytes(data)
+        pq.write_table(table, tmp / "raw.parquet", compression="zstd")
+        (tmp / MANIFEST).write_text(manifest.to_json(), "utf-8")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    # the payload as sent is personal data: private before it is visible as landed; a batch another
+    # pull landed meanwhile is left to its readers, a half-landed one of a killed run replaced whole
+    return place_folder(tmp, final, complete=MANIFEST)
 
 
 def read_manifest(home: Path, dataset: str, batch_id: str) -> Manifest:
     """The manifest of a landed batch."""
-    path = batch_dir(home, dataset, batch_id) / "manifest.json"
+    path = batch_dir(home, dataset, batch_id) / MANIFEST
     if not path.exists():
         raise UnknownBatchError(f"batch {batch_id} of {dataset!r} is not in {path.parent.parent}; "
                                 "pull the feed again or check the id")
@@ -136,17 +125,17 @@ def raw_path(home: Path, dataset: str, batch_id: str) -> Path:
 
 def landed_batches(home: Path, dataset: str, feed: str | None = None) -> list[Manifest]:
     """Every landed batch of a dataset (optionally one feed's), in the order received."""
-    folder = home / "landing" / dataset
+    folder = dataset_landing_folder(home, dataset)
     if not folder.exists():
         return []
-    manifests = [Manifest.from_json(p.read_text("utf-8")) for p in folder.glob("*/manifest.json")
+    manifests = [Manifest.from_json(p.read_text("utf-8")) for p in folder.glob(f"*/{MANIFEST}")
                  if not p.parent.name.startswith(".")]  # not a batch another pull is still writing
     chosen = [m for m in manifests if feed is None or m.feed == feed]
     return sorted(chosen, key=lambda m: (m.received_at, m.batch_id))
 
 
 def _state_path(home: Path, dataset: str, feed: str) -> Path:
-    return home / "landing" / dataset / "_state" / f"{feed}.json"
+    return feed_state_file(home, dataset, feed)
 
 
 def feed_state(home: Path, dataset: str, feed: str) -> Mapping[str, Any]:
@@ -184,7 +173,7 @@ class PushedFile:
 
 def receipt_path(home: Path, batch_id: str) -> Path:
     """Where the receipt of a pushed batch lives."""
-    return home / "gateway" / "receipts" / f"{batch_id}.json"
+    return receipt_file(home, batch_id)
 
 
 def read_receipt(home: Path, batch_id: str) -> dict[str, Any] | None:

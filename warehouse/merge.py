@@ -26,7 +26,7 @@ from schemas.contract import DELETED_COLUMN as DELETED
 from schemas.contract import LINE_COLUMN as LINE
 from schemas.contract import RAW_COLUMN as RAW
 from schemas.contract import Contract
-from schemas.derive import key_sql
+from schemas.derive import display_key_sql, key_sql
 from schemas.divisions import subtree_prefix
 from schemas.errors import TerminalError
 from schemas.sql import qualified, quote_ident
@@ -171,7 +171,7 @@ def _quarantine_claims(con: duckdb.DuckDBPyConnection, node: str, contract: Cont
         con.execute(f"""INSERT INTO {meta_table(node, "quarantine")}
             SELECT ?, ?, ?, ?, c._line,
                    [struct_pack(code := 'key_owned_elsewhere', field := ?,
-                                message := format(?, replace(c._key, chr(31), ' | '), c._owner,
+                                message := format(?, {display_key_sql('c._key')}, c._owner,
                                                   coalesce(n.name, '')))],
                    c._raw, c._key, NULL, NULL
             FROM claimed c LEFT JOIN division_names n ON n.code = c._owner ORDER BY c._line""",

@@ -22,9 +22,10 @@ import pyarrow as pa
 
 from schemas.contract import Contract
 from schemas.derive import column_definitions
-from schemas.divisions import Tier, tier_of, validate_code
+from schemas.divisions import Tier, tier_of
 from schemas.errors import CivicnetError, TerminalError, TransientError
 from schemas.homefiles import atomic_target, copy_atomic, make_folder, secure
+from schemas.layout import node_file
 from schemas.sql import qualified, quote_ident, quote_literal
 
 # DuckDB 2.x writes files that 1.x cannot read unless told to use an older storage version.
@@ -189,7 +190,7 @@ def meta_table(alias: str, table: str) -> str:
 
 def node_path(home: Path, code: str) -> Path:
     """The store of one division: <home>/nodes/<tier>/<code>.duckdb."""
-    return home / "nodes" / tier_of(code) / f"{validate_code(code)}.duckdb"
+    return node_file(home, code)
 
 
 def attach(con: duckdb.DuckDBPyConnection, path: Path, alias: str, read_only: bool = False,

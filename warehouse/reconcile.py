@@ -3,10 +3,9 @@
 A child node holds exactly its parent's rows anchored in its subtree, restricted to the fields
 its tier may hold. Control totals make that checkable without moving rows: per division code,
 the row count, the sum of each measure the contract declares, and an order-independent hash of
-the row values (a 128-bit sum of per-row hashes, so a repeated row adds instead of cancelling).
-The hash is computed from the values, not from the stored `_row_hash` (sync copies that column,
-so a row edited in place would keep it). Where totals differ, `repair_slices` re-copies only
-those divisions of that dataset from the parent.
+the row values (warehouse.stats.value_checksum_sql: the checksum the network index keeps per node,
+so the hashes of a node's divisions add up to that node's checksum). Where totals differ,
+`repair_slices` re-copies only those divisions of that dataset from the parent.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from schemas.contract import Contract, Field
 from schemas.divisions import Tier, parent_of, subtree_prefix, tier_of
 from schemas.sql import qualified, quote_ident
 from warehouse.node import META_COLUMNS, high_water_marks, meta_table, transaction
+from warehouse.stats import value_checksum_sql
 
 # Measures are summed as exact decimals: a sum of doubles depends on the order DuckDB adds them in.
 MEASURE_TYPE = "DECIMAL(38,6)"
@@ -78,10 +78,8 @@ def _totals_sql(alias: str, contract: Contract, fields: tuple[Field, ...], prefi
     sums = ", ".join(f"coalesce(sum(CAST({quote_ident(f.name)} AS {MEASURE_TYPE})), 0)"
                      for f in measure_fields(contract, fields))
     measures = f"[{sums}]" if sums else f"[]::{MEASURE_TYPE}[]"
-    struct = ", ".join(f"{quote_ident(f.name)} := {quote_ident(f.name)}" for f in fields)
     where = "starts_with(division_code, ?)" if prefix else "TRUE"
-    return f"""SELECT ?, coalesce(division_code, '{NO_DIVISION}'), count(*), {measures},
-                      coalesce(sum(CAST(hash(struct_pack({struct})) AS HUGEINT)), 0)
+    return f"""SELECT ?, coalesce(division_code, '{NO_DIVISION}'), count(*), {measures}, {value_checksum_sql(fields)}
                FROM {qualified(alias, contract.name)} WHERE {where} GROUP BY ALL"""
 
 

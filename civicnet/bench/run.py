@@ -34,6 +34,7 @@ import pyarrow.csv as pacsv
 from civicnet import pipeline
 from civicnet.pipeline.verify import verify_and_record
 from schemas.divisions import load_registry, subtree_prefix
+from schemas.layout import feeds_folder, node_file
 from schemas.sql import quote_literal
 
 AS_OF = dt.date(2021, 6, 30)
@@ -92,7 +93,7 @@ def _baseline(home: Path, feeds: Path, phase: str) -> dict[str, float]:
         divisions = quote_literal(f"{feeds}/statistics/divisions/*.csv")
         con.execute(f"CREATE TABLE d AS SELECT * FROM read_csv({divisions}, all_varchar=true)")
     for div in registry.walk():
-        path = home / "nodes" / div.tier / f"{div.code}.duckdb"
+        path = node_file(home, div.code)
         path.parent.mkdir(parents=True, exist_ok=True)
         con.execute(f"ATTACH {quote_literal(str(path))} AS n (STORAGE_VERSION 'v1.4.0')")
         p = quote_literal(subtree_prefix(div.code))
@@ -141,10 +142,10 @@ def _prepare(out: Path, scale: float) -> None:
     feeds_home = out / "pipeline"
     generate_feeds(feeds_home, scale)
     generate_changes(feeds_home, fraction=0.01)
-    changes = feeds_home / "feeds" / "public_security" / "residents" / "residents_0002_changes.csv"
+    changes = feeds_folder(feeds_home) / "public_security" / "residents" / "residents_0002_changes.csv"
     parked = out / "residents_0002_changes.csv"
     shutil.move(changes, parked)  # the change drop arrives only in the second phase
-    shutil.copytree(feeds_home / "feeds", out / "feeds")
+    shutil.copytree(feeds_folder(feeds_home), out / "feeds")
     (out / "baseline").mkdir()
 
 
@@ -164,13 +165,13 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for phase in ("full", "change"):
         if phase == "change":
-            target = out / "pipeline" / "feeds" / "public_security" / "residents" / "residents_0002_changes.csv"
+            target = feeds_folder(out / "pipeline") / "public_security" / "residents" / "residents_0002_changes.csv"
             shutil.copy(out / "residents_0002_changes.csv", target)
             shutil.copy(out / "residents_0002_changes.csv", out / "feeds" / "public_security" / "residents")
         base = _run_child("baseline", phase, out)
         pipe = _run_child("pipeline", phase, out, args.workers)
         results.append((phase, pipe, base))
-    rows = json.loads((out / "pipeline" / "feeds" / "planted.json").read_text("utf-8"))["residents"]["rows"]
+    rows = json.loads((feeds_folder(out / "pipeline") / "planted.json").read_text("utf-8"))["residents"]["rows"]
     print(f"civicnet bench — scale {args.scale}, {rows:,} residents in the drop, {args.workers} sync worker(s), "
           f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC")
     print(f"{'phase':<8} {'pipeline s':>11} {'baseline s':>11} {'ratio':>7} {'pipeline peak MiB':>18} "

@@ -33,6 +33,7 @@ from civicnet.demo.departments.residents import (
 )
 from schemas.divisions import load_registry
 from schemas.homefiles import make_folder
+from schemas.layout import feeds_folder
 
 VINTAGE = 2020
 RESIDENTS_FEED = "public_security_residents.yaml"
@@ -66,7 +67,7 @@ def generate_feeds(home: Path, scale: float, seed: int = 20050222) -> dict[str, 
 
     The report is also written to home/feeds/planted.json.
     """
-    feeds = make_folder(Path(home) / "feeds")  # the home too, if new: owner-only (or the share group's)
+    feeds = make_folder(feeds_folder(Path(home)))  # the home too, if new: owner-only (or the share group's)
     feed = load_residents_feed()
     table = community_table(load_registry(VINTAGE))
     resident_rng, facility_rng = np.random.default_rng(seed).spawn(2)
@@ -91,7 +92,7 @@ def generate_changes(
 
     Returns its report, also merged into planted.json under the key 'residents_changes'.
     """
-    feeds = Path(home) / "feeds"
+    feeds = feeds_folder(Path(home))
     report = json.loads((feeds / REPORT_FILE).read_text(encoding="utf-8"))
     feed = load_residents_feed()
     initial = read_residents(feeds / report["residents"]["file"], list(feed.columns))

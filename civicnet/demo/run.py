@@ -30,7 +30,8 @@ from tqdm import tqdm
 from civicnet.pipeline.runner import run_dag
 from connectors.secrets import env_name
 from schemas.errors import TerminalError
-from schemas.homefiles import make_folder
+from schemas.homefiles import make_folder, secret_modes, write_atomic
+from schemas.layout import demo_folder, demo_secrets_file, feeds_folder
 
 PULL_FEEDS = ("statistics_divisions", "public_security_residents", "civil_affairs_facilities",
               "health_stations", "justice_mediation_committees")
@@ -48,7 +49,7 @@ class DemoHomeError(TerminalError):
 def _ensure_feeds(home: Path, scale: float) -> None:
     from civicnet.demo.data import generate_feeds
 
-    planted = home / "feeds" / "planted.json"
+    planted = feeds_folder(home) / "planted.json"
     if planted.exists():
         existing = json.loads(planted.read_text("utf-8"))
         if existing.get("scale") != scale:
@@ -60,7 +61,7 @@ def _ensure_feeds(home: Path, scale: float) -> None:
 
 def _once(home: Path, name: str, make: Callable[[], object]) -> None:
     """Run a generator step once per home (a stamp file records it), so re-running changes nothing."""
-    stamp = home / "demo" / f"{name}.done"
+    stamp = demo_folder(home) / f"{name}.done"
     if stamp.exists():
         return
     result = make()
@@ -70,15 +71,12 @@ def _once(home: Path, name: str, make: Callable[[], object]) -> None:
 
 def demo_secrets(home: Path) -> dict[str, str]:
     """The departments' credentials of this demo home, generated on first use (file mode 0600)."""
-    path = home / "demo" / "secrets.json"
+    path = demo_secrets_file(home)
     if path.exists():
         stored: dict[str, str] = json.loads(path.read_text("utf-8"))
         return stored
     values = {"health_api_token": secrets.token_urlsafe(24), "justice_tap_token": secrets.token_urlsafe(24)}
-    make_folder(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(values, out)
+    write_atomic(make_folder(path.parent) / path.name, json.dumps(values), modes=secret_modes())
     return values
 
 
@@ -97,9 +95,10 @@ def set_connections(api_url: str, values: dict[str, str]) -> None:
 def department_services(home: Path) -> Iterator[None]:
     """The health department's API on loopback, and the connections every demo feed uses."""
     from civicnet.demo.departments.api import serve_api
+    from civicnet.demo.departments.health import stations_path
 
     values = demo_secrets(home)
-    with serve_api(home / "feeds" / "health" / "stations.jsonl", values["health_api_token"]) as api:
+    with serve_api(stations_path(home), values["health_api_token"]) as api:
         set_connections(api.url, values)
         yield
 
@@ -121,7 +120,7 @@ def _round_two_changes(home: Path) -> None:
     from civicnet.demo.departments.justice import change_justice
 
     _once(home, "residents_changes", lambda: generate_changes(home, fraction=0.01, name=CHANGES_FILE))
-    _once(home, "facility_edits", lambda: edit_facilities(home / "feeds" / FACILITIES_FILE, fraction=0.01))
+    _once(home, "facility_edits", lambda: edit_facilities(feeds_folder(home) / FACILITIES_FILE, fraction=0.01))
     _once(home, "health_changes", lambda: change_health(home, fraction=0.05))
     _once(home, "justice_changes", lambda: change_justice(home, fraction=0.05))
 

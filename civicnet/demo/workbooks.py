@@ -13,6 +13,8 @@ import random
 from pathlib import Path
 
 from schemas.divisions import Registry
+from schemas.homefiles import atomic_target
+from schemas.layout import feeds_folder
 
 YEAR, QUARTER = 2021, 2
 HEADERS = ("支出编号", "社区代码", "年度", "季度", "支出类别", "金额", "说明")
@@ -63,10 +65,8 @@ def _write_xlsx(path: Path, rows: list[tuple[str, str, int, int, str, float, str
     sheet.append(HEADERS)
     for row in rows:
         sheet.append(row)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    book.save(tmp)
-    tmp.replace(path)
+    with atomic_target(path) as tmp:
+        book.save(tmp)
 
 
 def write_expenditure_files(home: Path, registry: Registry, communities: list[str], seed: int) -> dict[str, Path]:
@@ -81,6 +81,6 @@ def write_expenditure_files(home: Path, registry: Registry, communities: list[st
             foreign = _foreign_community(registry, code, communities)
             rows.append((expenditure_id(foreign, PLANTED_SEQUENCE), foreign, YEAR, QUARTER, "活动", 5000.0,
                          "误填：其他社区的活动支出"))
-        files[code] = home / "feeds" / "communities" / code / f"expenditures-{YEAR}Q{QUARTER}.xlsx"
+        files[code] = feeds_folder(home) / "communities" / code / f"expenditures-{YEAR}Q{QUARTER}.xlsx"
         _write_xlsx(files[code], rows)
     return files

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
 
 from schemas.errors import TerminalError
-
-MARKER = "civicnet-home.json"
+from schemas.homefiles import write_atomic
+from schemas.layout import marker_file
 
 # the commands' sentences (one place, so they can be translated together)
 NO_HOME = ("no civicnet home at {home}: make one with `civicnet init --home {home}` (an empty home), "
@@ -35,7 +34,7 @@ class HomeNotEmptyError(TerminalError):
 
 def marker_path(home: Path) -> Path:
     """Where the marker of a home is."""
-    return home / MARKER
+    return marker_file(home)
 
 
 def is_home(home: Path) -> bool:
@@ -79,6 +78,4 @@ def ensure_home(home: Path, version: str) -> None:
 def _write_marker(home: Path, version: str) -> None:
     marker = {"civicnet_home": 1, "created_by": f"civicnet {version}",
               "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-    tmp = home / f".{MARKER}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(marker) + "\n", "utf-8")
-    os.replace(tmp, marker_path(home))
+    write_atomic(marker_path(home), json.dumps(marker) + "\n")

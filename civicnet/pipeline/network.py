@@ -15,6 +15,7 @@ from typing import Any
 from civicnet.context import VINTAGE, city_code, contracts, districts, registry
 from schemas.divisions import in_subtree
 from schemas.homefiles import make_folder, write_atomic
+from schemas.layout import network_index_file
 from warehouse.network import RebuiltNode, SkippedNode, publish_origin, raise_for_skipped, sync_subtree
 from warehouse.network import rebuild_node as warehouse_rebuild_node
 from warehouse.stats import NodeStats
@@ -73,7 +74,7 @@ def publish_city(home: Path) -> dict[str, Any]:
 
 def network_index_path(home: Path) -> Path:
     """Where the network index is: <home>/extracts/network.json."""
-    return home / "extracts" / "network.json"
+    return network_index_file(home)
 
 
 def write_network_index(home: Path, subtrees: list[list[dict[str, Any]]], city: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from schemas.errors import TerminalError
 from schemas.homefiles import current_modes, make_folder, open_private, write_atomic
+from schemas.layout import airflow_home, airflow_logs
 
 CITY_POOL = "civicnet_city_node"
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8080
@@ -62,7 +63,7 @@ def airflow_env(home: Path) -> dict[str, str]:
 
     PATH starts with this interpreter's bin folder: `airflow standalone` starts its components
     as `airflow ...` from PATH, which an unactivated virtualenv (systemd, cron) does not have."""
-    af = home / "airflow"
+    af, logs = airflow_home(home), airflow_logs(home)
     modes = current_modes()
     share = {} if modes.gid is None else {"AIRFLOW_VAR_CIVICNET_SHARE_GROUP": grp.getgrgid(modes.gid).gr_name}
     bin_dir = str(Path(sys.executable).parent)
@@ -77,8 +78,8 @@ def airflow_env(home: Path) -> dict[str, str]:
         # airflow.cfg, written once, names these by absolute path: set them from the home, so a
         # moved or copied home never writes back to where it used to be
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(af / "plugins"),
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(af / "logs"),
-        "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY": str(af / "logs" / "dag_processor"),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(logs),
+        "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY": str(logs / "dag_processor"),
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         "AIRFLOW_VAR_CIVICNET_HOME": str(home),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(dags_folder()), os.environ.get("PYTHONPATH")])),
@@ -100,12 +101,12 @@ def _tail(log: Path, lines: int = 25) -> str:
 
 def ensure_metadata(home: Path) -> None:
     """Create the SQLite metadata database and the single-writer pool once."""
-    af = home / "airflow"
+    af = airflow_home(home)
     stamp = af / ".civicnet-ready"
     if stamp.exists():
         return
     make_folder(af)
-    log = af / "logs" / "setup.log"
+    log = airflow_logs(home) / "setup.log"
     if _airflow(home, ["db", "migrate"], log) != 0:
         raise DagRunFailedError(f"airflow db migrate failed; see {log}:\n{_tail(log)}")
     if _airflow(home, ["pools", "set", CITY_POOL, "1", "single writer of the city node"], log) != 0:
@@ -116,7 +117,7 @@ def ensure_metadata(home: Path) -> None:
 def run_dag(home: Path, dag_id: str) -> Path:
     """Run one DAG to completion with `airflow dags test`; returns its log, raises if it failed."""
     ensure_metadata(home)
-    log = home / "airflow" / "logs" / f"{dag_id}.log"
+    log = airflow_logs(home) / f"{dag_id}.log"
     start = log.stat().st_size if log.exists() else 0  # the log keeps earlier runs: read only this one
     code = _airflow(home, ["dags", "test", dag_id], log)
     this_run = log.read_bytes()[start:].decode("utf-8", errors="replace")
@@ -158,7 +159,7 @@ def exec_standalone(home: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PO
 
 def generated_credentials(home: Path) -> tuple[str, str] | None:
     """The `admin` user and the password `airflow standalone` generated for it on this home, if any."""
-    path = home / "airflow" / GENERATED_PASSWORDS
+    path = airflow_home(home) / GENERATED_PASSWORDS
     try:
         passwords = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError):

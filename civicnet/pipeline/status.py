@@ -14,19 +14,19 @@ from connectors.feeds import PushSource, load_feeds
 from connectors.push.senders import list_senders
 from quality.freshness import BatchSeen, FreshnessRow, Subject, scoreboard
 from quality.page import write_quality_page
+from schemas import layout
 from schemas.contract import load_contracts
 from schemas.divisions import TIERS
 from schemas.i18n import DEFAULT_LANG
+from schemas.rights import community_department, community_of
 from warehouse import landing
 from warehouse.node import node_path
 from warehouse.status import batch_ledger, decided_batches, gate_results, quarantine_summary
 
-COMMUNITY_PREFIX = "community:"  # a community sender's department (connectors.push.senders)
-
 
 def reconciliation_path(home: Path) -> Path:
     """Where `civicnet verify` leaves its last result."""
-    return home / "quality" / "reconciliation.json"
+    return layout.reconciliation_file(home)
 
 
 def freshness_subjects(home: Path) -> list[Subject]:
@@ -41,7 +41,7 @@ def freshness_subjects(home: Path) -> list[Subject]:
         cadence = contracts[f.dataset].cadence
         subjects.append(Subject(f.department, f.dataset, f.slug, cadence))
         if isinstance(f.connector, PushSource) and "community" in f.connector.senders:
-            subjects += [Subject(f"{COMMUNITY_PREFIX}{code}", f.dataset, f.slug, cadence, code, tuple(ids))
+            subjects += [Subject(community_department(code), f.dataset, f.slug, cadence, code, tuple(ids))
                          for code, ids in sorted(communities.items())]
     return subjects
 
@@ -56,7 +56,7 @@ def batches_seen(home: Path, datasets: set[str]) -> list[BatchSeen]:
         finally:
             con.close()
         for b in decided:
-            community = b.department[len(COMMUNITY_PREFIX):] if b.department.startswith(COMMUNITY_PREFIX) else None
+            community = community_of(b.department)
             seen[b.batch_id] = BatchSeen(b.batch_id, b.feed, b.received_at, b.status, community)
     for dataset in sorted(datasets):
         for m in landing.landed_batches(home, dataset):

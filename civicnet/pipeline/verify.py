@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from civicnet import context
+from schemas import layout
 from schemas.divisions import tier_of
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder, write_atomic
@@ -39,7 +40,7 @@ def verify_network(home: Path, repair: bool = False, workers: int = 1) -> Verify
     processes when more than one."""
     city = context.city_code()
     if not node_path(home, city).exists():
-        raise NoCityNodeError(f"no city node in {home / 'nodes'}: there is no network to verify; "
+        raise NoCityNodeError(f"no city node in {layout.nodes_folder(home)}: there is no network to verify; "
                               "run `civicnet demo` or the ingest and network DAGs first")
     codes = context.districts()
     if workers > 1:
@@ -58,7 +59,8 @@ def verify_district(home: Path, district: str, repair: bool = False) -> VerifyRe
 
 def write_reconciliation(home: Path, report: VerifyReport) -> Path:
     """Write <home>/quality/reconciliation.json atomically; returns its path."""
-    path = make_folder(home / "quality") / "reconciliation.json"
+    path = layout.reconciliation_file(home)
+    make_folder(path.parent)
     return write_atomic(path, json.dumps(report.to_dict(), ensure_ascii=False, indent=1))
 
 
@@ -76,7 +78,7 @@ def reconcile(home: Path) -> dict[str, Any]:
     if report.remaining:
         raise ReconciliationError(
             f"{len(report.remaining)} differences between nodes and their parents after the sync "
-            f"(see {home / 'quality' / 'reconciliation.json'}):\n" + _lines(report.remaining, limit=20)
+            f"(see {layout.reconciliation_file(home)}):\n" + _lines(report.remaining, limit=20)
             + "\nrun `civicnet verify --repair` to re-copy the differing slices from the parents"
             + (f"\n{_skipped_lines(report.skipped)}" if report.skipped else ""))
     raise_for_skipped(report.skipped, "every other node was checked and agrees with its parent")

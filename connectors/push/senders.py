@@ -12,7 +12,6 @@ import fcntl
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 from collections.abc import Iterator
@@ -22,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from schemas.errors import TerminalError
-from schemas.homefiles import make_folder
-from schemas.rights import Writer, WriterKind
+from schemas.homefiles import make_folder, secret_modes, write_atomic
+from schemas.layout import senders_file
+from schemas.rights import Writer, WriterKind, community_department
 
 SenderKind = WriterKind
 KINDS: tuple[SenderKind, ...] = ("department", "community")
@@ -51,7 +51,7 @@ class Sender:
 
 def registry_path(home: Path) -> Path:
     """Where the sender registry lives."""
-    return home / "gateway" / "senders.json"
+    return senders_file(home)
 
 
 def token_digest(token: str) -> str:
@@ -71,16 +71,9 @@ def _read(home: Path) -> dict[str, dict[str, Any]]:
 
 
 def _write(home: Path, senders: dict[str, dict[str, Any]]) -> None:
-    """Replace the registry atomically; the file is readable by its owner only."""
-    path = registry_path(home)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump({"senders": senders}, out, ensure_ascii=False, indent=1, sort_keys=True)
-        out.flush()
-        os.fsync(out.fileno())
-    os.chmod(tmp, 0o600)  # O_CREAT's mode does not apply to a leftover file of a killed run
-    os.replace(tmp, path)
+    """Replace the registry atomically and durably; the file is readable by its owner only."""
+    text = json.dumps({"senders": senders}, ensure_ascii=False, indent=1, sort_keys=True)
+    write_atomic(registry_path(home), text, modes=secret_modes(), durable=True)
 
 
 @contextmanager
@@ -114,7 +107,7 @@ def _record(kind: str, department: str | None, division: str | None) -> tuple[st
             raise SenderError(f"--department applies to a department sender only; a community sender's department is "
                               f"always community:<its --division>, so leave --department out (got {department!r})")
         code = _community_code(division)
-        return f"community:{code}", code
+        return community_department(code), code
     if kind != "department":
         raise SenderError(f"sender kind {kind!r} is not one of {list(KINDS)}")
     if department is None or not _DEPARTMENT.match(department):

@@ -22,8 +22,10 @@ import numpy as np
 from civicnet.demo.departments.facilities import short_community_name
 from civicnet.demo.departments.residents import community_table
 from schemas.divisions import Registry
+from schemas.homefiles import make_folder, write_atomic
+from schemas.layout import feeds_folder
 
-HEALTH_FILE = Path("feeds/health/stations.jsonl")
+HEALTH_FILE = Path("health/stations.jsonl")  # in the home's feeds folder
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 FIRST_UPDATE = dt.datetime(2021, 6, 1, 8, tzinfo=SHANGHAI)
 UPDATE_HOURS = 7 * 24
@@ -37,7 +39,7 @@ _DOCTORS = {"社康中心": (8, 30), "社康站": (2, 8)}
 
 def stations_path(home: Path) -> Path:
     """Where the health department's register lives under a civicnet home."""
-    return Path(home) / HEALTH_FILE
+    return feeds_folder(Path(home)) / HEALTH_FILE
 
 
 def _station(code: str, short: str, sequence: int, centre: bool, rng: np.random.Generator) -> dict[str, Any]:
@@ -68,10 +70,8 @@ def draw_stations(registry: Registry, rng: np.random.Generator) -> list[dict[str
 
 def write_stations(path: Path, records: list[dict[str, Any]]) -> None:
     """Write the register as UTF-8 JSON Lines, replacing the file in one step (the API may be reading it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".jsonl.tmp")
-    partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    partial.replace(path)
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    write_atomic(make_folder(path.parent) / path.name, text)
 
 
 def read_stations(path: Path) -> list[dict[str, Any]]:

@@ -15,15 +15,17 @@ import numpy as np
 from civicnet.demo.departments.facilities import short_community_name
 from civicnet.demo.departments.residents import GIVEN_CHARS, SURNAMES, community_table
 from schemas.divisions import Registry
+from schemas.homefiles import make_folder, write_atomic
+from schemas.layout import feeds_folder
 
-JUSTICE_FILE = Path("feeds/justice/committees.json")
+JUSTICE_FILE = Path("justice/committees.json")  # in the home's feeds folder
 UPDATED_AT = "2021-06-01T09:00:00+08:00"
 CHANGED_AT = "2021-06-20T10:00:00+08:00"
 
 
 def committees_path(home: Path) -> Path:
     """Where the justice bureau's register lives under a civicnet home."""
-    return Path(home) / JUSTICE_FILE
+    return feeds_folder(Path(home)) / JUSTICE_FILE
 
 
 def chair_names(n: int, rng: np.random.Generator) -> list[str]:
@@ -51,10 +53,7 @@ def draw_committees(registry: Registry, rng: np.random.Generator) -> list[dict[s
 
 def write_committees(path: Path, records: list[dict[str, Any]]) -> None:
     """Write the register as a UTF-8 JSON list (replacing the file in one step)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".json.tmp")
-    partial.write_text(json.dumps(records, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    partial.replace(path)
+    write_atomic(make_folder(path.parent) / path.name, json.dumps(records, ensure_ascii=False, indent=1) + "\n")
 
 
 def generate_justice(home: Path, registry: Registry, seed: int = 11) -> Path:

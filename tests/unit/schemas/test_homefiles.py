@@ -13,6 +13,7 @@ import pytest
 from conftest import share_group
 
 from civicnet.settings import Settings
+from schemas import homefiles
 from schemas.homefiles import (
     OWNER_ONLY,
     Modes,
@@ -20,8 +21,12 @@ from schemas.homefiles import (
     UnknownShareGroupError,
     make_folder,
     open_private,
+    place_folder,
+    secret_modes,
     secure_home,
     shared,
+    temporary_folder,
+    temporary_sibling,
     using_modes,
     write_atomic,
 )
@@ -134,3 +139,92 @@ def test_a_file_where_the_home_needs_a_folder_is_refused_with_the_fix(tmp_path: 
     with pytest.raises(NotAFolderError, match="exists and is not a folder; move it away") as caught:
         make_folder(tmp_path / "outbox")
     assert isinstance(caught.value, NotADirectoryError)  # what it raised before it had a name
+
+
+def test_two_threads_writing_one_path_at_once_never_tear_it_nor_leave_a_temporary_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "network.json"
+    payloads = [bytes([ord("a") + i]) * 300_000 for i in range(2)]
+    write_atomic(target, payloads[0])
+    names: list[Path] = []
+    make_name = homefiles.temporary_sibling
+
+    def recorded(path: Path) -> Path:
+        names.append(make_name(path))
+        return names[-1]
+
+    monkeypatch.setattr(homefiles, "temporary_sibling", recorded)
+    start, stop, seen = threading.Barrier(3), threading.Event(), set()
+
+    def writer(data: bytes) -> None:
+        start.wait()
+        for _ in range(40):
+            write_atomic(target, data)
+
+    def reader() -> None:
+        start.wait()
+        while not stop.is_set():
+            seen.add(target.read_bytes())
+
+    writers = [threading.Thread(target=writer, args=(p,)) for p in payloads]
+    watcher = threading.Thread(target=reader)
+    for t in (*writers, watcher):
+        t.start()
+    for t in writers:
+        t.join()
+    stop.set()
+    watcher.join()
+
+    assert seen and seen <= set(payloads)  # a reader saw whole files only, never a part of one
+    assert target.read_bytes() in payloads
+    assert [p.name for p in tmp_path.iterdir()] == ["network.json"]  # no temporary file of either left
+    assert len(names) == len(set(names)) == 80  # every write had its own temporary name
+
+
+def test_temporary_names_differ_even_for_the_same_pid_and_thread(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # two containers writing a shared folder can both be pid 7 on a thread of the same id
+    monkeypatch.setattr(os, "getpid", lambda: 7)
+    monkeypatch.setattr(threading, "get_ident", lambda: 1)
+    names = {temporary_sibling(tmp_path / "network.json") for _ in range(1000)}
+
+    assert len(names) == 1000
+    assert all(n.parent == tmp_path and n.name.startswith(".network.json.7.1.") and n.name.endswith(".tmp")
+               for n in names)
+
+
+def test_a_failed_atomic_write_removes_its_temporary_file_and_keeps_the_old_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = write_atomic(tmp_path / "senders.json", "old")
+
+    def refused(src: object, dst: object) -> None:
+        raise PermissionError(13, "refused")
+
+    monkeypatch.setattr(os, "replace", refused)
+    with pytest.raises(PermissionError):
+        write_atomic(target, "new")
+
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["senders.json"]
+
+
+def test_a_secret_stays_owner_only_in_a_shared_home(tmp_path: Path) -> None:
+    modes = shared(share_group())
+    with using_modes(modes):
+        written = write_atomic(make_folder(tmp_path / "gateway") / "senders.json", "{}", secret_modes(), durable=True)
+
+    assert (mode(written), written.stat().st_gid) == (0o600, modes.gid)
+
+
+def test_a_folder_is_placed_whole_once(tmp_path: Path) -> None:
+    final = tmp_path / "landing" / "facilities" / "ab"
+    half = make_folder(final)
+    (half / "payload.csv").write_text("cut off")  # a killed writer's folder: no manifest
+    first, second = temporary_folder(final), temporary_folder(final)
+    for tmp, text in ((first, "first"), (second, "second")):
+        (tmp / "manifest.json").write_text(text)
+
+    assert place_folder(first, final, complete="manifest.json") is True  # the half folder is replaced
+    assert place_folder(second, final, complete="manifest.json") is False  # the whole one is left alone
+    assert sorted(p.name for p in final.iterdir()) == ["manifest.json"]
+    assert (final / "manifest.json").read_text() == "first" and mode(final) == 0o700
+    assert [p.name for p in final.parent.iterdir()] == ["ab"]
