@@ -44,7 +44,7 @@ def dags_folder() -> Path:
     override = os.environ.get("CIVICNET_DAGS_FOLDER")
     if override:
         return Path(override)
-    checkout = Path(__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parents[2]  # civicnet/pipeline/runner.py → the checkout
     if (checkout / "pyproject.toml").is_file() and (checkout / "dags").is_dir():
         return checkout / "dags"
     # dags/ has no __init__.py (Airflow parses every file in it), so civicnet_dags is a namespace
