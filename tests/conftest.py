@@ -71,6 +71,14 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory, home_copy: Callable[[Pat
     return apply_changes(home_copy(tmp_path_factory.mktemp("demo")))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with slow tests run first, each module's tests in their own order: with `make test`'s
+    two workers (pytest-xdist, one module at a time to a worker) the long modules start at once
+    instead of being left for the end."""
+    slow = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow)
+
+
 def share_group() -> str:
     """A group this user may give the home to (CIVICNET_SHARE_GROUP in tests): another than its own if
     root or a member of several, else its primary group."""

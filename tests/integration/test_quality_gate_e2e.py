@@ -25,6 +25,8 @@ from civicnet.demo.changes import read_residents
 from civicnet.demo.data import DIVISIONS_FILE, load_residents_feed
 from civicnet.pipeline import status
 
+pytestmark = pytest.mark.slow  # ingests and syncs of the whole network on its own home
+
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory, home_copy: Callable[[Path], Path]) -> Path:

@@ -27,6 +27,8 @@ from connectors.push.senders import add_sender
 from schemas.media import CSV
 from warehouse import landing
 
+pytestmark = pytest.mark.slow  # headless Chromium runs on a built home
+
 SECTIONS = ("batches", "gate", "quarantine", "freshness", "reconciliation")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-dev-shm-usage", "--enable-logging=stderr", "--v=0"]
