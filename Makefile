@@ -39,17 +39,21 @@ demo: $(STAMP) ## generate Shenzhen feeds and run every DAG through Airflow (HOM
 airflow: $(STAMP) ## start Airflow's scheduler and UI on the demo home, http://127.0.0.1:8080 (HOME_DIR)
 	$(VENV)/bin/civicnet --home $(HOME_DIR) airflow
 
-test: $(STAMP) $(COMPAT_STAMP) ## run the whole test suite (starts PostgreSQL/MariaDB if they are down)
+# `make test` runs on two workers (pytest-xdist), each given whole test files, slow ones first
+# (tests/conftest.py): a module's fixtures (its home, its Airflow) are built once, the session's
+# homes once per worker. TEST_WORKERS=0 runs in this process alone.
+TEST_WORKERS ?= 2
+test: $(STAMP) $(COMPAT_STAMP) ## run the whole test suite but the day-two runs (starts PostgreSQL/MariaDB if down)
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	bash infra/services.sh
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-day-two: $(STAMP) ## the demo run twice on one home: exit 0 both times, the same figures (many minutes)
 	bash infra/services.sh
 	$(PY) -m pytest -q -m daytwo tests/integration/test_demo_twice.py
 
-test-fast: $(STAMP) ## unit tests only
-	$(PY) -m pytest -q tests/unit
+test-fast: $(STAMP) ## unit tests but the slow ones (seconds each; `make test` runs them)
+	$(PY) -m pytest -q -m "not slow and not daytwo" tests/unit
 
 lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check .

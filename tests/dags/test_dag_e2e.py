@@ -3,8 +3,8 @@
 One home is built for the module (each `airflow dags test` costs tens of seconds): feeds at
 scale 0.0005, the five pull ingest DAGs (file drops, the SQL register, the health API on loopback,
 the justice Singer tap), then network_sync, all through `civicnet.pipeline.runner.run_dag` on SQLite
-metadata; at the end, workbooks pushed through the real gateway run the push feed's DAG and
-network_sync through its Airflow trigger. What round one left behind is captured
+metadata (workbooks pushed through the gateway's Airflow trigger: test_dag_push.py, on a home of
+its own, so that `make test`'s two workers run the two at once). What round one left behind is captured
 in the fixture, so the refusal test, which drops a bad file into the same home, cannot
 change what the round-one tests see.
 """
@@ -270,21 +270,3 @@ def test_cli_status_prints_json(round_one: RoundOne) -> None:
     printed = json.loads(done.stdout)
     assert {"vintage", "nodes", "quarantine", "batches"} <= set(printed)
     assert (printed["vintage"], len(printed["nodes"])) == (context.VINTAGE, NODES)
-
-
-def test_pushed_workbooks_reach_every_tier_through_the_gateways_airflow_trigger(round_one: RoundOne) -> None:
-    from civicnet.demo.gateway import push_through_gateway
-
-    home = round_one.home
-    statuses = push_through_gateway(home, communities=1, timeout=600)
-    assert [s["received"] == s["applied"] + s["quarantined"] + s["duplicates"] for s in statuses] == [True, True]
-    station, department = statuses
-    assert station["quarantined"] == 1 and department["quarantined"] == 0  # the planted row of another community
-    collected = status.collect(home)
-    by_tier = status.rows_by_tier(collected["nodes"])
-    pushed = station["applied"] + department["applied"]
-    assert [by_tier[t]["community_expenditures"] for t in ("city", "district", "street", "community")] == [pushed] * 4
-    reasons = collected["quarantine"]["community_expenditures"]
-    assert "outside_jurisdiction" in json.dumps(reasons)
-    runs = {d for d, _ in airflow_rows(home, "SELECT dag_id, state FROM dag_run WHERE state = 'success'")}
-    assert "ingest_community_expenditures" in runs

@@ -2,8 +2,9 @@
 
 Two pushes are made once for the module (a civil-affairs department file, and a community's
 file with one row of a community in another district) and processed in one ingest + sync run;
-the tests then read the answers, the node files and the landing folder. Every refusal is also
-checked to land nothing."""
+the tests then read the answers, the node files and the landing folder (the home is a copy of the
+session's round-one home). Every refusal is also checked to land nothing. The report tests that
+push batches of their own read only their decision: their runs stop after the city node's merge."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import hashlib
 import io
 import random
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import duckdb
 import pytest
 import requests
-from conftest import AS_OF, build_home
+from conftest import AS_OF
 
 from civicnet.demo.workbooks import expenditure_id, expenditure_rows
 from civicnet.gateway.app import GatewayServer
@@ -83,8 +84,8 @@ class Gateway:
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    home = build_home(tmp_path_factory.mktemp("gateway"))
+def gateway(tmp_path_factory: pytest.TempPathFactory, home_copy: Callable[[Path], Path]) -> Iterator[Gateway]:
+    home = home_copy(tmp_path_factory.mktemp("gateway"))
     tokens = {"ca": add_sender(home, "ca", "department", "civil_affairs"),
               "ca2": add_sender(home, "ca2", "department", "civil_affairs"),
               "ps": add_sender(home, "ps", "department", "public_security"),
@@ -104,6 +105,17 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     assert trigger.wait_idle(600)
     yield gw
     server.stop()
+
+
+@pytest.fixture
+def merge_only(gateway: Gateway) -> Iterator[None]:
+    """For one test: the trigger's runs stop after the merge at the city node (no network sync), for
+    tests that read only a batch's decision (its status and report), not the nodes below the city."""
+    gateway.trigger.sync_network = False
+    try:
+        yield
+    finally:
+        gateway.trigger.sync_network = True
 
 
 def rows_holding(home: Path, expenditure: str) -> dict[str, int]:
@@ -376,6 +388,7 @@ def test_report_needs_a_valid_token_and_is_hidden_from_other_senders(gateway: Ga
     assert get_report(gateway, gateway.tokens["station"], batch_id, "pdf").status_code == 422
 
 
+@pytest.mark.usefixtures("merge_only")
 def test_report_exists_only_once_the_batch_is_decided(gateway: Gateway) -> None:
     # rows of a community no other test reads, so the node checks above are unaffected
     community = next(c for c in _COMMUNITIES if c.startswith(_DISTRICTS[3].code[:6]))
@@ -394,6 +407,7 @@ def test_report_exists_only_once_the_batch_is_decided(gateway: Gateway) -> None:
     assert gateway.status(gateway.tokens["ca"], batch_id).json()["report"] == f"/v1/batches/{batch_id}/report"
 
 
+@pytest.mark.usefixtures("merge_only")
 def test_report_as_csv_has_no_cell_a_spreadsheet_would_run(gateway: Gateway) -> None:
     """A sender's hostile values come back in the CSV report quoted; a plain negative amount stays a number."""
     rows = expenditures(SENDER_COMMUNITY, 70)

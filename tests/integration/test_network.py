@@ -11,13 +11,14 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
-from conftest import AS_OF, FEEDS, build_home
+from conftest import AS_OF, FEEDS
 
 from civicnet import context, pipeline
 from civicnet.demo.changes import read_residents
@@ -271,10 +272,9 @@ def test_an_extract_opens_in_duckdb_1_4(duckdb14: str, nodes: dict[str, dict[str
 
 
 @pytest.fixture(scope="module")
-def own_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A home after round one that the re-ingest tests may write (the one extra home here)."""
-    home: Path = build_home(tmp_path_factory.mktemp("reingest"))
-    return home
+def own_home(tmp_path_factory: pytest.TempPathFactory, home_copy: Callable[[Path], Path]) -> Path:
+    """A home after round one that the re-ingest tests may write (a copy of the session's)."""
+    return home_copy(tmp_path_factory.mktemp("reingest"))
 
 
 def _city_state(home: Path) -> dict[str, Any]:

@@ -13,21 +13,24 @@ import csv
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import AS_OF, build_home
+from conftest import AS_OF
 
 from civicnet import context, pipeline
 from civicnet.demo.changes import read_residents
 from civicnet.demo.data import DIVISIONS_FILE, load_residents_feed
 from civicnet.pipeline import status
 
+pytestmark = pytest.mark.slow  # ingests and syncs of the whole network on its own home
+
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_home(tmp_path_factory.mktemp("quality"))
+def home(tmp_path_factory: pytest.TempPathFactory, home_copy: Callable[[Path], Path]) -> Path:
+    return home_copy(tmp_path_factory.mktemp("quality"))
 
 
 def _planted(home: Path) -> dict[str, Any]:

@@ -12,12 +12,13 @@ import re
 import shutil
 import struct
 import subprocess
+from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import AS_OF, build_home
+from conftest import AS_OF
 
 from civicnet import context, pipeline
 from civicnet.pipeline.status import collect, freshness, quality_page
@@ -25,6 +26,8 @@ from connectors.parse import read_payload
 from connectors.push.senders import add_sender
 from schemas.media import CSV
 from warehouse import landing
+
+pytestmark = pytest.mark.slow  # headless Chromium runs on a built home
 
 SECTIONS = ("batches", "gate", "quarantine", "freshness", "reconciliation")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -50,9 +53,10 @@ def run_chromium(chromium: str, profile: Path, *args: str) -> subprocess.Complet
 
 
 @pytest.fixture(scope="module")
-def page(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+def page(chromium: str, tmp_path_factory: pytest.TempPathFactory,
+         home_copy: Callable[[Path], Path]) -> tuple[Path, dict[str, Any]]:
     """A real home (plus a community sender and a reconciliation result) and its quality page."""
-    home = build_home(tmp_path_factory.mktemp("quality_page"))
+    home = home_copy(tmp_path_factory.mktemp("quality_page"))
     community = min(d.code for d in context.registry().by_tier("community"))
     add_sender(home, "ws-page-test", "community", None, community)
     (home / "quality").mkdir(parents=True, exist_ok=True)

@@ -2,20 +2,22 @@
 exactly where one clean run ends, node file by node file.
 
 Two identical homes get the same change drop into their city nodes; home A syncs cleanly, home
-B's `civicnet sync` is killed after a few hundred nodes and then run again to completion."""
+B's `civicnet sync` is killed after a few hundred nodes and then run again to completion. Home A is
+the session's `demo_home` (round one, then that change drop ingested and synced in one clean run,
+by the same `sync_network` that `civicnet sync` runs); B is a copy of the session's round-one home."""
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import AS_OF, build_home
+from conftest import AS_OF
 
 from civicnet import context, pipeline
 from civicnet.demo.data import generate_changes
@@ -111,18 +113,14 @@ class Runs:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
-    """Build home A after round one, copy it to B, put the change drop in both, then sync A
-    cleanly and B with a kill and a second run."""
+def runs(tmp_path_factory: pytest.TempPathFactory, demo_home: Path, home_copy: Callable[[Path], Path]) -> Runs:
+    """Home A, the demo home, synced the change drop cleanly; B, a copy of the round-one home,
+    gets the same drop, then a sync with a kill and a second run."""
     root = tmp_path_factory.mktemp("kill")
-    a = build_home(root / "a")
-    b = root / "b"
-    shutil.copytree(a, b)
-    for home in (a, b):
-        generate_changes(home, fraction=0.01)
-        outcomes = pipeline.ingest_feed(home, "public_security_residents", AS_OF)
-        assert [o["moved"] > 0 for o in outcomes] == [True]
-    sync(a)
+    a, b = demo_home, home_copy(root / "b")
+    generate_changes(b, fraction=0.01)
+    outcomes = pipeline.ingest_feed(b, "public_security_residents", AS_OF)
+    assert [o["moved"] > 0 for o in outcomes] == [True]
     reported = sync_until_killed(b, KILL_AFTER, root / "killed.log")
     after_kill = read_network(b)
     sync(b)

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import build_home
 
 from civicnet import cli, context
 from civicnet.pipeline.verify import render, verify_network
@@ -25,9 +25,9 @@ CONTRACTS: dict[str, Contract] = {c.name: c for c in context.contracts()}
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A home of its own (the tests tamper with it), synced once."""
-    return build_home(tmp_path_factory.mktemp("verify"))
+def home(tmp_path_factory: pytest.TempPathFactory, home_copy: Callable[[Path], Path]) -> Path:
+    """A home of its own (the tests tamper with it): a copy of the session's round-one home, synced once."""
+    return home_copy(tmp_path_factory.mktemp("verify"))
 
 
 def digests(home: Path) -> dict[str, str]:
