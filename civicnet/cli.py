@@ -58,7 +58,7 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     from civicnet.pipeline import status
 
     collected = status.collect(settings.home)
-    print(json.dumps(collected, ensure_ascii=False, indent=1) if args.json else status.render(collected))
+    print(json.dumps(collected.to_dict(), ensure_ascii=False, indent=1) if args.json else status.render(collected))
     return 0
 
 

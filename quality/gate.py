@@ -16,7 +16,7 @@ import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import duckdb
 import great_expectations as gx
@@ -25,11 +25,12 @@ from quality.gx_engine import add_datasource, close_datasource, ephemeral_contex
 from quality.stage import ACCEPTED_FILE
 from quality.stage import RESULTS_FILE as RESULTS_FILE  # where the results are, as gate users know it
 from quality.suite import batch_expectations, contract_expectations
+from quality.verdict import ExpectationOutcome, GateResult, verdict_of
+from quality.verdict import Verdict as Verdict  # the gate's verdicts, as gate users know them
 from schemas.contract import Contract
 from schemas.homefiles import secure
 from schemas.sql import quote_ident, quote_literal
 
-Verdict = Literal["pass", "warn", "fail"]
 GATE_FILE = "gate.duckdb"
 
 
@@ -49,23 +50,7 @@ class BatchSummary:
                 "volume_ratio": self.volume_ratio}
 
 
-@dataclass(frozen=True)
-class GateResult:
-    """The verdict on one batch and every expectation behind it."""
-
-    verdict: Verdict
-    results: list[dict[str, Any]]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form for the ledger and reports."""
-        return {"verdict": self.verdict, "results": self.results}
-
-    def failed(self, severity: str) -> list[dict[str, Any]]:
-        """The unsuccessful expectations of one severity."""
-        return [r for r in self.results if not r["success"] and r["severity"] == severity]
-
-
-def _result_row(r: Any) -> dict[str, Any]:
+def _outcome(r: Any) -> ExpectationOutcome:
     cfg: Any = r.expectation_config
     kwargs = cfg.kwargs
     column = kwargs.get("column") or kwargs.get("column_A") or (
@@ -74,21 +59,22 @@ def _result_row(r: Any) -> dict[str, Any]:
     if not messages and isinstance(r.exception_info, dict) and r.exception_info.get("exception_message"):
         messages = [r.exception_info["exception_message"]]
     observed = r.result.get("observed_value")
-    return {"expectation": cfg.type, "column": column, "description": cfg.description,
-            "severity": (cfg.meta or {}).get("severity", "error"), "success": bool(r.success),
-            "unexpected_count": r.result.get("unexpected_count"),
-            "partial_unexpected": [_jsonable(v) for v in (r.result.get("partial_unexpected_list") or [])[:5]],
-            "observed_value": _jsonable(observed),
-            "exception": next((m for m in messages if m), None)}
+    return ExpectationOutcome(
+        expectation=cfg.type, column=column, description=cfg.description,
+        severity=(cfg.meta or {}).get("severity", "error"), success=bool(r.success),
+        unexpected_count=r.result.get("unexpected_count"),
+        partial_unexpected=tuple(_jsonable(v) for v in (r.result.get("partial_unexpected_list") or [])[:5]),
+        observed_value=_jsonable(observed), exception=next((m for m in messages if m), None))
 
 
 def _jsonable(value: Any) -> Any:
     return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
 
 
-def validate_table(url: str, table: str, name: str, expectations: list[Any]) -> tuple[list[dict[str, Any]], Any]:
+def validate_table(url: str, table: str, name: str,
+                   expectations: list[Any]) -> tuple[tuple[ExpectationOutcome, ...], Any]:
     """Validate one table of a warehouse (a `duckdb:///` file or a PostgreSQL URL) push-down;
-    returns one result row per expectation and GX's own result (for Data Docs).
+    returns one outcome per expectation and GX's own result (for Data Docs).
 
     Results are asked for in GX's SUMMARY format: with BOOLEAN_ONLY (great-expectations 1.24,
     SQL engine) map expectations report success even where rows fail them."""
@@ -98,7 +84,7 @@ def validate_table(url: str, table: str, name: str, expectations: list[Any]) -> 
         batch = ds.add_table_asset(table, table_name=table).add_batch_definition_whole_table(name).get_batch()
         suite = ctx.suites.add(gx_suite(name, [copy.copy(e) for e in expectations]))
         result = batch.validate(suite, result_format="SUMMARY")
-        return [_result_row(r) for r in result.results], result
+        return tuple(_outcome(r) for r in result.results), result
     finally:
         close_datasource(ds)
 
@@ -135,6 +121,4 @@ def run_gate(contract: Contract, stage: Path, summary: BatchSummary, today: str,
         [batch_result.to_json_dict(), summary_result.to_json_dict()], ensure_ascii=False), "utf-8")
     secure(stage / RESULTS_FILE)  # the failed values GX lists may be personal data
     (stage / GATE_FILE).unlink(missing_ok=True)
-    failed = {r["severity"] for r in rows if not r["success"]}
-    verdict: Verdict = "fail" if "error" in failed else "warn" if failed else "pass"
-    return GateResult(verdict, rows)
+    return GateResult(verdict_of(rows), rows)

@@ -3,7 +3,7 @@
 Sections (each with a stable id): `batches`, `gate`, `quarantine`, `freshness`,
 `reconciliation`, plus a link to the GX Data Docs when they exist. The page has no script and
 fetches nothing; every value is escaped, since departments and communities write much of it.
-It is built from the dict `civicnet status --json` prints (`civicnet.pipeline.status.collect`).
+It is built from a status (`civicnet.pipeline.status.collect`), read through `quality.status_view`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from html import escape
 from pathlib import Path
 from typing import Any, Protocol
 
+from quality.freshness import FreshnessRow
+from quality.status_view import StatusView
+from quality.verdict import ExpectationOutcome
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder, write_atomic
 from schemas.i18n import DEFAULT_LANG, N_, format_time, parse_lang, translation
@@ -82,20 +85,20 @@ def _section(anchor: str, title: str, body: str) -> str:
     return f'<section id="{anchor}"><h2>{_e(title)}</h2>{body}</section>'
 
 
-def _batches(status: dict[str, Any], _: _Gettext, lang: str) -> str:
-    errors = {g["batch_id"]: g.get("error") for g in status.get("gate", [])}
+def _batches(status: StatusView, _: _Gettext, lang: str) -> str:
+    errors = {g.batch_id: g.error for g in status.gate}
     rows = []
-    for b in status.get("batches", []):
-        refused = b["status"] != "applied"
-        state = _e(_(STATES.get(b["status"], b["status"])))
-        if refused and errors.get(b["batch_id"]):
-            state += f'<div class="err">{_e(errors[b["batch_id"]])}</div>'
+    for b in status.batches:
+        refused = b.status != "applied"
+        state = _e(_(STATES.get(b.status, b.status)))
+        if refused and errors.get(b.batch_id):
+            state += f'<div class="err">{_e(errors[b.batch_id])}</div>'
         rows.append(("bad" if refused else "", [
-            _e(b["feed"]), _e(b["source_name"]), state, _e(_(VERDICTS.get(b.get("gate") or "", "-"))),
-            _e(format_time(b["received_at"], lang)),
-            _n(b["received"]), _n(b["applied"]), _n(b["quarantined"]), _n(b["duplicates"]), _n(b["held"])]))
-    total = len(status.get("batches", []))
-    refused_n = sum(1 for b in status.get("batches", []) if b["status"] != "applied")
+            _e(b.feed), _e(b.source_name), state, _e(_(VERDICTS.get(b.gate or "", "-"))),
+            _e(format_time(b.received_at, lang)),
+            _n(b.received), _n(b.applied), _n(b.quarantined), _n(b.duplicates), _n(b.held)]))
+    total = len(status.batches)
+    refused_n = sum(1 for b in status.batches if b.status != "applied")
     intro = _("{total} batches, {refused} refused. Each batch: received = applied + quarantined + duplicates "
               "(+ held when refused).").format(total=_n(total), refused=_n(refused_n))
     return f"<p>{_e(intro)}</p>" + _table(
@@ -103,91 +106,87 @@ def _batches(status: dict[str, Any], _: _Gettext, lang: str) -> str:
          _("quarantined"), _("duplicates"), _("held")], rows, {5, 6, 7, 8, 9}, _("none"))
 
 
-def _detail(result: dict[str, Any], _: _Gettext) -> str:
+def _detail(result: ExpectationOutcome, _: _Gettext) -> str:
     """What an unsuccessful expectation saw, in a few words."""
-    parts = [str(result["description"])] if result.get("description") else []
-    if result.get("unexpected_count") is not None:
-        parts.append(_("{n} unexpected").format(n=f"{int(result['unexpected_count']):,}"))
-    if result.get("partial_unexpected"):
-        parts.append(_("e.g. {values}").format(values=", ".join(map(str, result["partial_unexpected"]))))
-    if result.get("observed_value") is not None:
-        parts.append(_("observed {value}").format(value=result["observed_value"]))
-    if result.get("exception"):
-        parts.append(str(result["exception"]))
+    parts = [result.description] if result.description else []
+    if result.unexpected_count is not None:
+        parts.append(_("{n} unexpected").format(n=f"{result.unexpected_count:,}"))
+    if result.partial_unexpected:
+        parts.append(_("e.g. {values}").format(values=", ".join(map(str, result.partial_unexpected))))
+    if result.observed_value is not None:
+        parts.append(_("observed {value}").format(value=result.observed_value))
+    if result.exception:
+        parts.append(result.exception)
     return "; ".join(parts)
 
 
-def _gate(status: dict[str, Any], _: _Gettext) -> str:
+def _gate(status: StatusView, _: _Gettext) -> str:
     rows = []
-    for g in status.get("gate", []):
-        for r in g.get("failed", []):
-            severity = r.get("severity") or "error"
-            rows.append(("bad" if severity == "error" else "warn", [
-                _e(g["dataset"]), _e(g["batch_id"][:12]), _e(_(VERDICTS.get(g.get("verdict") or "", "-"))),
-                _e(r.get("expectation")), _e(r.get("column")), _e(_(SEVERITIES.get(severity, severity))),
-                _e(_detail(r, _))]))
-        if g.get("error") and not g.get("failed"):
-            rows.append(("bad", [_e(g["dataset"]), _e(g["batch_id"][:12]),
-                                 _e(_(VERDICTS.get(g.get("verdict") or "", "-"))), _e(_("batch refused")), "",
-                                 _e(_("error")), _e(g["error"])]))
-    checked = len(status.get("gate", []))
+    for g in status.gate:
+        verdict = _e(_(VERDICTS.get(g.verdict or "", "-")))
+        for r in g.failed:
+            rows.append(("bad" if r.severity == "error" else "warn", [
+                _e(g.dataset), _e(g.batch_id[:12]), verdict, _e(r.expectation), _e(r.column),
+                _e(_(SEVERITIES.get(r.severity, r.severity))), _e(_detail(r, _))]))
+        if g.error and not g.failed:
+            rows.append(("bad", [_e(g.dataset), _e(g.batch_id[:12]), verdict, _e(_("batch refused")), "",
+                                 _e(_("error")), _e(g.error)]))
+    checked = len(status.gate)
     intro = _("{n} batches checked; listed: expectations that failed (error) or warned.").format(n=_n(checked))
     return f"<p>{_e(intro)}</p>" + _table(
         [_("dataset"), _("batch"), _("verdict"), _("expectation"), _("column"), _("severity"), _("detail")],
         rows, set(), _("none"))
 
 
-def _quarantine(status: dict[str, Any], _: _Gettext) -> str:
+def _quarantine(status: StatusView, _: _Gettext) -> str:
     rows = []
-    for dataset, by_dept in sorted(status.get("quarantine", {}).items()):
+    for dataset, by_dept in sorted(status.quarantine.items()):
         for dept, q in sorted(by_dept.items()):
-            for code, count in sorted(q.get("by_reason", {}).items()):
-                rows.append(("", [_e(dataset), _e(dept), f"<code>{_e(code)}</code>", _n(count), _n(q.get("rows")),
-                                  _n(q.get("open")), _n(q.get("released"))]))
+            for code, count in sorted(q.by_reason.items()):
+                rows.append(("", [_e(dataset), _e(dept), f"<code>{_e(code)}</code>", _n(count), _n(q.rows),
+                                  _n(q.open), _n(q.released)]))
     intro = _("Rows held back with their reasons; a corrected re-submission of the same keys releases them.")
     return f"<p>{_e(intro)}</p>" + _table(
         [_("dataset"), _("sender department"), _("reason"), _("rows with reason"), _("rows (all reasons)"),
          _("open"), _("released")], rows, {3, 4, 5, 6}, _("none"))
 
 
-def freshness_sentence(r: dict[str, Any], _: _Gettext, lang: str) -> str:
+def freshness_sentence(r: FreshnessRow, _: _Gettext, lang: str) -> str:
     """One scoreboard row for people, with absolute times only (the page is a file: no "ago")."""
-    who = (_("community {code}").format(code=r["community"]) if r.get("community") else r["department"])
-    cadence = _(CADENCES.get(r["cadence"], r["cadence"]))
-    if r.get("last_updated") is None or r.get("due_by") is None:
+    who = _("community {code}").format(code=r.community) if r.community else r.department
+    cadence = _(CADENCES.get(r.cadence, r.cadence))
+    if r.last_updated is None or r.due_by is None:
         text = _("Never updated; cadence {cadence}: late, {who} is due to send its first update.").format(
             cadence=cadence, who=who)
-    elif r["late"]:
+    elif r.late:
         text = _("Last updated {last}; cadence {cadence}: late, {who} was due to send an update by {due}.").format(
-            last=format_time(r["last_updated"], lang), cadence=cadence, who=who, due=format_time(r["due_by"], lang))
+            last=format_time(r.last_updated, lang), cadence=cadence, who=who, due=format_time(r.due_by, lang))
     else:
         text = _("Last updated {last}; cadence {cadence}: on time, next update due by {due}.").format(
-            last=format_time(r["last_updated"], lang), cadence=cadence, due=format_time(r["due_by"], lang))
-    last, updated = r.get("last_received"), r.get("last_updated")
+            last=format_time(r.last_updated, lang), cadence=cadence, due=format_time(r.due_by, lang))
+    last, updated = r.last_received, r.last_updated
     if last is not None and (updated is None or last > updated):
-        if r.get("last_status") == "refused":
+        if r.last_status == "refused":
             text += " " + _("The newest batch, received {at}, was refused by the quality gate: see its rejection "
                             "report.").format(at=format_time(last, lang))
-        elif r.get("last_status") == "pending":
+        elif r.last_status == "pending":
             text += " " + _("The newest batch, received {at}, is waiting to be checked.").format(
                 at=format_time(last, lang))
     return text
 
 
-def _freshness(status: dict[str, Any], _: _Gettext, lang: str) -> str:
-    items = sorted(status.get("freshness", []),
-                   key=lambda r: (not r["late"], r["department"], r["dataset"], r.get("community") or ""))
+def _freshness(status: StatusView, _: _Gettext, lang: str) -> str:
+    items = sorted(status.freshness, key=lambda r: (not r.late, r.department, r.dataset, r.community or ""))
     # (no _() inside an f-string: Babel's extractor does not look into them)
     on_time_tag = '<span class="ok">' + _e(_("on time")) + "</span>"
     late_tag = '<span class="tag">' + _e(_("late")) + "</span>"
-    rows = [("late" if r["late"] else "", [
-        _e(r["department"]), _e(r["dataset"]), _e(r.get("community") or ""), _e(_(CADENCES.get(r["cadence"],
-                                                                                              r["cadence"]))),
-        _e(format_time(r.get("last_updated"), lang) or _("never")), _e(format_time(r.get("last_received"), lang)),
-        _e(_(STATES.get(r.get("last_status") or "", r.get("last_status") or ""))),
-        late_tag if r["late"] else on_time_tag,
+    rows = [("late" if r.late else "", [
+        _e(r.department), _e(r.dataset), _e(r.community or ""), _e(_(CADENCES.get(r.cadence, r.cadence))),
+        _e(format_time(r.last_updated, lang) or _("never")), _e(format_time(r.last_received, lang)),
+        _e(_(STATES.get(r.last_status or "", r.last_status or ""))),
+        late_tag if r.late else on_time_tag,
         _e(freshness_sentence(r, _, lang))]) for r in items]
-    late = sum(1 for r in items if r["late"])
+    late = sum(1 for r in items if r.late)
     intro = _("Art. 25: each department keeps its own data current. {n} subjects, {late} late (period of the "
               "cadence plus a grace since the last applied batch).").format(n=_n(len(items)), late=_n(late))
     return f"<p>{_e(intro)}</p>" + _table(
@@ -195,34 +194,32 @@ def _freshness(status: dict[str, Any], _: _Gettext, lang: str) -> str:
          _("newest batch"), _("state"), _("for people")], rows, set(), _("none"))
 
 
-def _reconciliation(status: dict[str, Any], _: _Gettext, lang: str) -> str:
-    result = status.get("reconciliation")
+def _reconciliation(status: StatusView, _: _Gettext, lang: str) -> str:
+    result = status.reconciliation
     if result is None:
         return "<p>" + _e(_("Not run yet: civicnet verify checks every node against its parent.")) + "</p>"
-    mismatches, repaired = result.get("mismatches", []), result.get("repaired", [])
-    remaining = result.get("remaining", mismatches)
+    mismatches, remaining = result.mismatches, result.remaining
     cls = "err" if remaining else "ok"
-    checked_at = result.get("checked_at")
     head = _("Checked {at}: {nodes} nodes, {mismatches} mismatches, {repaired} slices repaired, "
              "{remaining} remaining.").format(
-        at=format_time(checked_at, lang) if checked_at else "?", nodes=_n(result.get("nodes_checked", 0)),
-        mismatches=_n(len(mismatches)), repaired=_n(len(repaired)), remaining=_n(len(remaining)))
-    rows = [("bad" if m in remaining else "", [_e(m.get("node")), _e(m.get("tier")), _e(m.get("parent")),
-                                               _e(m.get("dataset")), _e(m.get("division")), _e(m.get("detail"))])
+        at=format_time(result.checked_at, lang), nodes=_n(result.nodes_checked),
+        mismatches=_n(len(mismatches)), repaired=_n(len(result.repaired)), remaining=_n(len(remaining)))
+    rows = [("bad" if m in remaining else "", [_e(m.node), _e(m.tier), _e(m.parent), _e(m.dataset),
+                                               _e(m.division_code), _e(m.detail)])
             for m in mismatches]
     return f'<p class="{cls}">{_e(head)}</p>' + _table(
         [_("node"), _("tier"), _("parent"), _("dataset"), _("division"), _("detail")], rows, set(), _("none"))
 
 
-def render_page(status: dict[str, Any], run: dict[str, Any] | None, lang: str = DEFAULT_LANG) -> str:
+def render_page(status: StatusView, run: dict[str, Any] | None, lang: str = DEFAULT_LANG) -> str:
     """The quality page as one HTML document (inline CSS, no script, every value escaped)."""
     lang = parse_lang(lang)
     _ = translation(lang).gettext
     run = run or {}
     meta = " · ".join(_e(_(RUN_LABELS.get(k, k))) + " " + _e(format_time(v, lang) if k == "written_at" else v)
                       for k, v in run.items())
-    docs = data_docs_index(Path(status["home"]))
-    docs_link = (f'<p><a href="{_e(os.path.relpath(docs, pages_folder(Path(status["home"]))))}">'
+    docs = data_docs_index(status.home)
+    docs_link = (f'<p><a href="{_e(os.path.relpath(docs, pages_folder(status.home)))}">'
                  + _e(_("Great Expectations Data Docs (suites and validation results)")) + "</a></p>"
                  if docs.exists() else "")
     sections = [("batches", _("Batches"), _batches(status, _, lang)), ("gate", _("Quality gate"), _gate(status, _)),
@@ -231,7 +228,7 @@ def render_page(status: dict[str, Any], run: dict[str, Any] | None, lang: str = 
                 ("reconciliation", _("Reconciliation across tiers"), _reconciliation(status, _, lang))]
     nav = "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t, _body in sections)
     facts = _("home {home} · division vintage {vintage} · {nodes} nodes").format(
-        home=status["home"], vintage=status.get("vintage"), nodes=_n(len(status.get("nodes", []))))
+        home=status.home, vintage=status.vintage, nodes=_n(len(status.nodes)))
     html_lang = "zh-CN" if lang == "zh_CN" else "en"
     title = _e(_("civicnet quality report"))
     return ("<!DOCTYPE html>\n" f'<html lang="{html_lang}"><head><meta charset="utf-8">'
@@ -242,9 +239,9 @@ def render_page(status: dict[str, Any], run: dict[str, Any] | None, lang: str = 
             + "".join(_section(a, t, body) for a, t, body in sections) + "</body></html>\n")
 
 
-def write_quality_page(home: Path, status: dict[str, Any], run_id: str | None = None,
+def write_quality_page(home: Path, status: StatusView, run_id: str | None = None,
                        lang: str = DEFAULT_LANG) -> Path:
-    """Write <home>/reports/quality/<run_id>.html from a `civicnet.pipeline.status.collect` dict and
+    """Write <home>/reports/quality/<run_id>.html from a status (`civicnet.pipeline.status.collect`) and
     replace index.html with it (both atomically); returns the run's page.
 
     `run_id` defaults to the UTC time of writing (it names the file: letters, digits, . _ - only)."""

@@ -31,6 +31,7 @@ import duckdb
 
 from quality.conform import SourceMapping
 from quality.reasons import translated_message
+from quality.verdict import ExpectationOutcome, Verdict, ledger_gate
 from schemas.contract import Contract
 from schemas.csvsafe import safe_cell
 from schemas.derive import display_key
@@ -103,7 +104,7 @@ class RejectionReport:
     received_at: str
     decided_at: str
     status: str  # 'applied' | 'refused'
-    verdict: str  # the gate's: 'pass' | 'warn' | 'fail'
+    verdict: Verdict
     counts: dict[str, int]
     balanced: bool  # received = applied + quarantined + duplicates + held
     refusal: tuple[str, ...]
@@ -157,14 +158,13 @@ def build_report(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, origi
                                   "_civicnet.batches); ask again once it has been applied or refused")
     dataset, feed, department, source_name, received_at, decided_at, status, gate_json, freed, *numbers = found[0]
     counts = dict(zip(COUNTS, (int(n or 0) for n in numbers), strict=True))
-    gate = json.loads(gate_json) if gate_json else {}
-    results = gate.get("results") or []
+    gate = ledger_gate(batch_id, dataset, gate_json)
     # the failed expectations, or, for a batch refused before the gate ran (columns missing), the error
-    refusal = [gate_sentence(r, counts, lang) for r in results if not r["success"] and r["severity"] == "error"] or (
-        [gate["error"]] if gate.get("error") else [])
+    refusal = [gate_sentence(r, counts, lang) for r in gate.failed if r.severity == "error"] or (
+        [gate.error] if gate.error else [])
     if status == "refused" and not refusal:
         refusal = [_("the quality gate refused the batch; the city's operators have the details")]
-    warnings = [gate_sentence(r, counts, lang) for r in results if not r["success"] and r["severity"] != "error"]
+    warnings = [gate_sentence(r, counts, lang) for r in gate.failed if r.severity != "error"]
     balanced = counts["received"] == sum(counts[k] for k in COUNTS[1:])
     sources = {field: source for source, field in mapping.fields.items()} if mapping else {}
     number_fields = frozenset(f.name for f in contract.fields if f.type in NUMBER_TYPES) if contract else frozenset()
@@ -174,7 +174,7 @@ def build_report(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, origi
                             [batch_id]).fetchall()
     return RejectionReport(
         batch_id, dataset, feed, department, origin.sender, source_name, received_at, decided_at, status,
-        str(gate.get("verdict") or ("fail" if status == "refused" else "pass")), counts, balanced,
+        gate.verdict or ("fail" if status == "refused" else "pass"), counts, balanced,
         tuple(refusal), tuple(warnings), tuple((c, f, int(n)) for c, f, n in by_reason), rows,
         what_to_do(status, counts, bool(warnings),
                    sum(int(n) for c, _f, n in by_reason if c == "key_owned_elsewhere"), lang),
@@ -240,20 +240,20 @@ _SUMMARY_SENTENCES = {
 }
 
 
-def gate_sentence(result: dict[str, Any], counts: dict[str, int], lang: str = DEFAULT_LANG) -> str:
+def gate_sentence(result: ExpectationOutcome, counts: dict[str, int], lang: str = DEFAULT_LANG) -> str:
     """One failed gate expectation as a sentence for the sender (in `lang`, zh-CN by default)."""
     _ = translation(lang).gettext
-    name, column = str(result.get("expectation")), result.get("column")
+    name, column = result.expectation, result.column
     where = column or _("the batch")
-    if result.get("exception"):
+    if result.exception:
         return _("the check {name} on {column} could not run: {error}").format(
-            name=name, column=where, error=result["exception"])
-    summary = _SUMMARY_SENTENCES.get((str(column), str(result.get("severity"))))
+            name=name, column=where, error=result.exception)
+    summary = _SUMMARY_SENTENCES.get((str(column), result.severity))
     if summary is not None:
         share = counts["quarantined"] / counts["received"] if counts["received"] else 0.0
         return _(summary).format(share=share, **counts)
     template = _GATE_SENTENCES.get(name)
-    n, observed = result.get("unexpected_count"), result.get("observed_value")
+    n, observed = result.unexpected_count, result.observed_value
     if n is None and isinstance(observed, int) and name == "unexpected_rows_expectation":
         n = observed  # a custom-SQL expectation reports its row count as the observed value
     if template is None:
@@ -261,8 +261,8 @@ def gate_sentence(result: dict[str, Any], counts: dict[str, int], lang: str = DE
             name=name, column=where, observed=observed, n=n)
     else:
         sentence = _(template).format(n=n if n is not None else _("some"), column=column, observed=observed,
-                                      description=result.get("description") or _("dataset's rules"))
-    examples = result.get("partial_unexpected") or []
+                                      description=result.description or _("dataset's rules"))
+    examples = result.partial_unexpected
     return sentence + (_(" (for example: {values})").format(values=", ".join(map(str, examples))) if examples else "")
 
 

@@ -25,18 +25,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from quality.rejection import gate_sentence
+from quality.verdict import GateResult
 from schemas import layout
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder, open_private, secure, write_atomic
-
-if TYPE_CHECKING:  # quality.gate imports Great Expectations (seconds); a check imports it when it runs the gate
-    from quality.gate import GateResult
 
 CHECK_FILE = "check.json"
 ACCEPTED_FILE = "accepted.parquet"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
 import duckdb
@@ -35,49 +35,96 @@ def decided_batches(con: duckdb.DuckDBPyConnection, node: str, datasets: Iterabl
                          cast(Decision, status)) for b, d, f, dept, us, status in rows]
 
 
-def batch_ledger(con: duckdb.DuckDBPyConnection, node: str) -> list[dict[str, Any]]:
-    """Every decided batch, oldest first, with its counts and gate verdict."""
-    cur = con.execute(f"""
-        SELECT batch_id, seq, dataset, feed, department, source_name, CAST(received_at AS VARCHAR) AS received_at,
-               status, received, applied, quarantined, duplicates, unchanged, moved, held, deleted, released,
-               json_extract_string(gate, '$.verdict') AS gate
-        FROM {meta_table(node, "batches")} ORDER BY received_at, batch_id""")
-    names = [d[0] for d in cur.description]
-    rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    for r in rows:
-        r["balanced"] = r["received"] == r["applied"] + r["quarantined"] + r["duplicates"] + r["held"]
-    return rows
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One decided batch in a node's ledger: what, from whom, when, the decision and its counts.
+
+    `gate` is the gate's verdict; `gate_json` the gate record the quality stage wrote (its reader is
+    `quality.verdict.ledger_gate`: the ledger keeps it, it does not interpret it)."""
+
+    batch_id: str
+    seq: int | None  # the origin sequence number of an applied batch
+    dataset: str
+    feed: str
+    department: str
+    source_name: str
+    received_at: dt.datetime  # aware, UTC
+    status: Decision
+    received: int
+    applied: int
+    quarantined: int
+    duplicates: int
+    unchanged: int
+    moved: int
+    held: int
+    deleted: int
+    released: int
+    gate: str | None
+    gate_json: str | None = field(default=None, repr=False)
+
+    @property
+    def balanced(self) -> bool:
+        """received = applied + quarantined + duplicates + held: every row is accounted for."""
+        return self.received == self.applied + self.quarantined + self.duplicates + self.held
+
+    def to_dict(self) -> dict[str, Any]:
+        """`civicnet status --json`'s form: the time as ISO 8601 in UTC, with `balanced`."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "gate_json"}
+        return out | {"received_at": self.received_at.isoformat(), "balanced": self.balanced}
 
 
-def quarantine_summary(con: duckdb.DuckDBPyConnection, node: str) -> dict[str, Any]:
-    """Quarantined rows per dataset and sending department: all ever, still open, released by a
-    corrected resubmission, and the open ones per reason code (a row counts once per reason)."""
+_COUNTS = ("received", "applied", "quarantined", "duplicates", "unchanged", "moved", "held", "deleted", "released")
+
+
+def batch_ledger(con: duckdb.DuckDBPyConnection, node: str) -> list[LedgerEntry]:
+    """Every decided batch of the attached node `node`, oldest first, with its counts and gate."""
     rows = con.execute(f"""
+        SELECT batch_id, seq, dataset, feed, department, source_name, epoch_us(received_at), status,
+               {", ".join(f"coalesce({c}, 0)" for c in _COUNTS)}, json_extract_string(gate, '$.verdict'), gate
+        FROM {meta_table(node, "batches")} ORDER BY received_at, batch_id""").fetchall()
+    return [_entry(row) for row in rows]
+
+
+def _entry(row: tuple[Any, ...]) -> LedgerEntry:
+    b, seq, d, f, dept, src, us, status, n, applied, quarantined, duplicates, unchanged, moved, held, deleted, \
+        released, verdict, gate = row
+    return LedgerEntry(str(b), None if seq is None else int(seq), str(d), str(f), str(dept),
+                       "" if src is None else str(src), dt.datetime.fromtimestamp(us / 1e6, dt.UTC),
+                       cast(Decision, status), int(n), int(applied), int(quarantined), int(duplicates),
+                       int(unchanged), int(moved), int(held), int(deleted), int(released), verdict, gate)
+
+
+@dataclass(frozen=True)
+class QuarantineTally:
+    """One sender department's quarantined rows of one dataset: all ever, still open, released by
+    a corrected resubmission, and the open ones per reason code (a row counts once per reason)."""
+
+    rows: int
+    open: int
+    released: int
+    by_reason: Mapping[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """`civicnet status --json`'s form."""
+        return {"rows": self.rows, "open": self.open, "released": self.released, "by_reason": dict(self.by_reason)}
+
+
+def quarantine_summary(con: duckdb.DuckDBPyConnection, node: str) -> dict[str, dict[str, QuarantineTally]]:
+    """Every dataset's quarantine tally per sending department, in the attached node `node`."""
+    reasons = con.execute(f"""
         SELECT dataset, department, r.code, count(*) FROM (
             SELECT dataset, department, unnest(reasons) AS r FROM {meta_table(node, "quarantine")}
             WHERE released_by IS NULL)
         GROUP BY ALL ORDER BY ALL""").fetchall()
+    by_reason: dict[tuple[str, str], dict[str, int]] = {}
+    for dataset, department, code, n in reasons:
+        by_reason.setdefault((dataset, department), {})[code] = n
     totals = con.execute(f"""SELECT dataset, department, count(*), count(*) FILTER (released_by IS NULL)
                              FROM {meta_table(node, "quarantine")} GROUP BY ALL ORDER BY ALL""").fetchall()
-    out: dict[str, Any] = {}
+    out: dict[str, dict[str, QuarantineTally]] = {}
     for dataset, department, n, still_open in totals:
-        out.setdefault(dataset, {})[department] = {"rows": n, "open": still_open, "released": n - still_open,
-                                                   "by_reason": {}}
-    for dataset, department, code, n in rows:
-        out[dataset][department]["by_reason"][code] = n
-    return out
-
-
-def gate_results(con: duckdb.DuckDBPyConnection, node: str) -> list[dict[str, Any]]:
-    """The failed or warning expectations of every batch (passes are summarised by the verdict)."""
-    out = []
-    for batch_id, dataset, gate in con.execute(
-            f"SELECT batch_id, dataset, gate FROM {meta_table(node, 'batches')} ORDER BY received_at").fetchall():
-        parsed = json.loads(gate) if gate else {}
-        failed = [r for r in parsed.get("results", []) if not r.get("success")]
-        out.append({"batch_id": batch_id, "dataset": dataset, "verdict": parsed.get("verdict"),
-                    "expectations": len(parsed.get("results", [])), "failed": failed,
-                    "error": parsed.get("error")})
+        out.setdefault(dataset, {})[department] = QuarantineTally(n, still_open, n - still_open,
+                                                                  by_reason.get((dataset, department), {}))
     return out
 
 

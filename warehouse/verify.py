@@ -69,6 +69,21 @@ class VerifyReport:
                 "skipped": [{"node": s.code, "tier": tier_of(s.code), "cause": s.cause, "message": s.message}
                             for s in self.skipped]}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VerifyReport:
+        """Read back `to_dict`'s form (quality/reconciliation.json); a time without offset reads as UTC."""
+        def rows(ms: list[dict[str, Any]]) -> list[Mismatch]:
+            return [Mismatch(m["node"], m["tier"], m["parent"], m["dataset"], m["division"], m["what"],
+                             str(m["parent_value"]), str(m["node_value"])) for m in ms]
+        checked = dt.datetime.fromisoformat(d["checked_at"])
+        mismatches = rows(d.get("mismatches", []))
+        return cls(checked if checked.tzinfo else checked.replace(tzinfo=dt.UTC), int(d.get("nodes_checked", 0)),
+                   mismatches,
+                   [RepairedSlice(r["node"], r["parent"], r["dataset"], tuple(r["divisions"]), int(r["removed"]),
+                                  int(r["copied"])) for r in d.get("repaired", [])],
+                   rows(d["remaining"]) if "remaining" in d else list(mismatches),
+                   [SkippedNode(s["node"], s["cause"], s["message"]) for s in d.get("skipped", [])])
+
 
 def combine_reports(parts: Iterable[VerifyReport]) -> VerifyReport:
     """One report of several subtrees' (checked at the earliest of theirs; now if there are none)."""

@@ -7,13 +7,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from civicnet.context import VINTAGE, city_code, contracts, districts, registry
-from schemas.divisions import in_subtree
+from schemas.divisions import Tier, in_subtree
 from schemas.homefiles import make_folder, write_atomic
 from schemas.layout import network_index_file
 from warehouse.network import RebuiltNode, SkippedNode, publish_origin, raise_for_skipped, sync_subtree
@@ -93,7 +95,29 @@ def write_network_index(home: Path, subtrees: list[list[dict[str, Any]]], city: 
     return str(path)
 
 
-def read_network_index(home: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class IndexedNode:
+    """One node of the network index: where it is in the tree, its extract in this home, its rows."""
+
+    tier: Tier
+    code: str
+    extract: Path
+    rows: Mapping[str, int]  # dataset -> rows in the node
+
+    def to_dict(self) -> dict[str, Any]:
+        """`civicnet status --json`'s form."""
+        return {"tier": self.tier, "code": self.code, "extract": str(self.extract), "rows": dict(self.rows)}
+
+
+@dataclass(frozen=True)
+class NetworkIndex:
+    """extracts/network.json as read in one home: the division vintage and every node, by code."""
+
+    vintage: int
+    nodes: tuple[IndexedNode, ...]
+
+
+def read_network_index(home: Path) -> NetworkIndex:
     """extracts/network.json with each node's extract as a path in this home (an empty index if
     no network run wrote one yet).
 
@@ -105,11 +129,10 @@ def read_network_index(home: Path) -> dict[str, Any]:
 
     path = network_index_path(home)
     if not path.exists():
-        return {"vintage": VINTAGE, "nodes": []}
+        return NetworkIndex(VINTAGE, ())
     index: dict[str, Any] = json.loads(path.read_text("utf-8"))
-    for node in index["nodes"]:
-        node["extract"] = extract_path(home, node["code"])
-    return index
+    return NetworkIndex(int(index["vintage"]), tuple(
+        IndexedNode(n["tier"], n["code"], extract_path(home, n["code"]), dict(n["rows"])) for n in index["nodes"]))
 
 
 def sync_network(home: Path, on_node: Any = None, workers: int = 1, reconcile: bool = True) -> str:

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from civicnet import context
-from civicnet.pipeline.network import read_network_index
+from civicnet.pipeline.network import IndexedNode, read_network_index
 from connectors.feeds import PushSource, load_feeds
 from connectors.push.senders import list_senders
 from quality.freshness import BatchSeen, FreshnessRow, Subject, scoreboard
 from quality.page import write_quality_page
+from quality.verdict import LedgerGate, ledger_gate
 from schemas import layout
 from schemas.contract import load_contracts
 from schemas.divisions import TIERS
@@ -21,7 +24,8 @@ from schemas.i18n import DEFAULT_LANG
 from schemas.rights import community_department, community_of
 from warehouse import landing
 from warehouse.node import node_path
-from warehouse.status import batch_ledger, decided_batches, gate_results, quarantine_summary
+from warehouse.status import LedgerEntry, QuarantineTally, batch_ledger, decided_batches, quarantine_summary
+from warehouse.verify import VerifyReport
 
 
 def reconciliation_path(home: Path) -> Path:
@@ -72,103 +76,118 @@ def freshness(home: Path, now: dt.datetime | None = None) -> list[FreshnessRow]:
     return scoreboard(subjects, batches_seen(home, {s.dataset for s in subjects}), now)
 
 
-def reconciliation(home: Path) -> dict[str, Any] | None:
+def reconciliation(home: Path) -> VerifyReport | None:
     """The last reconciliation result `civicnet verify` wrote, or None if it never ran."""
     path = reconciliation_path(home)
     if not path.exists():
         return None
-    result: dict[str, Any] = json.loads(path.read_text("utf-8"))
-    return result
+    return VerifyReport.from_dict(json.loads(path.read_text("utf-8")))
 
 
-def collect(home: Path, now: dt.datetime | None = None) -> dict[str, Any]:
-    """Everything `status --json` prints (`now`: the time freshness is judged at; default UTC now)."""
+@dataclass(frozen=True)
+class Status:
+    """A network's status in one home: its nodes, the city ledger's batches, gates and quarantine,
+    freshness per department and community, and the last reconciliation (`civicnet status`)."""
+
+    home: Path
+    vintage: int
+    nodes: tuple[IndexedNode, ...]
+    batches: tuple[LedgerEntry, ...] = ()
+    gate: tuple[LedgerGate, ...] = ()
+    quarantine: Mapping[str, Mapping[str, QuarantineTally]] = field(default_factory=dict)
+    freshness: tuple[FreshnessRow, ...] = ()
+    reconciliation: VerifyReport | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """What `civicnet status --json` prints: times as ISO 8601, paths as text."""
+        return {"home": str(self.home), "vintage": self.vintage, "nodes": [n.to_dict() for n in self.nodes],
+                "quarantine": {d: {dept: q.to_dict() for dept, q in by_dept.items()}
+                               for d, by_dept in self.quarantine.items()},
+                "batches": [b.to_dict() for b in self.batches], "gate": [g.to_dict() for g in self.gate],
+                "freshness": [r.to_dict() for r in self.freshness],
+                "reconciliation": None if self.reconciliation is None else self.reconciliation.to_dict()}
+
+
+def collect(home: Path, now: dt.datetime | None = None) -> Status:
+    """The status of the network in `home` (`now`: the time freshness is judged at; default UTC now)."""
     index = read_network_index(home)
-    nodes = [{"tier": n["tier"], "code": n["code"], "extract": str(n["extract"]), "rows": n["rows"]}
-             for n in index["nodes"]]
-    out: dict[str, Any] = {"home": str(home), "vintage": index["vintage"], "nodes": nodes,
-                           "quarantine": {}, "batches": [], "gate": []}
+    batches: list[LedgerEntry] = []
+    quarantine: dict[str, dict[str, QuarantineTally]] = {}
     if node_path(home, context.city_code()).exists():
         con = context.open_city(home, read_only=True)
         try:
-            out["quarantine"] = quarantine_summary(con, "city")
-            out["batches"] = batch_ledger(con, "city")
-            out["gate"] = gate_results(con, "city")
+            quarantine = quarantine_summary(con, "city")
+            batches = batch_ledger(con, "city")
         finally:
             con.close()
-    out["freshness"] = [row.to_dict() for row in freshness(home, now)]
-    out["reconciliation"] = reconciliation(home)
-    return out
+    return Status(home, index.vintage, index.nodes, tuple(batches),
+                  tuple(ledger_gate(b.batch_id, b.dataset, b.gate_json) for b in batches), quarantine,
+                  tuple(freshness(home, now)), reconciliation(home))
 
 
-def rows_by_tier(nodes: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+def rows_by_tier(nodes: Iterable[IndexedNode]) -> dict[str, dict[str, int]]:
     """Sum of each dataset's rows over the nodes of each tier (every tier should add up alike)."""
     out: dict[str, dict[str, int]] = {t: {} for t in TIERS}
     for n in nodes:
-        for dataset, rows in n["rows"].items():
-            out[n["tier"]][dataset] = out[n["tier"]].get(dataset, 0) + rows
+        for dataset, rows in n.rows.items():
+            out[n.tier][dataset] = out[n.tier].get(dataset, 0) + rows
     return out
 
 
-def render(status: dict[str, Any]) -> str:
+def render(status: Status) -> str:
     """A human summary: rows per tier, batches, quarantine by reason, gate, where extracts are."""
-    lines = [f"civicnet home {status['home']} — division vintage {status['vintage']}, "
-             f"{len(status['nodes'])} nodes", "", "rows per tier (sum over the tier's nodes):"]
-    counts: dict[str, int] = {t: sum(1 for n in status["nodes"] if n["tier"] == t) for t in TIERS}
-    for tier, rows in rows_by_tier(status["nodes"]).items():
+    lines = [f"civicnet home {status.home} — division vintage {status.vintage}, "
+             f"{len(status.nodes)} nodes", "", "rows per tier (sum over the tier's nodes):"]
+    counts: dict[str, int] = {t: sum(1 for n in status.nodes if n.tier == t) for t in TIERS}
+    for tier, rows in rows_by_tier(status.nodes).items():
         detail = ", ".join(f"{d} {n:,}" for d, n in sorted(rows.items()))
         lines.append(f"  {tier:<10} {counts[tier]:>4} nodes  {detail}")
     lines += ["", "batches (received = applied + quarantined + duplicates, + held when a batch is refused):"]
-    for b in status["batches"]:
-        lines.append(f"  {b['feed']:<28} {b['source_name']:<32} {b['status']:<8} gate {b['gate'] or '-':<5} "
-                     f"received {b['received']:>9,} applied {b['applied']:>9,} quarantined {b['quarantined']:>6,} "
-                     f"duplicates {b['duplicates']:>7,} moved {b['moved']:>6,}"
-                     + (f" held {b['held']:,}" if b["held"] else "")
-                     + (f" deleted {b['deleted']:,}" if b["deleted"] else "")
-                     + ("" if b["balanced"] else "  UNBALANCED"))
+    for b in status.batches:
+        lines.append(f"  {b.feed:<28} {b.source_name:<32} {b.status:<8} gate {b.gate or '-':<5} "
+                     f"received {b.received:>9,} applied {b.applied:>9,} quarantined {b.quarantined:>6,} "
+                     f"duplicates {b.duplicates:>7,} moved {b.moved:>6,}"
+                     + (f" held {b.held:,}" if b.held else "")
+                     + (f" deleted {b.deleted:,}" if b.deleted else "")
+                     + ("" if b.balanced else "  UNBALANCED"))
     lines += ["", "quarantine by reason:"]
-    for dataset, by_dept in status["quarantine"].items():
+    for dataset, by_dept in status.quarantine.items():
         for dept, q in by_dept.items():
-            reasons = ", ".join(f"{k} {v}" for k, v in sorted(q["by_reason"].items()))
-            state = ""
-            if q.get("open") is not None or q.get("released") is not None:
-                state = f" (open {q.get('open', 0):,}, released {q.get('released', 0):,})"
-            lines.append(f"  {dataset} from {dept}: {q['rows']:,} rows{state} — {reasons}")
-    failing = [g for g in status["gate"] if g["failed"]]
-    lines += ["", f"quality gate: {len(status['gate'])} batches checked, {len(failing)} with failed expectations"]
+            reasons = ", ".join(f"{k} {v}" for k, v in sorted(q.by_reason.items()))
+            lines.append(f"  {dataset} from {dept}: {q.rows:,} rows (open {q.open:,}, released {q.released:,})"
+                         f" — {reasons}")
+    failing = [g for g in status.gate if g.failed]
+    lines += ["", f"quality gate: {len(status.gate)} batches checked, {len(failing)} with failed expectations"]
     for g in failing:
-        lines.append(f"  {g['dataset']} {g['batch_id'][:12]} {g['verdict']}: "
-                     + ", ".join(f"{r['expectation']}({r.get('column') or ''})" for r in g["failed"]))
-    lines += ["", *render_freshness(status.get("freshness", [])), "",
-              render_reconciliation(status.get("reconciliation"))]
-    lines += ["", f"extracts: {Path(status['home']) / 'extracts'}/<tier>/<code>.duckdb (DuckDB 1.4+)"]
+        lines.append(f"  {g.dataset} {g.batch_id[:12]} {g.verdict}: "
+                     + ", ".join(f"{r.expectation}({r.column or ''})" for r in g.failed))
+    lines += ["", *render_freshness(status.freshness), "", render_reconciliation(status.reconciliation)]
+    lines += ["", f"extracts: {status.home / 'extracts'}/<tier>/<code>.duckdb (DuckDB 1.4+)"]
     return "\n".join(lines)
 
 
-def render_freshness(rows: list[dict[str, Any]]) -> list[str]:
+def render_freshness(rows: Sequence[FreshnessRow]) -> list[str]:
     """The scoreboard as text lines, late subjects first."""
-    late = [r for r in rows if r["late"]]
+    late = [r for r in rows if r.late]
     lines = [f"freshness (art. 25): {len(rows)} department/community feeds, {len(late)} late"]
-    for r in sorted(rows, key=lambda r: (not r["late"], r["department"], r["dataset"], r["community"] or "")):
-        lines.append(f"  {'LATE   ' if r['late'] else 'on time'} {r['sentence']}")
+    for r in sorted(rows, key=lambda r: (not r.late, r.department, r.dataset, r.community or "")):
+        lines.append(f"  {'LATE   ' if r.late else 'on time'} {r.sentence}")
     return lines
 
 
-def render_reconciliation(result: dict[str, Any] | None) -> str:
+def render_reconciliation(result: VerifyReport | None) -> str:
     """One line: when reconciliation last ran and what it found."""
     if result is None:
         return "reconciliation: never run (`civicnet verify` checks every node against its parent)"
-    mismatches, repaired = result.get("mismatches", []), result.get("repaired", [])
-    remaining = result.get("remaining", mismatches)
-    line = (f"reconciliation: checked {result.get('checked_at', '?')}, {result.get('nodes_checked', 0):,} nodes, "
-            f"{len(mismatches)} mismatches, {len(repaired)} slices repaired, {len(remaining)} remaining")
-    if remaining:
-        nodes = sorted({str(m.get("node")) for m in remaining})
+    line = (f"reconciliation: checked {result.checked_at.isoformat()}, {result.nodes_checked:,} nodes, "
+            f"{len(result.mismatches)} mismatches, {len(result.repaired)} slices repaired, "
+            f"{len(result.remaining)} remaining")
+    if result.remaining:
+        nodes = sorted({m.node for m in result.remaining})
         line += " — differing nodes: " + ", ".join(nodes[:5]) + (" ..." if len(nodes) > 5 else "")
-    skipped = result.get("skipped", [])
-    if skipped:
-        line += f" — {len(skipped)} nodes not checked: " + ", ".join(
-            f"{s.get('node')} ({s.get('cause')})" for s in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+    if result.skipped:
+        line += f" — {len(result.skipped)} nodes not checked: " + ", ".join(
+            f"{s.code} ({s.cause})" for s in result.skipped[:5]) + (" ..." if len(result.skipped) > 5 else "")
     return line
 
 

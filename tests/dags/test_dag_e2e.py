@@ -31,6 +31,7 @@ from civicnet.demo.departments.justice import generate_justice
 from civicnet.demo.run import department_services
 from civicnet.pipeline import status
 from civicnet.pipeline.runner import DagRunFailedError, run_dag
+from civicnet.pipeline.status import Status
 from schemas.citizen_id import check_char
 from warehouse import landing
 
@@ -52,7 +53,7 @@ class RoundOne:
 
     home: Path
     index: dict[str, Any]
-    status: dict[str, Any]
+    status: Status
     dag_runs: list[tuple[str, str]]
     sync_tasks: list[tuple[int, str]]
 
@@ -126,7 +127,7 @@ def test_network_index_lists_every_node_with_its_extract(round_one: RoundOne) ->
 
 
 def test_every_tier_holds_every_row_of_every_pulled_kind(round_one: RoundOne) -> None:
-    by_tier = status.rows_by_tier(round_one.status["nodes"])
+    by_tier = status.rows_by_tier(round_one.status.nodes)
     city = by_tier["city"]
     kinds = ("residents", "facilities", "health_stations", "mediation_committees")  # files, SQL, REST, Singer
     assert all(city[d] > 0 for d in kinds)
@@ -135,10 +136,10 @@ def test_every_tier_holds_every_row_of_every_pulled_kind(round_one: RoundOne) ->
 
 
 def test_every_batch_applied_and_balanced(round_one: RoundOne) -> None:
-    batches = round_one.status["batches"]
-    assert sorted(b["feed"] for b in batches) == sorted(d.removeprefix("ingest_") for d in INGEST)
-    assert [(b["feed"], b["status"], b["balanced"]) for b in batches
-            if b["status"] != "applied" or not b["balanced"]] == []
+    batches = round_one.status.batches
+    assert sorted(b.feed for b in batches) == sorted(d.removeprefix("ingest_") for d in INGEST)
+    assert [(b.feed, b.status, b.balanced) for b in batches
+            if b.status != "applied" or not b.balanced] == []
 
 
 def test_airflow_recorded_successful_runs(round_one: RoundOne) -> None:
@@ -164,12 +165,12 @@ def refused(round_one: RoundOne) -> dict[str, Any]:
 def test_refused_batch_fails_the_run_and_leaves_the_city_alone(round_one: RoundOne,
                                                               refused: dict[str, Any]) -> None:
     home = round_one.home
-    (batch,) = [b for b in refused["status"]["batches"] if b["source_name"] == BAD_DROP]
-    assert (batch["status"], batch["gate"], batch["applied"]) == ("refused", "fail", 0)
+    (batch,) = [b for b in refused["status"].batches if b.source_name == BAD_DROP]
+    assert (batch.status, batch.gate, batch.applied) == ("refused", "fail", 0)
     assert refused["after"] == refused["before"]
     assert f"ingest_{RESIDENTS_FEED}" in str(refused["error"])
     landed = [m.batch_id for m in landing.landed_batches(home, "residents", RESIDENTS_FEED)]
-    assert batch["batch_id"] in landed  # it stays in landing
+    assert batch.batch_id in landed  # it stays in landing
 
 
 def test_airflow_shows_the_refusal_as_a_failed_check_without_retries(round_one: RoundOne,

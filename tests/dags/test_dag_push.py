@@ -30,10 +30,10 @@ def test_pushed_workbooks_reach_every_tier_through_the_gateways_airflow_trigger(
     station, department = statuses
     assert station["quarantined"] == 1 and department["quarantined"] == 0  # the planted row of another community
     collected = status.collect(home)
-    by_tier = status.rows_by_tier(collected["nodes"])
+    by_tier = status.rows_by_tier(collected.nodes)
     pushed = station["applied"] + department["applied"]
     assert [by_tier[t]["community_expenditures"] for t in ("city", "district", "street", "community")] == [pushed] * 4
-    reasons = collected["quarantine"]["community_expenditures"]
+    reasons = collected.to_dict()["quarantine"]["community_expenditures"]
     assert "outside_jurisdiction" in json.dumps(reasons)
     runs = {d for d, _ in airflow_rows(home, "SELECT dag_id, state FROM dag_run WHERE state = 'success'")}
     assert "ingest_community_expenditures" in runs

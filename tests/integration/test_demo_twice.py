@@ -34,8 +34,8 @@ def demo(home: Path) -> subprocess.CompletedProcess[str]:
 def figures(home: Path) -> dict[str, Any]:
     """What the demo prints, as data: rows per tier and dataset, quarantine, and the ledger's totals."""
     collected = status.collect(home)
-    applied = {b["batch_id"]: b["applied"] for b in collected["batches"]}
-    return {"rows": status.rows_by_tier(collected["nodes"]), "quarantine": collected["quarantine"],
+    applied = {b.batch_id: b.applied for b in collected.batches}
+    return {"rows": status.rows_by_tier(collected.nodes), "quarantine": collected.quarantine,
             "applied": sum(applied.values()), "batches": applied}
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from quality.gate import validate_table
 from quality.suite import contract_expectations
+from quality.verdict import ExpectationOutcome, Scalar
 from schemas.citizen_id import check_char
 from schemas.contract import load_contracts
 
@@ -89,14 +90,14 @@ def duck_file(tmp_path: Path) -> Path:
     return path
 
 
-def _failures(rows: list[dict[str, Any]]) -> dict[tuple[str, str | None], int]:
-    out = {}
+def _failures(rows: Iterable[ExpectationOutcome]) -> dict[tuple[str, str | None], Scalar]:
+    out: dict[tuple[str, str | None], Scalar] = {}
     for r in rows:
-        assert r["exception"] is None, r
-        if not r["success"]:
-            what = r["description"] if r["expectation"] == "unexpected_rows_expectation" else r["column"]
-            count = r["unexpected_count"] if r["unexpected_count"] is not None else r["observed_value"]
-            out[(r["expectation"], what)] = count
+        assert r.exception is None, r
+        if not r.success:
+            what = r.description if r.expectation == "unexpected_rows_expectation" else r.column
+            count = r.unexpected_count if r.unexpected_count is not None else r.observed_value
+            out[(r.expectation, what)] = count
     return out
 
 
@@ -107,6 +108,6 @@ def test_the_contract_suite_runs_in_postgresql_and_duckdb_alike(pg_table: str, d
         RESIDENTS, "2021-06-30"))
     assert _failures(in_postgres) == EXPECTED
     assert _failures(in_duckdb) == EXPECTED
-    severities = {r["description"]: r["severity"] for r in in_postgres if r["description"]}
+    severities = {r.description: r.severity for r in in_postgres if r.description}
     assert severities["dataset rule birth_date_implausibly_old"] == "warn"
     assert severities["dataset rule birth_date_in_future"] == "error"

@@ -105,7 +105,7 @@ def planted(demo_home: Path) -> dict[str, Any]:
 
 
 def test_the_cli_and_collect_report_the_same_network(demo_home: Path, status: dict[str, Any]) -> None:
-    collected = json.loads(json.dumps(collect(demo_home), ensure_ascii=False))
+    collected = json.loads(json.dumps(collect(demo_home).to_dict(), ensure_ascii=False))
     assert status["nodes"] == collected["nodes"]
     assert status["batches"] == collected["batches"]
     assert Path(status["home"]) == demo_home.resolve()

@@ -24,6 +24,7 @@ from civicnet import context, pipeline
 from civicnet.demo.changes import read_residents
 from civicnet.demo.data import DIVISIONS_FILE, load_residents_feed
 from civicnet.pipeline import status
+from warehouse.status import LedgerEntry
 
 pytestmark = pytest.mark.slow  # ingests and syncs of the whole network on its own home
 
@@ -44,8 +45,8 @@ def _node_digests(home: Path) -> dict[str, str]:
 
 
 def _city_rows(home: Path) -> dict[str, int]:
-    city = next(n for n in status.collect(home)["nodes"] if n["tier"] == "city")
-    return dict(city["rows"])
+    city = next(n for n in status.collect(home).nodes if n.tier == "city")
+    return dict(city.rows)
 
 
 def _residents_drop(home: Path) -> tuple[Path, list[str], list[list[str]]]:
@@ -71,20 +72,20 @@ def _report(home: Path, who: str, dataset: str, batch_id: str) -> dict[str, Any]
     return json.loads((home / "outbox" / who / dataset / f"{batch_id}.json").read_text("utf-8"))  # type: ignore[no-any-return]
 
 
-def _batch(home: Path, feed: str, source_name: str) -> dict[str, Any]:
-    (batch,) = [b for b in status.collect(home)["batches"] if b["feed"] == feed and b["source_name"] == source_name]
-    return batch  # type: ignore[no-any-return]
+def _batch(home: Path, feed: str, source_name: str) -> LedgerEntry:
+    (batch,) = [b for b in status.collect(home).batches if b.feed == feed and b.source_name == source_name]
+    return batch
 
 
 def test_every_planted_row_has_its_reason_in_the_status_and_the_report(home: Path) -> None:
     planted = _planted(home)["residents"]
     collected = status.collect(home)
-    (batch,) = [b for b in collected["batches"] if b["feed"] == "public_security_residents"]
-    assert all(b["balanced"] for b in collected["batches"])
-    by_reason = collected["quarantine"]["residents"]["public_security"]["by_reason"]
+    (batch,) = [b for b in collected.batches if b.feed == "public_security_residents"]
+    assert all(b.balanced for b in collected.batches)
+    by_reason = collected.quarantine["residents"]["public_security"].by_reason
     assert by_reason == planted["planted"]
-    report = _report(home, "public_security", "residents", batch["batch_id"])
-    assert report["balanced"] and report["counts"]["quarantined"] == batch["quarantined"]
+    report = _report(home, "public_security", "residents", batch.batch_id)
+    assert report["balanced"] and report["counts"]["quarantined"] == batch.quarantined
     reasons_by_line = {r["line"]: {x["code"] for x in r["reasons"]} for r in report["rows"]}
     assert {r["line"]: {r["reason"]} for r in planted["planted_rows"]} == reasons_by_line
     assert all(x["message"] for r in report["rows"] for x in r["reasons"])
@@ -102,10 +103,10 @@ def test_a_broken_primary_key_refuses_the_batch_whole(home: Path) -> None:
     pipeline.ingest_feed(home, "public_security_residents", AS_OF)
     pipeline.sync_network(home)
     batch = _batch(home, "public_security_residents", "residents_broken_key.csv")
-    assert (batch["status"], batch["gate"], batch["applied"]) == ("refused", "fail", 0)
-    assert batch["balanced"]
+    assert (batch.status, batch.gate, batch.applied) == ("refused", "fail", 0)
+    assert batch.balanced
     assert _node_digests(home) == before and _city_rows(home) == city_before
-    report = _report(home, "public_security", "residents", batch["batch_id"])
+    report = _report(home, "public_security", "residents", batch.batch_id)
     # the outbox report is in zh-CN, the departments' language (issue 9, item 18)
     assert "主键列已损坏" in json.dumps(report, ensure_ascii=False)
     # said once (not once from the check and again from the report), beside the 10 % quarantined
@@ -122,9 +123,9 @@ def test_a_whole_register_with_two_percent_of_its_rows_is_refused(home: Path) ->
     pipeline.ingest_feed(home, "statistics_divisions", AS_OF)
     pipeline.sync_network(home)
     batch = _batch(home, "statistics_divisions", "shenzhen_divisions_truncated.csv")
-    assert (batch["status"], batch["gate"], batch["received"]) == ("refused", "fail", keep)
+    assert (batch.status, batch.gate, batch.received) == ("refused", "fail", keep)
     assert _node_digests(home) == before and _city_rows(home) == city_before
-    report = _report(home, "statistics", "divisions", batch["batch_id"])
+    report = _report(home, "statistics", "divisions", batch.batch_id)
     assert "导出不完整" in json.dumps(report, ensure_ascii=False)  # zh-CN: the department's language
 
 
@@ -136,15 +137,15 @@ def test_a_corrected_resubmission_releases_the_quarantined_rows(home: Path) -> N
     good_division = rows[0][division]
     corrected = [[*r[:division], good_division, *r[division + 1:]] for i, r in enumerate(rows, start=1)
                  if i in wrong]
-    open_before = status.collect(home)["quarantine"]["residents"]["public_security"]["open"]
+    open_before = status.collect(home).quarantine["residents"]["public_security"].open
     _write_drop(path.parent, "residents_corrected.csv", header, corrected)
     pipeline.ingest_feed(home, "public_security_residents", AS_OF)
     batch = _batch(home, "public_security_residents", "residents_corrected.csv")
-    assert batch["status"] == "applied" and batch["released"] == len(wrong)
-    q = status.collect(home)["quarantine"]["residents"]["public_security"]
-    assert q["open"] == open_before - len(wrong)
-    assert q["released"] >= len(wrong)
-    assert "unknown_division" not in q["by_reason"]
+    assert batch.status == "applied" and batch.released == len(wrong)
+    q = status.collect(home).quarantine["residents"]["public_security"]
+    assert q.open == open_before - len(wrong)
+    assert q.released >= len(wrong)
+    assert "unknown_division" not in q.by_reason
 
 
 def test_civicnet_report_builds_data_docs_and_the_quality_page(home: Path) -> None:
@@ -156,7 +157,7 @@ def test_civicnet_report_builds_data_docs_and_the_quality_page(home: Path) -> No
     for contract in context.contracts():
         assert f"{contract.name}.rows" in index and (docs / "expectations" / contract.name / "rows.html").exists()
     validations = list((docs / "validations" / "residents" / "rows").rglob("*.html"))
-    assert len(validations) == len([b for b in status.collect(home)["batches"] if b["dataset"] == "residents"])
+    assert len(validations) == len([b for b in status.collect(home).batches if b.dataset == "residents"])
     page = (home / "reports" / "quality" / "run-1.html").read_text("utf-8")
     assert "data_docs/index.html" in page
     assert (home / "reports" / "quality" / "index.html").read_text("utf-8") == page
@@ -167,11 +168,11 @@ def test_rows_no_resubmission_can_release_are_closed_by_hand_through_the_cli(hom
 
     planted = _planted(home)["residents"]
     lines = sorted(r["line"] for r in planted["planted_rows"] if r["reason"] == "invalid_citizen_id")[:2]
-    (batch,) = [b for b in status.collect(home)["batches"] if b["source_name"].endswith("_initial.csv")]
-    before = status.collect(home)["quarantine"]["residents"]["public_security"]
-    argv = ["quarantine-close", "--home", str(home), "--batch", batch["batch_id"], "--why", "resent with the right ID"]
+    (batch,) = [b for b in status.collect(home).batches if b.source_name.endswith("_initial.csv")]
+    before = status.collect(home).quarantine["residents"]["public_security"]
+    argv = ["quarantine-close", "--home", str(home), "--batch", batch.batch_id, "--why", "resent with the right ID"]
     assert main([*argv, *(a for line in lines for a in ("--line", str(line)))]) == 0
-    after = status.collect(home)["quarantine"]["residents"]["public_security"]
-    assert (after["open"], after["released"]) == (before["open"] - 2, before["released"] + 2)
+    after = status.collect(home).quarantine["residents"]["public_security"]
+    assert (after.open, after.released) == (before.open - 2, before.released + 2)
     assert main([*argv, "--line", str(lines[0])]) == 2  # closed already: refused, nothing changes
-    assert status.collect(home)["quarantine"]["residents"]["public_security"] == after
+    assert status.collect(home).quarantine["residents"]["public_security"] == after

@@ -21,11 +21,14 @@ import pytest
 from conftest import AS_OF
 
 from civicnet import context, pipeline
-from civicnet.pipeline.status import collect, freshness, quality_page
+from civicnet.pipeline.status import Status, collect, freshness, quality_page
+from civicnet.pipeline.verify import write_reconciliation
 from connectors.parse import read_payload
 from connectors.push.senders import add_sender
 from schemas.media import CSV
 from warehouse import landing
+from warehouse.reconcile import Mismatch
+from warehouse.verify import VerifyReport
 
 pytestmark = pytest.mark.slow  # headless Chromium runs on a built home
 
@@ -54,17 +57,15 @@ def run_chromium(chromium: str, profile: Path, *args: str) -> subprocess.Complet
 
 @pytest.fixture(scope="module")
 def page(chromium: str, tmp_path_factory: pytest.TempPathFactory,
-         home_copy: Callable[[Path], Path]) -> tuple[Path, dict[str, Any]]:
+         home_copy: Callable[[Path], Path]) -> tuple[Path, Status]:
     """A real home (plus a community sender and a reconciliation result) and its quality page."""
     home = home_copy(tmp_path_factory.mktemp("quality_page"))
     community = min(d.code for d in context.registry().by_tier("community"))
     add_sender(home, "ws-page-test", "community", None, community)
     (home / "quality").mkdir(parents=True, exist_ok=True)
-    (home / "quality" / "reconciliation.json").write_text(json.dumps({
-        "checked_at": "2026-11-27T12:00:00+00:00", "nodes_checked": 899, "repaired": [],
-        "mismatches": [{"node": community, "tier": "community", "parent": community[:9] + "000",
-                        "dataset": "residents", "division": community, "detail": "row count 11, parent has 12"}],
-    }), "utf-8")
+    differs = Mismatch(community, "community", community[:9] + "000", "residents", community, "rows", "12", "11")
+    write_reconciliation(home, VerifyReport(dt.datetime(2026, 11, 27, 12, tzinfo=dt.UTC), 899, [differs],
+                                            remaining=[differs]))
     now = dt.datetime.now(dt.UTC) + LATER
     # English: the assertions below read the page's words (zh-CN, the default, is checked in test_page_is_chinese)
     return quality_page(home, "it-run", now, lang="en"), collect(home, now)
@@ -99,7 +100,7 @@ class _Dom(HTMLParser):
             self._row = None
 
 
-def test_dom_has_every_section_counts_and_late_rows(chromium: str, page: tuple[Path, dict[str, Any]],
+def test_dom_has_every_section_counts_and_late_rows(chromium: str, page: tuple[Path, Status],
                                                     tmp_path: Path) -> None:
     path, status = page
     assert (path.parent / "index.html").read_text("utf-8") == path.read_text("utf-8")
@@ -109,12 +110,12 @@ def test_dom_has_every_section_counts_and_late_rows(chromium: str, page: tuple[P
     dom.feed(done.stdout)
     assert set(SECTIONS) <= dom.ids
     assert dom.scripts == 0
-    batch_rows = [text for _, text in dom.rows if text.split(" ")[0] in {b["feed"] for b in status["batches"]}]
-    assert len(status["batches"]) == 3 and len(batch_rows) == 3
-    for b, text in zip(status["batches"], batch_rows, strict=True):
-        assert text.startswith(b["feed"])
+    batch_rows = [text for _, text in dom.rows if text.split(" ")[0] in {b.feed for b in status.batches}]
+    assert len(status.batches) == 3 and len(batch_rows) == 3
+    for b, text in zip(status.batches, batch_rows, strict=True):
+        assert text.startswith(b.feed)
         for key in ("received", "applied", "quarantined"):
-            assert f"{b[key]:,}" in text.split(), (key, text)
+            assert f"{getattr(b, key):,}" in text.split(), (key, text)
     late = [text for cls, text in dom.rows if cls == "late"]
     assert any(text.startswith("public_security residents") and "was due to send an update by" in text
                for text in late), late
@@ -122,8 +123,9 @@ def test_dom_has_every_section_counts_and_late_rows(chromium: str, page: tuple[P
     assert any("community:" in text and "community_expenditures" in text for text in late)
     on_time = [text for cls, text in dom.rows if cls == "" and text.startswith("civil_affairs facilities")]
     assert on_time and "on time" in on_time[0]
-    mismatch = [text for cls, text in dom.rows if cls == "bad" and "row count 11" in text]
-    assert mismatch and mismatch[0].startswith(status["reconciliation"]["mismatches"][0]["node"])
+    mismatch = [text for cls, text in dom.rows if cls == "bad" and "rows: parent 12, node 11" in text]
+    assert status.reconciliation is not None
+    assert mismatch and mismatch[0].startswith(status.reconciliation.mismatches[0].node)
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -132,7 +134,7 @@ def _png_size(data: bytes) -> tuple[int, int]:
     return width, height
 
 
-def test_screenshot_is_not_blank(chromium: str, page: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+def test_screenshot_is_not_blank(chromium: str, page: tuple[Path, Status], tmp_path: Path) -> None:
     path, _ = page
     blank = tmp_path / "blank.html"
     blank.write_text('<!DOCTYPE html><html lang="zh-CN"><body></body></html>', "utf-8")
@@ -162,7 +164,7 @@ def _push_as_community(home: Path, community: str) -> str:
     return manifest.batch_id
 
 
-def test_community_row_follows_its_pushed_batch(page: tuple[Path, dict[str, Any]]) -> None:
+def test_community_row_follows_its_pushed_batch(page: tuple[Path, Status]) -> None:
     home = page[0].parent.parent.parent
     community = min(d.code for d in context.registry().by_tier("community"))
 
@@ -202,12 +204,12 @@ window.addEventListener('load', () => {
 
 
 @pytest.fixture(scope="module")
-def data_docs(page: tuple[Path, dict[str, Any]]) -> Path:
+def data_docs(page: tuple[Path, Status]) -> Path:
     """The page home's Data Docs, built for the datasets that have batches (fewer suites: faster)."""
     from quality.docs import build_data_docs
 
     home = page[0].parent.parent.parent
-    datasets = {b["dataset"] for b in collect(home)["batches"]}  # now: earlier tests may have landed more
+    datasets = {b.dataset for b in collect(home).batches}  # now: earlier tests may have landed more
     return build_data_docs(home, [c for c in context.contracts() if c.name in datasets], "2026-12-01").parent
 
 
@@ -226,21 +228,21 @@ def test_data_docs_reference_nothing_outside_the_site(data_docs: Path) -> None:
 
 
 def test_data_docs_show_each_batch_quarantine_beside_its_validation(data_docs: Path,
-                                                                   page: tuple[Path, dict[str, Any]]) -> None:
+                                                                   page: tuple[Path, Status]) -> None:
     status = page[1]
-    held = [b for b in status["batches"] if b["quarantined"]]
+    held = [b for b in status.batches if b.quarantined]
     assert held
     for b in held:
-        pages = list((data_docs / "validations" / b["dataset"]).glob(f"*/{b['batch_id'][:16]}/*/*.html"))
+        pages = list((data_docs / "validations" / b.dataset).glob(f"*/{b.batch_id[:16]}/*/*.html"))
         assert len(pages) == 2, pages  # the rows suite and the batch suite
         for p in pages:
             text = p.read_text("utf-8")
-            assert 'id="civicnet-quarantine"' in text and f"{b['quarantined']:,}" in text
-            by_reason = status["quarantine"][b["dataset"]]
-            codes = {c for q in by_reason.values() for c in q["by_reason"]}
+            assert 'id="civicnet-quarantine"' in text and f"{b.quarantined:,}" in text
+            by_reason = status.quarantine[b.dataset]
+            codes = {c for q in by_reason.values() for c in q.by_reason}
             assert codes and all(f"<code>{c}</code>" in text for c in codes)
     index = (data_docs / "index.html").read_text("utf-8")
-    assert all(b["batch_id"][:16] in index for b in status["batches"])
+    assert all(b.batch_id[:16] in index for b in status.batches)
     assert "隔离" in index  # zh-CN by default
 
 
@@ -265,7 +267,7 @@ def test_data_docs_render_styled_offline(chromium: str, data_docs: Path, tmp_pat
         assert seen["table_collapse"] == "collapse" and seen["body_margin"] == "0px", seen
 
 
-def test_page_is_chinese_by_default_with_shanghai_times(page: tuple[Path, dict[str, Any]]) -> None:
+def test_page_is_chinese_by_default_with_shanghai_times(page: tuple[Path, Status]) -> None:
     home = page[0].parent.parent.parent
     zh = quality_page(home, "it-run-zh").read_text("utf-8")
     assert '<html lang="zh-CN">' in zh and "数据质量报告" in zh and "(UTC+8)" in zh

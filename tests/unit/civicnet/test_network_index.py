@@ -42,10 +42,10 @@ def test_a_moved_home_resolves_every_extract_in_its_new_place(tmp_path: Path) ->
 
     read = pipeline.read_network_index(new)
 
-    assert {n["code"]: n["extract"] for n in read["nodes"]} == {c: extract_path(new, c) for c in CODES}
+    assert {n.code: n.extract for n in read.nodes} == {c: extract_path(new, c) for c in CODES}
     collected = status.collect(new)
-    assert [Path(n["extract"]) for n in collected["nodes"]] == [extract_path(new, c) for c in CODES]
-    assert all(Path(n["extract"]).is_file() for n in collected["nodes"])
+    assert [n.extract for n in collected.nodes] == [extract_path(new, c) for c in CODES]
+    assert all(n.extract.is_file() for n in collected.nodes)
 
 
 def test_an_index_of_older_homes_with_absolute_paths_is_read_in_the_home(tmp_path: Path) -> None:
@@ -59,7 +59,7 @@ def test_an_index_of_older_homes_with_absolute_paths_is_read_in_the_home(tmp_pat
 
     read = pipeline.read_network_index(tmp_path)
 
-    assert [n["extract"] for n in read["nodes"]] == [extract_path(tmp_path, c) for c in CODES]
+    assert [n.extract for n in read.nodes] == [extract_path(tmp_path, c) for c in CODES]
 
 
 def test_status_of_a_moved_home_lists_extracts_in_the_new_place(tmp_path: Path, capsys: object) -> None:

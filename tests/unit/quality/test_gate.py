@@ -12,11 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from quality.conform import LINE
-from quality.gate import RESULTS_FILE, BatchSummary, GateResult, run_gate
+from quality.gate import RESULTS_FILE, BatchSummary, run_gate
 from quality.rejection import gate_sentence
 from quality.rules import RULES, UnknownRuleError
 from quality.rules import rule as rule_by_code
 from quality.suite import MAX_QUARANTINE_SHARE
+from quality.verdict import GateResult
 from schemas.citizen_id import check_char
 from schemas.contract import Contract, load_contracts
 from schemas.derive import arrow_schema
@@ -52,8 +53,8 @@ def make_batch(contract: Contract, rows: list[dict[str, Any]]) -> pa.Table:
 
 
 def failed(result: GateResult) -> set[tuple[str, str | None]]:
-    return {(r["expectation"], r["description"] if r["expectation"] == "unexpected_rows_expectation" else r["column"])
-            for r in result.results if not r["success"]}
+    return {(r.expectation, r.description if r.expectation == "unexpected_rows_expectation" else r.column)
+            for r in result.results if not r.success}
 
 
 TODAY = "2021-06-30"
@@ -71,8 +72,8 @@ def gate(tmp_path: Path, contract: Contract, rows: list[dict[str, Any]], summary
 
 def test_clean_residents_batch_passes(tmp_path: Path) -> None:
     result = gate(tmp_path, RESIDENTS, [make_resident(i) for i in range(5)])
-    assert result.verdict == "pass", [r for r in result.results if not r["success"]]
-    checked = {(r["expectation"], r["column"]) for r in result.results}
+    assert result.verdict == "pass", [r for r in result.results if not r.success]
+    checked = {(r.expectation, r.column) for r in result.results}
     assert ("expect_column_values_to_be_unique", "citizen_id") in checked
     assert ("expect_column_values_to_be_in_set", "sex") in checked
     assert ("expect_column_values_to_not_be_null", "household_id") in checked
@@ -80,7 +81,7 @@ def test_clean_residents_batch_passes(tmp_path: Path) -> None:
     assert ("expect_column_values_to_be_valid_citizen_id", "citizen_id") in checked
     assert ("expect_column_pair_values_to_be_division_of_vintage", "division_code") in checked
     assert ("expect_column_values_to_be_between", "quarantined_share") in checked
-    assert all(r["exception"] is None for r in result.results)
+    assert all(r.exception is None for r in result.results)
     assert json.loads((tmp_path / "stage" / RESULTS_FILE).read_text("utf-8"))[0]["success"] is True
 
 
@@ -94,7 +95,7 @@ def test_clean_facilities_batch_passes(tmp_path: Path) -> None:
     result = gate(tmp_path, FACILITIES, [make_facility(i, floor_area_m2=float(50 + i)) for i in range(4)])
     assert result.verdict == "pass"
     assert ("expect_column_values_to_be_between", "floor_area_m2") in {
-        (r["expectation"], r["column"]) for r in result.results}
+        (r.expectation, r.column) for r in result.results}
 
 
 BAD_ID = "440304199001010071"  # the check character should be 0
@@ -142,15 +143,15 @@ def test_broken_batch_fails_naming_the_expectation(tmp_path: Path, contract: Con
     assert result.verdict == "fail"
     errors = {f for f in failed(result) if f[0] != "expect_column_values_to_be_between" or f[1] == expected[1]}
     assert expected in errors
-    assert all(r["severity"] == "error" for r in result.failed("error"))
-    assert all(r["exception"] is None for r in result.results), [r["exception"] for r in result.results]
+    assert all(r.severity == "error" for r in result.failed("error"))
+    assert all(r.exception is None for r in result.results), [r.exception for r in result.results]
 
 
 def test_warn_rule_is_reported_and_the_batch_passes_with_a_warning(tmp_path: Path) -> None:
     result = gate(tmp_path, FACILITIES, [make_facility(1), make_facility(2, floor_area_m2=30000.0)])
     assert result.verdict == "warn"
     (warning,) = result.failed("warn")
-    assert warning["description"] == "dataset rule floor_area_implausibly_large"
+    assert warning.description == "dataset rule floor_area_implausibly_large"
     assert "1 rows" in gate_sentence(warning, {"received": 2, "quarantined": 0}, "en")
 
 

@@ -39,14 +39,14 @@ def test_civicnet_duckdb_datasource_computes_every_metric(node_file: Path) -> No
         e.ExpectColumnValuesToBeBetween(column="vintage", min_value=2000, max_value=2100),
         e.ExpectColumnValuesToMatchRegex(column="citizen_id", regex=r"^id\d+$"),
     ])
-    by_type = {r["expectation"]: r for r in rows}
-    assert all(r["exception"] is None for r in rows), rows
-    assert by_type["expect_table_row_count_to_be_between"]["observed_value"] == 1000
-    assert by_type["expect_column_values_to_be_unique"]["success"]
-    assert by_type["expect_column_values_to_not_be_null"]["unexpected_count"] == 3
-    assert by_type["expect_column_values_to_be_in_set"]["unexpected_count"] == 2
-    assert by_type["expect_column_values_to_be_between"]["success"]
-    assert by_type["expect_column_values_to_match_regex"]["success"]
+    by_type = {r.expectation: r for r in rows}
+    assert all(r.exception is None for r in rows), rows
+    assert by_type["expect_table_row_count_to_be_between"].observed_value == 1000
+    assert by_type["expect_column_values_to_be_unique"].success
+    assert by_type["expect_column_values_to_not_be_null"].unexpected_count == 3
+    assert by_type["expect_column_values_to_be_in_set"].unexpected_count == 2
+    assert by_type["expect_column_values_to_be_between"].success
+    assert by_type["expect_column_values_to_match_regex"].success
     assert not result.success
 
 

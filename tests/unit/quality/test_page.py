@@ -1,59 +1,72 @@
-"""The quality page from a status dict: sections, escaping of sent text, highlights, numbers, files."""
+"""The quality page from a status (the real records the pipeline composes): sections, escaping of sent
+text, highlights, numbers, files."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from civicnet.pipeline.network import IndexedNode
+from civicnet.pipeline.status import Status
+from quality.freshness import FreshnessRow
 from quality.page import DATA_DOCS, PageError, render_page, write_quality_page
+from quality.verdict import ExpectationOutcome, LedgerGate
+from schemas.contract import Cadence
+from warehouse.merge import Decision
+from warehouse.reconcile import Mismatch
+from warehouse.status import LedgerEntry, QuarantineTally
+from warehouse.verify import VerifyReport
 
 EVIL = '<script>alert("x")</script>'
 SECTIONS = ("batches", "gate", "quarantine", "freshness", "reconciliation")
 
 
-def make_status(home: Path, **overrides: Any) -> dict[str, Any]:
-    """A status dict shaped like civicnet.pipeline.status.collect's, with department-sent text in it."""
-    status: dict[str, Any] = {
-        "home": str(home), "vintage": 2020, "nodes": [{"tier": "city", "code": "440300000000"}],
-        "batches": [
-            {"batch_id": "a" * 64, "feed": "public_security_residents", "source_name": f"residents{EVIL}.csv",
-             "status": "applied", "gate": "pass", "received_at": "2026-11-27 10:00:00+00", "received": 1234567,
-             "applied": 1234000, "quarantined": 500, "duplicates": 67, "held": 0},
-            {"batch_id": "b" * 64, "feed": "health_stations", "source_name": "stations.json", "status": "refused",
-             "gate": "fail", "received_at": "2026-11-27 11:00:00+00", "received": 40, "applied": 0,
-             "quarantined": 0, "duplicates": 0, "held": 40},
-        ],
-        "gate": [
-            {"batch_id": "a" * 64, "dataset": "residents", "verdict": "warn", "expectations": 9, "error": None,
-             "failed": [{"expectation": "expect_column_values_to_be_between", "column": "birth_date",
-                         "severity": "warn", "success": False, "unexpected_count": 3,
-                         "partial_unexpected": [EVIL], "description": None}]},
-            {"batch_id": "b" * 64, "dataset": "health_stations", "verdict": "fail", "expectations": 0,
-             "failed": [], "error": f"primary key station_id is not unique {EVIL}"},
-        ],
-        "quarantine": {"residents": {"public_security": {"rows": 2500, "by_reason": {"invalid_date": 1500},
-                                                         "open": 2000, "released": 500}}},
-        "freshness": [
-            {"department": "health", "dataset": "health_stations", "feed": "health_stations", "community": None,
-             "senders": [], "cadence": "weekly", "last_updated": None, "last_received": None,
-             "last_status": None, "due_by": None, "late": True, "late_by_seconds": None,
-             "sentence": f"health_stations from health: never updated {EVIL}"},
-            {"department": "statistics", "dataset": "divisions", "feed": "statistics_divisions",
-             "community": None, "senders": [], "cadence": "yearly", "last_updated": "2026-11-27T10:00:00+00:00",
-             "last_received": "2026-11-27T10:00:00+00:00", "last_status": "applied",
-             "due_by": "2027-12-12T10:00:00+00:00", "late": False, "late_by_seconds": None,
-             "sentence": "divisions from statistics: on time"},
-        ],
-        "reconciliation": {"checked_at": "2026-11-27T12:00:00+00:00", "nodes_checked": 899, "repaired": [],
-                           "mismatches": [{"node": "440304001001", "tier": "community", "parent": "440304001000",
-                                           "dataset": "residents", "division": "440304001001",
-                                           "detail": f"row count 10 vs 11 {EVIL}"}]},
-    }
-    return status | overrides
+T = dt.datetime(2026, 11, 27, 10, tzinfo=dt.UTC)
+
+
+def _batch(batch_id: str, feed: str, source: str, status: Decision, gate: str, received_at: dt.datetime,
+           received: int, applied: int, quarantined: int, duplicates: int, held: int) -> LedgerEntry:
+    return LedgerEntry(batch_id, 1, feed.split("_", 1)[-1], feed, "dept", source, received_at, status, received,
+                       applied, quarantined, duplicates, 0, 0, held, 0, 0, gate)
+
+
+def _freshness(department: str, dataset: str, feed: str, cadence: Cadence, last: dt.datetime | None,
+               due: dt.datetime | None, late: bool, sentence: str) -> FreshnessRow:
+    return FreshnessRow(department, dataset, feed, None, (), cadence, last, last, "applied" if last else None, due,
+                        late, None, sentence)
+
+
+def make_status(home: Path, **overrides: Any) -> Status:
+    """A status as civicnet.pipeline.status.collect makes it, with department-sent text in it."""
+    warned = ExpectationOutcome("expect_column_values_to_be_between", "birth_date", "warn", False,
+                                unexpected_count=3, partial_unexpected=(EVIL,))
+    status = Status(
+        home=home, vintage=2020,
+        nodes=(IndexedNode("city", "440300000000", home / "extracts/city/440300000000.duckdb", {}),),
+        batches=(_batch("a" * 64, "public_security_residents", f"residents{EVIL}.csv", "applied", "pass", T,
+                        1234567, 1234000, 500, 67, 0),
+                 _batch("b" * 64, "health_stations", "stations.json", "refused", "fail", T + dt.timedelta(hours=1),
+                        40, 0, 0, 0, 40)),
+        gate=(LedgerGate("a" * 64, "residents", "warn", (warned, *(
+                  ExpectationOutcome(f"passing_{i}", None, "error", True) for i in range(8)))),
+              LedgerGate("b" * 64, "health_stations", "fail", (),
+                         error=f"primary key station_id is not unique {EVIL}")),
+        quarantine={"residents": {"public_security": QuarantineTally(2500, 2000, 500, {"invalid_date": 1500})}},
+        freshness=(_freshness("health", "health_stations", "health_stations", "weekly", None, None, True,
+                              f"health_stations from health: never updated {EVIL}"),
+                   _freshness("statistics", "divisions", "statistics_divisions", "yearly", T,
+                              dt.datetime(2027, 12, 12, 10, tzinfo=dt.UTC), False,
+                              "divisions from statistics: on time")),
+        reconciliation=VerifyReport(T + dt.timedelta(hours=2), 899, [
+            Mismatch("440304001001", "community", "440304001000", "residents", "440304001001", "rows", "11",
+                     f"10 {EVIL}")]))
+    return replace(status, **overrides)
 
 
 class _Rows(HTMLParser):
@@ -114,7 +127,7 @@ def test_numbers_have_thousands_separators(tmp_path: Path) -> None:
 
 def test_late_rows_first_and_highlighted(tmp_path: Path) -> None:
     status = make_status(tmp_path)
-    status["freshness"].reverse()  # the on-time row first: the page still lists the late one first
+    status = replace(status, freshness=status.freshness[::-1])  # the on-time row first: the late one is still first
     page = render_page(status, None, "en")
     freshness = page[page.index('id="freshness"'):page.index('id="reconciliation"')]
     classes = parse(freshness).row_classes
@@ -145,7 +158,7 @@ def test_data_docs_link_only_when_built(tmp_path: Path) -> None:
 
 def test_write_quality_page_writes_run_and_index(tmp_path: Path) -> None:
     first = write_quality_page(tmp_path, make_status(tmp_path), "run-1")
-    second = write_quality_page(tmp_path, make_status(tmp_path, batches=[]), "run-2")
+    second = write_quality_page(tmp_path, make_status(tmp_path, batches=()), "run-2")
     assert first == tmp_path / "reports" / "quality" / "run-1.html"
     assert "public_security_residents" in first.read_text("utf-8")
     index = (second.parent / "index.html").read_text("utf-8")

@@ -28,6 +28,7 @@ from quality.rejection import (
     write_outbox,
 )
 from quality.rejection import build_report as build_report_in
+from quality.verdict import ExpectationOutcome
 from schemas.contract import load_contracts
 from schemas.csvsafe import is_formula
 from schemas.divisions import load_registry
@@ -292,7 +293,7 @@ COUNTS = {"received": 40, "applied": 0, "quarantined": 0, "duplicates": 0, "held
      "could not run: connection closed"),
 ], ids=["volume-drop", "volume-warn", "broken-key", "dataset-rule", "examples", "unknown", "exception"])
 def test_gate_failures_become_sentences(failed: dict[str, Any], expected: str) -> None:
-    assert expected in gate_sentence(failed, COUNTS, "en")
+    assert expected in gate_sentence(ExpectationOutcome.from_dict(failed), COUNTS, "en")
 
 
 DANGEROUS = ["-2+3+cmd|' /C calc'!A0", "+1", "@SUM(A1)", "\t=1", "\r=1", " =1", "＝1+1", "－2+3", "-5"]

@@ -11,7 +11,6 @@ import pyarrow as pa
 import pytest
 
 from quality.conform import QUARANTINE_SCHEMA
-from quality.gate import GateResult
 from quality.stage import (
     QualityGateFailedError,
     StagedCheck,
@@ -27,6 +26,7 @@ from quality.stage import (
     write_check,
     write_rows,
 )
+from quality.verdict import ExpectationOutcome, GateResult, Severity
 
 BATCH = "ab" * 32
 
@@ -39,10 +39,8 @@ def make_check(**overrides: Any) -> StagedCheck:
     return StagedCheck(**(fields | overrides))
 
 
-def make_result(expectation: str, column: str, severity: str, success: bool) -> dict[str, Any]:
-    return {"expectation": expectation, "column": column, "description": None, "severity": severity,
-            "success": success, "unexpected_count": 2, "partial_unexpected": [], "observed_value": None,
-            "exception": None}
+def make_result(expectation: str, column: str, severity: Severity, success: bool) -> ExpectationOutcome:
+    return ExpectationOutcome(expectation, column, severity, success, unexpected_count=2)
 
 
 def test_check_json_keeps_its_format_on_disk() -> None:
@@ -69,12 +67,12 @@ def test_gate_record_joins_refusals_and_lists_warnings() -> None:
                make_result("expect_column_values_to_be_unique", "facility_id", "error", False),
                make_result("expect_column_values_to_be_between", "floor_area_m2", "warn", False),
                make_result("expect_column_values_to_be_in_set", "facility_type", "error", True)]
-    record = gate_record(GateResult("fail", results), 10, 0)
+    record = gate_record(GateResult("fail", tuple(results)), 10, 0)
     assert list(record) == ["verdict", "results", "error", "warnings"]
-    assert record["results"] == results and record["error"].count("; ") == 1
+    assert record["results"] == [r.to_dict() for r in results] and record["error"].count("; ") == 1
     assert len(record["warnings"]) == 1 and "floor_area_m2" in record["warnings"][0]
-    passed = gate_record(GateResult("pass", results[3:]), 10, 0)
-    assert passed == {"verdict": "pass", "results": results[3:], "warnings": []}
+    passed = gate_record(GateResult("pass", tuple(results[3:])), 10, 0)
+    assert passed == {"verdict": "pass", "results": [r.to_dict() for r in results[3:]], "warnings": []}
 
 
 def test_a_failed_gate_is_raised_naming_the_check_file(tmp_path: Path) -> None:
