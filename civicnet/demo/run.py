@@ -27,7 +27,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from civicnet.pipeline.runner import run_dag
+from civicnet.pipeline.runner import dag_session, run_dag
 from connectors.secrets import env_name
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder, secret_modes, write_atomic
@@ -127,7 +127,8 @@ def _round_two_changes(home: Path) -> None:
 
 def push_communities(home: Path) -> list[dict[str, Any]]:
     """Civil affairs and a few community work stations push expenditure workbooks through the real
-    gateway on loopback; its `dags test` trigger ingests them and syncs the network. Returns receipts."""
+    gateway on loopback; its `dags test` trigger ingests them all in one run and syncs the network.
+    Returns receipts."""
     from civicnet.demo.gateway import push_through_gateway
 
     return push_through_gateway(home, PUSH_COMMUNITIES, TRIGGER_TIMEOUT_S)
@@ -147,13 +148,16 @@ def steps(home: Path, scale: float) -> list[tuple[str, Callable[[], object]]]:
 
 
 def run_demo(home: Path, scale: float, show_progress: bool = True) -> None:
-    """Run every step with a progress bar; raises on the first failure."""
+    """Run every step with a progress bar; raises on the first failure.
+
+    Every DAG run, the gateway's too, goes through one Airflow process (`dag_session`, started
+    once the departments' connections are defined): Airflow starts once, not once a run."""
     todo = steps(home, scale)
     with tqdm(total=len(todo), disable=not show_progress, unit="step") as bar:
         bar.set_description("generate department sources")
         todo[0][1]()
         bar.update(1)
-        with department_services(home):
+        with department_services(home), dag_session(home):
             for name, step in todo[1:]:
                 bar.set_description(name)
                 step()
