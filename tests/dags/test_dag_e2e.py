@@ -1,9 +1,10 @@
 """End to end through real Airflow: the ingest DAGs and network_sync on a tiny Shenzhen.
 
-One home is built for the module (each `airflow dags test` costs tens of seconds): feeds at
-scale 0.0005, the five pull ingest DAGs (file drops, the SQL register, the health API on loopback,
-the justice Singer tap), then network_sync, all through `civicnet.pipeline.runner.run_dag` on SQLite
-metadata (workbooks pushed through the gateway's Airflow trigger: test_dag_push.py, on a home of
+One home is built for the module (Airflow's start-up costs tens of seconds): feeds at scale
+0.0005, the five pull ingest DAGs (file drops, the SQL register, the health API on loopback, the
+justice Singer tap), then network_sync, all through `civicnet.pipeline.runner.run_dag` on SQLite
+metadata, in one Airflow process (`dag_session`, as the demo runs them; the later runs start one
+each) (workbooks pushed through the gateway's Airflow trigger: test_dag_push.py, on a home of
 its own, so that `make test`'s two workers run the two at once). What round one left behind is captured
 in the fixture, so the refusal test, which drops a bad file into the same home, cannot
 change what the round-one tests see.
@@ -30,7 +31,7 @@ from civicnet.demo.departments.health import generate_health
 from civicnet.demo.departments.justice import generate_justice
 from civicnet.demo.run import department_services
 from civicnet.pipeline import status
-from civicnet.pipeline.runner import DagRunFailedError, run_dag
+from civicnet.pipeline.runner import DagRunFailedError, dag_session, run_dag
 from civicnet.pipeline.status import Status
 from schemas.citizen_id import check_char
 from warehouse import landing
@@ -102,8 +103,9 @@ def round_one(tmp_path_factory: pytest.TempPathFactory) -> RoundOne:
     generate_feeds(home, SCALE)
     generate_health(home, context.registry(), SCALE)
     generate_justice(home, context.registry())
-    # the health API on loopback and the connections (REST token, tap token) in AIRFLOW_CONN_*
-    with department_services(home):
+    # the health API on loopback and the connections (REST token, tap token) in AIRFLOW_CONN_*;
+    # the round in one Airflow process, as the demo runs it (the later runs each start their own)
+    with department_services(home), dag_session(home):
         for dag_id in (*INGEST, "network_sync"):
             run_dag(home, dag_id)
     return RoundOne(
