@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
-
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -337,7 +335,7 @@ def read_xlsx(data: bytes, name: str, sheet: str | None = None, limits: ParseLim
 
 
 def _open(source: Source) -> IO[bytes]:
-    return io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
+    return io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
 
 
 def _arrow_input(source: Source) -> Any:
@@ -436,7 +434,7 @@ def _csv_options(header: list[str], codec: str) -> dict[str, Any]:
 
 def _with_lines(batch: pa.RecordBatch, first: int) -> pa.RecordBatch:
     """A batch with `_line` appended, numbering its records from `first`."""
-    lines = pa.array(np.arange(first, first + batch.num_rows, dtype=np.int64))
+    lines = pa.array(range(first, first + batch.num_rows), pa.int64())
     return pa.RecordBatch.from_arrays([*batch.columns, lines], names=[*batch.schema.names, LINE_COLUMN])
 
 
@@ -459,7 +457,8 @@ def _numbered(batches: Iterable[pa.RecordBatch], schema: pa.Schema, name: str,
         yield _with_lines(_empty_batch(schema), 1)
 
 
-def csv_batches(source: Source, encoding: str, name: str, limits: ParseLimits = PULL_LIMITS) -> Iterator[pa.RecordBatch]:
+def csv_batches(source: Source, encoding: str, name: str,
+                limits: ParseLimits = PULL_LIMITS) -> Iterator[pa.RecordBatch]:
     """CSV in any Python text codec (GB18030 included) → batches of Arrow text columns plus `_line`, read
     as a stream block by block (pyarrow decodes a non-UTF-8 codec on the way), within `limits`."""
     encoding = text_encoding(encoding) if encoding.lower().replace("_", "-") not in ("utf-8", "utf8") else encoding
