@@ -30,7 +30,10 @@ LINE_COLUMN = "_line"
 # what a reader may get: a payload's bytes, or the path of the local file holding them (read as a stream)
 Source = bytes | Path
 _CHUNK = 8 << 20  # bytes decoded at a time when an encoding is detected or a fault is looked for
-_HEADER_BYTES = 16 << 20  # a CSV header longer than a block pyarrow reads could not be parsed anyway
+# pyarrow's streaming CSV reader holds a few dozen blocks in flight (read ahead, parsed, converted):
+# its memory grows with the block size, never with the file
+CSV_BLOCK_BYTES = 4 << 20
+_HEADER_BYTES = CSV_BLOCK_BYTES  # a header longer than a block could not be parsed anyway
 # tried in order after a BOM and strict UTF-8; GBK text is a subset of GB18030
 _ENCODINGS = ("gb18030",)
 
@@ -426,7 +429,7 @@ def _csv_fault(source: Source, codec: str, encoding: str, width: int, name: str)
 
 
 def _csv_options(header: list[str], codec: str) -> dict[str, Any]:
-    return {"read_options": pacsv.ReadOptions(encoding=codec, block_size=16 << 20),
+    return {"read_options": pacsv.ReadOptions(encoding=codec, block_size=CSV_BLOCK_BYTES),
             "convert_options": pacsv.ConvertOptions(column_types={c: pa.string() for c in header},
                                                     strings_can_be_null=True, null_values=[""],
                                                     quoted_strings_can_be_null=True)}

@@ -40,13 +40,16 @@ from schemas.contract import LINE_COLUMN, RAW_COLUMN, Contract
 from schemas.derive import arrow_schema, duckdb_type
 from schemas.divisions import Registry
 from schemas.errors import TerminalError
+from schemas.homefiles import make_folder
 from schemas.messages import HEADER_MISSING, header_looks_missing, shown_names
 from schemas.sql import quote_ident, quote_literal
 
 LINE = LINE_COLUMN
 _FALSE_TEXT = "('', '0', 'false', 'f', 'no', 'n', '否')"
-# DuckDB spills beyond this; a 1.7-million-row batch conforms within it.
+# DuckDB spills beyond this (into the check's folder): a batch of any size conforms within it.
 MEMORY_LIMIT = "1GB"
+# rows per row group DuckDB writes: each thread buffers one (with its reasons and raw JSON) before it is written
+ROW_GROUP_ROWS = 32 * 1024
 
 
 class SourceColumnsError(TerminalError):
@@ -184,7 +187,7 @@ def conform_batch(raw: pa.Table | Path, contract: Contract, mapping: SourceMappi
         work = Path(tmp)
         counts = conform_to_files(raw, contract, mapping, registries, today, work / "accepted.parquet",
                                   work / "quarantined.parquet", scope)
-        accepted = pq.read_table(work / "accepted.parquet")
+        accepted = pq.read_table(work / "accepted.parquet").sort_by(LINE)  # the file is in no order
         result = Conformed(
             accepted=accepted.cast(accepted_schema(contract, with_raw=scope is not None)),
             quarantined=read_quarantined(work / "quarantined.parquet"), duplicates=counts.duplicates,
@@ -208,7 +211,7 @@ def conform_to_files(raw: pa.Table | Path, contract: Contract, mapping: SourceMa
     a batch of any size conforms in bounded memory. Returns the counts."""
     columns = pq.read_schema(raw).names if isinstance(raw, Path) else raw.column_names
     check_columns(columns, mapping, contract)
-    spill = accepted.parent / ".duckdb-spill"
+    spill = make_folder(accepted.parent / ".conform-spill")
     con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "preserve_insertion_order": False,
                                  "temp_directory": str(spill)})
     con.execute("SET enable_progress_bar = false")
@@ -218,7 +221,11 @@ def conform_to_files(raw: pa.Table | Path, contract: Contract, mapping: SourceMa
         else:
             con.register("raw", raw)
         con.register("divisions", _division_table(registries))
-        con.execute(f"CREATE TEMP TABLE checked AS {_select_sql(contract, mapping, today, scope)}")
+        # the checked rows go to a file beside the output, not a table in DuckDB's memory: every later
+        # query streams them from there, so the memory a batch takes does not grow with its size
+        checked = spill / "checked.parquet"
+        _copy(con, _select_sql(contract, mapping, today, scope), checked, compression="lz4_raw")
+        con.execute(f"CREATE VIEW checked AS SELECT * FROM read_parquet({quote_literal(str(checked))})")
         _find_repeats(con, contract)
         # fetchall, not fetchone: DuckDB 2.0 refuses a relation while a result is unfinished
         (received,), = con.execute("SELECT count(*) FROM raw").fetchall()
@@ -246,10 +253,10 @@ def _find_repeats(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
         WHERE _rank > 1""")
 
 
-def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> int:
+def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path, compression: str = "zstd") -> int:
     """Write a query's rows to a Parquet file from inside DuckDB; returns how many."""
     (rows,), = con.execute(f"COPY ({query}) TO {quote_literal(str(path))} "
-                           "(FORMAT parquet, COMPRESSION zstd)").fetchall()
+                           f"(FORMAT parquet, COMPRESSION {compression}, ROW_GROUP_SIZE {ROW_GROUP_ROWS})").fetchall()
     return int(rows)
 
 
@@ -262,20 +269,23 @@ def _split(con: duckdb.DuckDBPyConnection, contract: Contract, mapping: SourceMa
         cols += f", to_json(struct_pack({raw_cols}))::VARCHAR AS {RAW_COLUMN}"
     accepted = _copy(con, f"""SELECT {cols} FROM checked ANTI JOIN repeats USING ({LINE})
                               {f"JOIN raw USING ({LINE})" if with_raw else ""}
-                              WHERE len(_reasons) = 0 ORDER BY checked.{LINE}""", to[0])
+                              WHERE len(_reasons) = 0""", to[0])
     first = contract.field(contract.primary_key[0])
     value = f"CAST(c.{quote_ident(first.name)} AS VARCHAR)"
     conflict = (f"[struct_pack(code := 'duplicate_key', field := {sql_literal(first.name)}, message := "
                 f"{_message_sql('duplicate_key', first.name, first.title, value)})]")
+    # the held rows first (a table DuckDB knows is small), then their values as sent: the join builds
+    # on them, streaming the raw batch past, never building on the whole batch
+    con.execute(f"""CREATE TEMP TABLE held AS
+        SELECT {LINE}, {key_text_sql(contract, 'checked')} AS key, _reasons AS reasons FROM checked
+        WHERE len(_reasons) > 0
+        UNION ALL
+        SELECT c.{LINE}, {key_text_sql(contract, 'c')}, {conflict} FROM checked c JOIN repeats USING ({LINE})
+        WHERE NOT _same""")
     quarantined = _copy(con, f"""
         SELECT q.{LINE}, CAST(q.key AS VARCHAR) AS key, q.reasons,
                to_json(struct_pack({raw_cols}))::VARCHAR AS raw
-        FROM (SELECT {LINE}, {key_text_sql(contract, 'checked')} AS key, _reasons AS reasons FROM checked
-              WHERE len(_reasons) > 0
-              UNION ALL
-              SELECT c.{LINE}, {key_text_sql(contract, 'c')}, {conflict} FROM checked c JOIN repeats USING ({LINE})
-              WHERE NOT _same) q
-        JOIN raw USING ({LINE}) ORDER BY q.{LINE}""", to[1])
+        FROM raw JOIN held q USING ({LINE}) ORDER BY q.{LINE}""", to[1])
     missing_key = " OR ".join(f"{quote_ident(k)} IS NULL" for k in contract.primary_key)
     (duplicates, broken), = con.execute(f"""SELECT (SELECT count(*) FROM repeats WHERE _same),
                                                    (SELECT count(*) FROM repeats WHERE NOT _same)

@@ -143,22 +143,31 @@ def _copy_hashing(source: IO[bytes], target: IO[bytes]) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+ROW_GROUP_ROWS = 128 * 1024  # rows per row group of raw.parquet: small batches are put together
+
+
 def write_raw(path: Path, batches: Iterable[pa.RecordBatch]) -> int:
-    """raw.parquet from record batches of one schema, each written as it comes (a row group or more):
+    """raw.parquet from record batches of one schema, written a row group at a time as they come:
     the decoded rows never sit in memory whole. Returns the row count."""
     writer: pq.ParquetWriter | None = None
-    rows = 0
+    rows, pending, held = 0, [], 0
     try:
         for batch in batches:
             if writer is None:
                 writer = pq.ParquetWriter(path, batch.schema, compression="zstd")
-            writer.write_batch(batch)
+            pending.append(batch)
+            held += batch.num_rows
             rows += batch.num_rows
+            if held >= ROW_GROUP_ROWS:
+                writer.write_table(pa.Table.from_batches(pending), row_group_size=held)
+                pending, held = [], 0
+        if writer is None:
+            raise ValueError(f"no batch to write to {path}: a decoder yields at least one, empty if need be")
+        if pending:
+            writer.write_table(pa.Table.from_batches(pending), row_group_size=max(held, 1))
     finally:
         if writer is not None:
             writer.close()
-    if writer is None:
-        raise ValueError(f"no batch to write to {path}: a decoder yields at least one, empty if need be")
     return rows
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,9 @@ from quality.volume import record as record_volume
 from quality.volume import volume_ratio
 from schemas.contract import Contract, load_contracts
 from schemas.errors import TerminalError
+from schemas.homefiles import make_folder
+from schemas.layout import landing_folder
+from schemas.sql import quote_literal
 from warehouse import landing
 from warehouse.merge import (
     BatchInput,
@@ -190,7 +195,11 @@ def merge(home: Path, slug: str, batch_ids: list[str]) -> list[dict[str, Any]]:
     contract = load_contracts()[f.dataset]
     con = open_city(home)
     outcomes, unchecked = [], []
+    # a dot folder, which no reader of landing takes for a batch
+    spill = Path(tempfile.mkdtemp(prefix=".merge-spill-", dir=make_folder(landing_folder(home))))
     try:
+        # a batch bigger than DuckDB's memory limit spills here, not into the working directory
+        con.execute(f"SET temp_directory = {quote_literal(str(spill))}")
         for b in batch_ids:
             try:
                 outcomes.append(_merge_one(con, home, f, contract, b).to_dict())
@@ -201,6 +210,7 @@ def merge(home: Path, slug: str, batch_ids: list[str]) -> list[dict[str, Any]]:
         write_owed(con, home, slug)
     finally:
         con.close()
+        shutil.rmtree(spill, ignore_errors=True)
         pa.default_memory_pool().release_unused()
     if unchecked:
         raise BatchNotCheckedError("; ".join(unchecked))
