@@ -59,6 +59,8 @@ from warehouse.merge import (
 from warehouse.node import node_errors
 
 log = logging.getLogger(__name__)
+# DuckDB's buffer pool while a batch merges: what is bigger (the batch's changed rows) spills
+MERGE_MEMORY_LIMIT = "512MB"
 
 
 class BatchNotCheckedError(TerminalError):
@@ -200,6 +202,7 @@ def merge(home: Path, slug: str, batch_ids: list[str]) -> list[dict[str, Any]]:
     try:
         # a batch bigger than DuckDB's memory limit spills here, not into the working directory
         con.execute(f"SET temp_directory = {quote_literal(str(spill))}")
+        con.execute(f"SET memory_limit = {quote_literal(MERGE_MEMORY_LIMIT)}")
         for b in batch_ids:
             try:
                 outcomes.append(_merge_one(con, home, f, contract, b).to_dict())
