@@ -13,21 +13,20 @@ holds back the files after it.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import io
 import logging
+import os
 import time
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
 
 from connectors.feeds import FilesSource
-from connectors.parse import UnreadablePayloadError, detect_encoding
-from connectors.payload import Payload
+from connectors.parse import UnreadablePayloadError, detect_stream_encoding
+from connectors.payload import Payload, sha256_of
 from schemas.errors import TransientError
 from schemas.media import CSV, MEDIA_TYPES, PARQUET, XLSX
 
@@ -78,12 +77,18 @@ def modified_at(info: Mapping[str, Any]) -> float | None:
     return None
 
 
-def is_complete(data: bytes, media_type: str) -> bool:
-    """Whether a Parquet or XLSX file has its end (a writer puts the footer or zip directory last)."""
+def is_complete(stream: IO[bytes], media_type: str) -> bool:
+    """Whether a Parquet or XLSX file (a seekable binary stream) has its end (a writer puts the footer
+    or zip directory last). Only its ends are read."""
     if media_type == PARQUET:
-        return len(data) >= 12 and data.startswith(b"PAR1") and data.endswith(b"PAR1")
+        head = stream.read(4)
+        size = stream.seek(0, os.SEEK_END)
+        if size < 12:
+            return False
+        stream.seek(size - 4)
+        return head == b"PAR1" and stream.read(4) == b"PAR1"
     if media_type == XLSX:
-        return zipfile.is_zipfile(io.BytesIO(data))
+        return zipfile.is_zipfile(stream)
     return True
 
 
@@ -109,16 +114,16 @@ class FilesConnector:
                 continue
             media_type, unknown = self._media_type(name)
             try:
-                data = self._read(fs, path, name)
+                read = self._read(fs, path, name)
             except TransientError as err:
                 failed.append(str(err))
                 continue
-            if data is None:
+            if read is None:
                 continue
-            digest = hashlib.sha256(data).hexdigest()
+            digest, size, complete, encoding = read
             if taken.get(name) == digest:
                 continue  # touched, not changed (the next payload's cursor records its new stat)
-            if not is_complete(data, media_type) and self.source.settle_seconds == 0:
+            if not complete and self.source.settle_seconds == 0:
                 log.info("%s: still being written (its end is missing), taken next pull", name)
                 continue
             # past settle_seconds a file whose end is missing is cut off, not being written: it is
@@ -128,22 +133,43 @@ class FilesConnector:
             taken[name] = digest
             if stat is not None:
                 stats[name] = stat
-            # an unreadable file is yielded too: it is landed and refused alone, never holding back the rest
-            yield Payload(name=name, data=data, media_type=media_type, encoding=self._encoding(data, media_type),
-                          cursor={**state, "files": dict(taken), "stats": dict(stats)}, unreadable=unknown)
+            # an unreadable file is yielded too: it is landed and refused alone, never holding back the rest;
+            # its bytes stay in the drop: landing streams them (a city's register is gigabytes)
+            yield Payload(name=name, media_type=media_type, encoding=encoding,
+                          cursor={**state, "files": dict(taken), "stats": dict(stats)}, unreadable=unknown,
+                          opener=self._opener(fs, path, name), size=size, digest=digest)
         if failed:
             raise FilesUnavailableError(f"{'; '.join(failed)} (the other files of the drop were taken)")
 
-    def _read(self, fs: AbstractFileSystem, path: str, name: str) -> bytes | None:
-        """A file's bytes; None if it was moved away since the listing."""
+    def _read(self, fs: AbstractFileSystem, path: str, name: str) -> tuple[str, int, bool, str | None] | None:
+        """A file's sha256, size, whether its end is there, and its text encoding, read as a stream (never
+        whole: a drop may be a city's register); None if it was moved away since the listing."""
+        media_type = self._media_type(name)[0]
         try:
-            data: bytes = fs.cat_file(path)
+            with fs.open(path, "rb") as stream:
+                digest = sha256_of(stream)
+                size = stream.seek(0, os.SEEK_END)
+                stream.seek(0)
+                complete = is_complete(stream, media_type)
+                stream.seek(0)
+                encoding = self._encoding(stream, media_type)
         except FileNotFoundError:
             log.info("%s: gone since the listing (moved or renamed), skipped", name)
             return None
         except OSError as err:
             raise FilesUnavailableError(f"cannot read {name} in {self.source.path}: {err}; retried next run") from None
-        return data
+        return digest, size, complete, encoding
+
+    def _opener(self, fs: AbstractFileSystem, path: str, name: str) -> Callable[[], IO[bytes]]:
+        """Opens the file again when it is landed (a share down meanwhile: retried next pull)."""
+        def opener() -> IO[bytes]:
+            try:
+                stream: IO[bytes] = fs.open(path, "rb")
+            except OSError as err:
+                raise FilesUnavailableError(f"cannot read {name} in {self.source.path}: {err}; "
+                                            "retried next run") from None
+            return stream
+        return opener
 
     def _listing(self, fs: AbstractFileSystem, root: str) -> dict[str, tuple[str, Mapping[str, Any]]]:
         """Files matching the pattern, name (relative to the folder) → (path, info), in name order."""
@@ -200,7 +226,7 @@ class FilesConnector:
                 "or narrow 'pattern' in the feed config")
         return MEDIA_TYPES[extension], None
 
-    def _encoding(self, data: bytes, media_type: str) -> str | None:
+    def _encoding(self, stream: IO[bytes], media_type: str) -> str | None:
         """The text encoding of a CSV (declared, or detected for `auto`); None for other formats, and
         for a CSV in no encoding we detect (reading it then says why, naming the file)."""
         if media_type != CSV:
@@ -208,6 +234,6 @@ class FilesConnector:
         if self.source.encoding != "auto":
             return self.source.encoding
         try:
-            return detect_encoding(data)
+            return detect_stream_encoding(stream)
         except UnreadablePayloadError:
             return None

@@ -12,9 +12,10 @@ import csv
 import io
 import json
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -26,6 +27,13 @@ from schemas.messages import HEADER_MISSING, header_looks_missing, looks_like_va
 from schemas.sql import quote_literal
 
 LINE_COLUMN = "_line"
+# what a reader may get: a payload's bytes, or the path of the local file holding them (read as a stream)
+Source = bytes | Path
+_CHUNK = 8 << 20  # bytes decoded at a time when an encoding is detected or a fault is looked for
+# pyarrow's streaming CSV reader holds a few dozen blocks in flight (read ahead, parsed, converted):
+# its memory grows with the block size, never with the file
+CSV_BLOCK_BYTES = 4 << 20
+_HEADER_BYTES = CSV_BLOCK_BYTES  # a header longer than a block could not be parsed anyway
 # tried in order after a BOM and strict UTF-8; GBK text is a subset of GB18030
 _ENCODINGS = ("gb18030",)
 
@@ -115,19 +123,36 @@ def text_encoding(encoding: str) -> str:
 def detect_encoding(data: bytes) -> str:
     """The encoding of a CSV drop: a BOM says it; else strict UTF-8 if the bytes decode; else GB18030
     (which also reads every GBK file). Raises if nothing decodes, so a file is never misread."""
-    if data.startswith(b"\xef\xbb\xbf"):
+    return detect_stream_encoding(io.BytesIO(data))
+
+
+def detect_stream_encoding(stream: IO[bytes]) -> str:
+    """`detect_encoding` of a seekable binary stream, read in bounded chunks (left at its start)."""
+    head = stream.read(3)
+    stream.seek(0)
+    if head.startswith(b"\xef\xbb\xbf"):
         return "utf-8-sig"
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return "utf-16"
     for encoding in ("utf-8", *_ENCODINGS):
-        try:
-            data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        return encoding
+        decodes = _decodes(stream, encoding)
+        stream.seek(0)
+        if decodes:
+            return encoding
     raise UnreadablePayloadError(
         "the file is neither UTF-8 nor GB18030/GBK text; resend it in UTF-8, or declare its encoding ('encoding' "
         "in the feed config for a file drop, the X-Encoding header for a push)")
+
+
+def _decodes(stream: IO[bytes], encoding: str) -> bool:
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        while chunk := stream.read(_CHUNK):
+            decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _table_with_lines(columns: dict[str, list[str | None]]) -> pa.Table:
@@ -312,8 +337,18 @@ def read_xlsx(data: bytes, name: str, sheet: str | None = None, limits: ParseLim
     return _table_with_lines(columns)
 
 
-def _csv_header(data: bytes, encoding: str, name: str) -> list[str]:
-    first = data.split(b"\n", 1)[0]
+def _open(source: Source) -> IO[bytes]:
+    return io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+
+
+def _arrow_input(source: Source) -> Any:
+    """What pyarrow reads: the buffer (no copy), or the path (read natively, as a stream)."""
+    return pa.BufferReader(source) if isinstance(source, bytes) else str(source)
+
+
+def _csv_header(source: Source, encoding: str, name: str) -> list[str]:
+    with _open(source) as stream:
+        first = stream.readline(_HEADER_BYTES).rstrip(b"\n")
     try:
         text = first.decode(encoding).lstrip("\ufeff").rstrip("\r")
     except UnicodeDecodeError as err:
@@ -334,74 +369,124 @@ def _check_csv_header(header: list[str], name: str, limits: ParseLimits) -> None
                                          f"name of column {header.index(h) + 1}; rename it")
 
 
-def _csv_fault(data: bytes, codec: str, encoding: str, width: int, name: str) -> UnreadablePayloadError:
+class _NotText(Exception):
+    def __init__(self, line: int, byte: int) -> None:
+        super().__init__(line, byte)
+        self.line, self.byte = line, byte
+
+
+def _decoded_lines(stream: IO[bytes], codec: str) -> Iterator[str]:
+    """The lines of a text stream, decoded one at a time (the line ends are ASCII in every encoding we
+    read but UTF-16/32, which are decoded whole); _NotText says where the first undecodable byte is."""
+    if codec.lower().replace("_", "-").startswith(("utf-16", "utf-32")):
+        data = stream.read()
+        try:
+            yield from io.StringIO(data.decode(codec), newline="")
+        except UnicodeDecodeError as err:
+            raise _NotText(data[:err.start].count(b"\n") + 1, err.start) from None
+        return
+    decoder = codecs.getincrementaldecoder(codec)()
+    offset = 0
+    for number, raw in enumerate(stream, start=1):
+        try:
+            yield decoder.decode(raw)
+        except UnicodeDecodeError as err:
+            raise _NotText(number, offset + err.start) from None
+        offset += len(raw)
+
+
+def _csv_fault(source: Source, codec: str, encoding: str, width: int, name: str) -> UnreadablePayloadError:
     """Why pyarrow could not read a CSV, said by record and byte, never by value (pyarrow's own
-    message quotes the offending row, which may hold a citizen ID and a name)."""
+    message quotes the offending row, which may hold a citizen ID and a name). Reads the file as a
+    stream, twice: first for its encoding, then for its records."""
     prefix = f"{name}: not a readable {encoding} CSV"
     try:
-        text = data.decode(codec)
-    except UnicodeDecodeError as err:
-        line = data[:err.start].count(b"\n") + 1
-        return UnreadablePayloadError(f"{prefix}: line {line} (byte {err.start}) is not {encoding} text; check the "
-                                      "file's encoding ('encoding' in the feed config, X-Encoding for a push)")
-    if not text.lstrip("\ufeff").strip():
+        with _open(source) as stream:
+            blank = True
+            for line in _decoded_lines(stream, codec):  # every line: the first undecodable one is the fault
+                blank = blank and not line.lstrip("\ufeff").strip()
+    except _NotText as bad:
+        return UnreadablePayloadError(f"{prefix}: line {bad.line} (byte {bad.byte}) is not {encoding} text; check "
+                                      "the file's encoding ('encoding' in the feed config, X-Encoding for a push)")
+    if blank:
         return UnreadablePayloadError(f"{prefix}: the file is empty (no header row, no records); send the whole "
                                       "export again")
-    records = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
-    next(records, None)
-    number = 0
-    for record in records:
-        if not record:
-            continue  # pyarrow skips empty lines too
-        number += 1
-        if len(record) != width:
-            return UnreadablePayloadError(
-                f"{prefix}: record {number} (after the header) has {len(record)} fields but the header has "
-                f"{width}; check its quoting (a value with a comma, quote or line break must be in double quotes)")
+    with _open(source) as stream:
+        records = csv.reader(_decoded_lines(stream, codec))
+        next(records, None)
+        number = 0
+        for record in records:
+            if not record:
+                continue  # pyarrow skips empty lines too
+            number += 1
+            if len(record) != width:
+                return UnreadablePayloadError(
+                    f"{prefix}: record {number} (after the header) has {len(record)} fields but the header has "
+                    f"{width}; check its quoting (a value with a comma, quote or line break must be in double "
+                    "quotes)")
     return UnreadablePayloadError(f"{prefix}: its quoting or structure is broken; check the file's encoding and "
                                   "quoting")
 
 
 def _csv_options(header: list[str], codec: str) -> dict[str, Any]:
-    return {"read_options": pacsv.ReadOptions(encoding=codec, block_size=16 << 20),
+    return {"read_options": pacsv.ReadOptions(encoding=codec, block_size=CSV_BLOCK_BYTES),
             "convert_options": pacsv.ConvertOptions(column_types={c: pa.string() for c in header},
                                                     strings_can_be_null=True, null_values=[""],
                                                     quoted_strings_can_be_null=True)}
 
 
-def _read_csv_bounded(data: bytes, options: dict[str, Any], name: str, limits: ParseLimits) -> pa.Table:
-    """The whole CSV at once when it cannot hold more records than allowed (records ≤ lines), else
-    streamed block by block, stopping as soon as the count passes the limit."""
-    if data.count(b"\n") <= limits.rows:
-        return pacsv.read_csv(io.BytesIO(data), **options)
-    batches, rows = [], 0
-    with pacsv.open_csv(io.BytesIO(data), **options) as reader:
-        for batch in reader:
-            rows += batch.num_rows
-            if rows > limits.rows:
-                raise _too_many_rows(name, limits)
-            batches.append(batch)
-        return pa.Table.from_batches(batches, reader.schema)
+def _with_lines(batch: pa.RecordBatch, first: int) -> pa.RecordBatch:
+    """A batch with `_line` appended, numbering its records from `first`."""
+    lines = pa.array(range(first, first + batch.num_rows), pa.int64())
+    return pa.RecordBatch.from_arrays([*batch.columns, lines], names=[*batch.schema.names, LINE_COLUMN])
 
 
-def read_csv(data: bytes, encoding: str, name: str, limits: ParseLimits = PULL_LIMITS) -> pa.Table:
-    """CSV bytes in any Python text codec (GB18030 included) → Arrow text columns plus `_line`."""
+def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays([pa.array([], f.type) for f in schema], schema=schema)
+
+
+def _numbered(batches: Iterable[pa.RecordBatch], schema: pa.Schema, name: str,
+              limits: ParseLimits) -> Iterator[pa.RecordBatch]:
+    """Batches with `_line`, stopping as soon as the count passes the limit; at least one (empty) batch,
+    so a file of no records still says its columns."""
+    rows = 0
+    for batch in batches:
+        if rows + batch.num_rows > limits.rows:
+            raise _too_many_rows(name, limits)
+        if batch.num_rows:
+            yield _with_lines(batch, rows + 1)
+        rows += batch.num_rows
+    if rows == 0:
+        yield _with_lines(_empty_batch(schema), 1)
+
+
+def csv_batches(source: Source, encoding: str, name: str,
+                limits: ParseLimits = PULL_LIMITS) -> Iterator[pa.RecordBatch]:
+    """CSV in any Python text codec (GB18030 included) → batches of Arrow text columns plus `_line`, read
+    as a stream block by block (pyarrow decodes a non-UTF-8 codec on the way), within `limits`."""
     encoding = text_encoding(encoding) if encoding.lower().replace("_", "-") not in ("utf-8", "utf8") else encoding
-    header = _csv_header(data, encoding, name)
+    header = _csv_header(source, encoding, name)
     _check_csv_header(header, name, limits)
     codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig") else encoding
     try:
-        table = _read_csv_bounded(data, _csv_options(header, codec), name, limits)
+        with pacsv.open_csv(_arrow_input(source), **_csv_options(header, codec)) as reader:
+            yield from _numbered(reader, reader.schema, name, limits)
     except (pa.ArrowInvalid, UnicodeDecodeError):
-        raise _csv_fault(data, codec, encoding, len(header), name) from None
-    return table.append_column(LINE_COLUMN, pa.array(range(1, table.num_rows + 1), pa.int64()))
+        raise _csv_fault(source, codec, encoding, len(header), name) from None
 
 
-def read_parquet(data: bytes, name: str, limits: ParseLimits = PULL_LIMITS) -> pa.Table:
-    """Parquet bytes (as the SQL connector lands them, or a dropped file) → text columns plus `_line`;
-    rows, columns and inflated size are checked from the footer before any page is read."""
+def read_csv(data: Source, encoding: str, name: str, limits: ParseLimits = PULL_LIMITS) -> pa.Table:
+    """CSV bytes in any Python text codec (GB18030 included) → Arrow text columns plus `_line`."""
+    return pa.Table.from_batches(list(csv_batches(data, encoding, name, limits)))
+
+
+def parquet_batches(source: Source, name: str, limits: ParseLimits = PULL_LIMITS) -> Iterator[pa.RecordBatch]:
+    """Parquet (as the SQL connector lands it, or a dropped file) → batches of text columns plus `_line`,
+    row group by row group; rows, columns and inflated size are checked from the footer before any page
+    is read."""
     try:
-        meta = pq.ParquetFile(io.BytesIO(data)).metadata
+        file = pq.ParquetFile(_arrow_input(source))
+        meta = file.metadata
         if meta.num_rows > limits.rows:
             raise _too_many_rows(name, limits)
         if meta.num_columns > limits.columns:
@@ -409,24 +494,58 @@ def read_parquet(data: bytes, name: str, limits: ParseLimits = PULL_LIMITS) -> p
         if sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)) > limits.uncompressed_bytes:
             raise PayloadTooLargeError(f"{name}: the file inflates to more than {limits.uncompressed_bytes} bytes, "
                                        f"the limit for one file; {_SPLIT}")
-        table = pq.read_table(io.BytesIO(data))
+        text = pa.schema([(f.name, pa.string()) for f in file.schema_arrow])
+        batches = file.iter_batches(batch_size=128 * 1024)
+        first = next(batches, None)
     except (pa.ArrowInvalid, OSError) as err:
         raise UnreadablePayloadError(f"{name}: not a readable Parquet file ({type(err).__name__}); "
                                      "write it again") from None
-    table = table.cast(pa.schema([(f.name, pa.string()) for f in table.schema]))
-    return table.append_column(LINE_COLUMN, pa.array(range(1, table.num_rows + 1), pa.int64()))
+    yield from _numbered((b.cast(text) for b in _read_on(first, batches, name)), text, name, limits)
 
 
-def read_payload(data: bytes, media_type: str, encoding: str | None, name: str,
-                 limits: ParseLimits = PULL_LIMITS) -> pa.Table:
-    """Decode a payload by its media type, within `limits` (PUSH_LIMITS for what the gateway receives)."""
+def _read_on(first: pa.RecordBatch | None, batches: Iterator[pa.RecordBatch], name: str) -> Iterator[pa.RecordBatch]:
+    if first is None:
+        return
+    yield first
+    try:
+        yield from batches
+    except (pa.ArrowInvalid, OSError) as err:
+        raise UnreadablePayloadError(f"{name}: not a readable Parquet file ({type(err).__name__}); "
+                                     "write it again") from None
+
+
+def read_parquet(data: Source, name: str, limits: ParseLimits = PULL_LIMITS) -> pa.Table:
+    """Parquet bytes (as the SQL connector lands them, or a dropped file) → text columns plus `_line`;
+    rows, columns and inflated size are checked from the footer before any page is read."""
+    return pa.Table.from_batches(list(parquet_batches(data, name, limits)))
+
+
+def _table_batches(table: pa.Table) -> list[pa.RecordBatch]:
+    return table.to_batches() or [_empty_batch(table.schema)]
+
+
+def payload_batches(source: Source, media_type: str, encoding: str | None, name: str,
+                    limits: ParseLimits = PULL_LIMITS) -> Iterator[pa.RecordBatch]:
+    """Decode a payload by its media type, within `limits`, as record batches of one schema (text
+    columns plus `_line`; at least one batch). CSV and Parquet are read as streams, in bounded memory
+    whatever their size; JSON Lines and workbooks (API pages, pushes, small drops) are read whole."""
     if media_type == CSV:
-        return read_csv(data, encoding or detect_encoding(data), name, limits)
+        if encoding is None:
+            with _open(source) as stream:
+                encoding = detect_stream_encoding(stream)
+        return csv_batches(source, encoding, name, limits)
     if media_type == PARQUET:
-        return read_parquet(data, name, limits)
+        return parquet_batches(source, name, limits)
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
     if media_type == JSONL:
-        return read_jsonl(data, name, limits)
+        return iter(_table_batches(read_jsonl(data, name, limits)))
     if media_type == XLSX:
-        return read_xlsx(data, name, limits=limits)
+        return iter(_table_batches(read_xlsx(data, name, limits=limits)))
     raise UnreadablePayloadError(f"{name}: media type {media_type!r} has no reader; "
                                  f"send one of {sorted(MEDIA_TYPES)}")
+
+
+def read_payload(data: Source, media_type: str, encoding: str | None, name: str,
+                 limits: ParseLimits = PULL_LIMITS) -> pa.Table:
+    """Decode a payload by its media type, within `limits` (PUSH_LIMITS for what the gateway receives)."""
+    return pa.Table.from_batches(list(payload_batches(data, media_type, encoding, name, limits)))

@@ -1,6 +1,7 @@
 """Conform a raw batch to its contract: map, type, check every row, quarantine with reasons.
 
-The work runs as one DuckDB query over the Arrow batch (no Python loop over rows). A row that
+The work runs as one DuckDB query over the raw batch (no Python loop over rows), and DuckDB writes
+the accepted and quarantined rows to Parquet itself (`conform_to_files`). A row that
 fails any check goes to quarantine with every reason it has; an exact repeat of an earlier row
 is counted as a duplicate; every other row is accepted. received = accepted + quarantined +
 duplicates always holds, and `Conformed.check_counts` proves it.
@@ -9,6 +10,8 @@ duplicates always holds, and `Conformed.check_counts` proves it.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from quality.reasons import template
+from quality.rows import QUARANTINE_SCHEMA as QUARANTINE_SCHEMA  # where conform's users know it
+from quality.rows import REASON_TYPE as REASON_TYPE
+from quality.rows import read_quarantined
 from quality.sql import (
     anchor_checks,
     control_check,
@@ -31,19 +37,19 @@ from quality.sql import (
 )
 from schemas.contract import DELETED_COLUMN as DELETED
 from schemas.contract import LINE_COLUMN, RAW_COLUMN, Contract
-from schemas.derive import arrow_schema
+from schemas.derive import arrow_schema, duckdb_type
 from schemas.divisions import Registry
 from schemas.errors import TerminalError
+from schemas.homefiles import make_folder
 from schemas.messages import HEADER_MISSING, header_looks_missing, shown_names
 from schemas.sql import quote_ident, quote_literal
 
 LINE = LINE_COLUMN
 _FALSE_TEXT = "('', '0', 'false', 'f', 'no', 'n', '否')"
-# DuckDB spills beyond this; a 1.7-million-row batch conforms within it.
+# DuckDB spills beyond this (into the check's folder): a batch of any size conforms within it.
 MEMORY_LIMIT = "1GB"
-REASON_TYPE = pa.struct([("code", pa.string()), ("field", pa.string()), ("message", pa.string())])
-QUARANTINE_SCHEMA = pa.schema([(LINE, pa.int64()), ("key", pa.string()), ("reasons", pa.list_(REASON_TYPE)),
-                               ("raw", pa.string())])
+# rows per row group DuckDB writes: each thread buffers one (with its reasons and raw JSON) before it is written
+ROW_GROUP_ROWS = 32 * 1024
 
 
 class SourceColumnsError(TerminalError):
@@ -81,7 +87,23 @@ class Conformed:
 
     def check_counts(self) -> None:
         """Raise if any row went missing: received = accepted + quarantined + duplicates."""
-        total = self.accepted.num_rows + self.quarantined.num_rows + self.duplicates
+        ConformedCounts(self.accepted.num_rows, self.quarantined.num_rows, self.duplicates, self.received,
+                        self.broken_keys).check_counts()
+
+
+@dataclass(frozen=True)
+class ConformedCounts:
+    """The counts of one batch conformed into files (accepted.parquet, quarantined.parquet)."""
+
+    accepted: int
+    quarantined: int
+    duplicates: int
+    received: int
+    broken_keys: int = 0
+
+    def check_counts(self) -> None:
+        """Raise if any row went missing: received = accepted + quarantined + duplicates."""
+        total = self.accepted + self.quarantined + self.duplicates
         if total != self.received:
             raise AssertionError(f"conform lost rows: received {self.received}, accounted {total}")
 
@@ -154,15 +176,44 @@ def conform_batch(raw: pa.Table | Path, contract: Contract, mapping: SourceMappi
                   registries: Mapping[int, Registry], today: dt.date, scope: str | None = None) -> Conformed:
     """Map a raw text batch to the contract; split it into accepted, quarantined and duplicates.
 
-    `raw` is an Arrow table or the path of its Parquet file (then DuckDB reads it directly and
-    the raw rows never sit in Python memory). Accepted rows carry `_deleted` (a tombstone for
-    the key, from the feed's soft-delete column). With `scope` (the division of a community that
-    pushed the batch) a row anchored outside it is quarantined as `outside_jurisdiction`, and the
-    accepted rows also carry their values as sent (`_raw`, JSON): the merge still quarantines a
-    row whose key is another division's current record (`key_owned_elsewhere`)."""
+    `raw` is an Arrow table or the path of its Parquet file. Accepted rows carry `_deleted` (a
+    tombstone for the key, from the feed's soft-delete column). With `scope` (the division of a
+    community that pushed the batch) a row anchored outside it is quarantined as
+    `outside_jurisdiction`, and the accepted rows also carry their values as sent (`_raw`, JSON):
+    the merge still quarantines a row whose key is another division's current record
+    (`key_owned_elsewhere`). The rows are returned as Arrow tables: for a small batch (a push, a
+    test); a pulled batch is conformed into files (`conform_to_files`)."""
+    with tempfile.TemporaryDirectory(prefix="civicnet-conform-") as tmp:
+        work = Path(tmp)
+        counts = conform_to_files(raw, contract, mapping, registries, today, work / "accepted.parquet",
+                                  work / "quarantined.parquet", scope)
+        accepted = pq.read_table(work / "accepted.parquet").sort_by(LINE)  # the file is in no order
+        result = Conformed(
+            accepted=accepted.cast(accepted_schema(contract, with_raw=scope is not None)),
+            quarantined=read_quarantined(work / "quarantined.parquet"), duplicates=counts.duplicates,
+            received=counts.received, broken_keys=counts.broken_keys)
+    result.check_counts()
+    return result
+
+
+def accepted_schema(contract: Contract, with_raw: bool = False) -> pa.Schema:
+    """The Arrow schema of a batch's accepted rows: the contract's fields, `_deleted`, `_line` (and `_raw`)."""
+    schema = arrow_schema(contract).append(pa.field(DELETED, pa.bool_(), nullable=False)) \
+        .append(pa.field(LINE, pa.int64(), nullable=False))
+    return schema.append(pa.field(RAW_COLUMN, pa.string())) if with_raw else schema
+
+
+def conform_to_files(raw: pa.Table | Path, contract: Contract, mapping: SourceMapping,
+                     registries: Mapping[int, Registry], today: dt.date, accepted: Path, quarantined: Path,
+                     scope: str | None = None) -> ConformedCounts:
+    """`conform_batch` writing the rows to Parquet files `accepted` and `quarantined` from inside DuckDB:
+    the rows never sit in Python memory, and DuckDB spills beside `accepted` past its memory limit, so
+    a batch of any size conforms in bounded memory. Returns the counts."""
     columns = pq.read_schema(raw).names if isinstance(raw, Path) else raw.column_names
     check_columns(columns, mapping, contract)
-    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "preserve_insertion_order": False})
+    spill = make_folder(accepted.parent / ".conform-spill")
+    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "preserve_insertion_order": False,
+                                 "temp_directory": str(spill)})
     con.execute("SET enable_progress_bar = false")
     try:
         if isinstance(raw, Path):
@@ -170,13 +221,18 @@ def conform_batch(raw: pa.Table | Path, contract: Contract, mapping: SourceMappi
         else:
             con.register("raw", raw)
         con.register("divisions", _division_table(registries))
-        con.execute(f"CREATE TEMP TABLE checked AS {_select_sql(contract, mapping, today, scope)}")
+        # the checked rows go to a file beside the output, not a table in DuckDB's memory: every later
+        # query streams them from there, so the memory a batch takes does not grow with its size
+        checked = spill / "checked.parquet"
+        _copy(con, _select_sql(contract, mapping, today, scope), checked, compression="lz4_raw")
+        con.execute(f"CREATE VIEW checked AS SELECT * FROM read_parquet({quote_literal(str(checked))})")
         _find_repeats(con, contract)
         # fetchall, not fetchone: DuckDB 2.0 refuses a relation while a result is unfinished
         (received,), = con.execute("SELECT count(*) FROM raw").fetchall()
-        return _split(con, contract, mapping, int(received), with_raw=scope is not None)
+        return _split(con, contract, mapping, int(received), (accepted, quarantined), with_raw=scope is not None)
     finally:
         con.close()
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def _find_repeats(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
@@ -197,37 +253,43 @@ def _find_repeats(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
         WHERE _rank > 1""")
 
 
+def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path, compression: str = "zstd") -> int:
+    """Write a query's rows to a Parquet file from inside DuckDB; returns how many."""
+    (rows,), = con.execute(f"COPY ({query}) TO {quote_literal(str(path))} "
+                           f"(FORMAT parquet, COMPRESSION {compression}, ROW_GROUP_SIZE {ROW_GROUP_ROWS})").fetchall()
+    return int(rows)
+
+
 def _split(con: duckdb.DuckDBPyConnection, contract: Contract, mapping: SourceMapping,
-           received: int, with_raw: bool = False) -> Conformed:
-    schema = arrow_schema(contract).append(pa.field(DELETED, pa.bool_(), nullable=False)) \
-        .append(pa.field(LINE, pa.int64(), nullable=False))
-    cols = ", ".join(f"checked.{quote_ident(c)}" for c in [*contract.field_names, DELETED, LINE])
+           received: int, to: tuple[Path, Path], with_raw: bool = False) -> ConformedCounts:
+    typed = [(f.name, duckdb_type(f)) for f in contract.fields] + [(DELETED, "BOOLEAN"), (LINE, "BIGINT")]
+    cols = ", ".join(f"CAST(checked.{quote_ident(c)} AS {t}) AS {quote_ident(c)}" for c, t in typed)
     raw_cols = ", ".join(f"raw.{quote_ident(c)}" for c in mapping.source_columns)
     if with_raw:
-        schema = schema.append(pa.field(RAW_COLUMN, pa.string()))
         cols += f", to_json(struct_pack({raw_cols}))::VARCHAR AS {RAW_COLUMN}"
-    accepted = con.sql(f"""SELECT {cols} FROM checked ANTI JOIN repeats USING ({LINE})
-                           {f"JOIN raw USING ({LINE})" if with_raw else ""}
-                           WHERE len(_reasons) = 0 ORDER BY checked.{LINE}""").to_arrow_table()
+    accepted = _copy(con, f"""SELECT {cols} FROM checked ANTI JOIN repeats USING ({LINE})
+                              {f"JOIN raw USING ({LINE})" if with_raw else ""}
+                              WHERE len(_reasons) = 0""", to[0])
     first = contract.field(contract.primary_key[0])
     value = f"CAST(c.{quote_ident(first.name)} AS VARCHAR)"
     conflict = (f"[struct_pack(code := 'duplicate_key', field := {sql_literal(first.name)}, message := "
                 f"{_message_sql('duplicate_key', first.name, first.title, value)})]")
-    quarantined = con.sql(f"""
-        SELECT q.{LINE}, q.key, q.reasons, to_json(struct_pack({raw_cols})) AS raw
-        FROM (SELECT {LINE}, {key_text_sql(contract, 'checked')} AS key, _reasons AS reasons FROM checked
-              WHERE len(_reasons) > 0
-              UNION ALL
-              SELECT c.{LINE}, {key_text_sql(contract, 'c')}, {conflict} FROM checked c JOIN repeats USING ({LINE})
-              WHERE NOT _same) q
-        JOIN raw USING ({LINE}) ORDER BY q.{LINE}""").to_arrow_table()
-    duplicates = con.execute("SELECT count(*) FROM repeats WHERE _same").fetchone()
+    # the held rows first (a table DuckDB knows is small), then their values as sent: the join builds
+    # on them, streaming the raw batch past, never building on the whole batch
+    con.execute(f"""CREATE TEMP TABLE held AS
+        SELECT {LINE}, {key_text_sql(contract, 'checked')} AS key, _reasons AS reasons FROM checked
+        WHERE len(_reasons) > 0
+        UNION ALL
+        SELECT c.{LINE}, {key_text_sql(contract, 'c')}, {conflict} FROM checked c JOIN repeats USING ({LINE})
+        WHERE NOT _same""")
+    quarantined = _copy(con, f"""
+        SELECT q.{LINE}, CAST(q.key AS VARCHAR) AS key, q.reasons,
+               to_json(struct_pack({raw_cols}))::VARCHAR AS raw
+        FROM raw JOIN held q USING ({LINE}) ORDER BY q.{LINE}""", to[1])
     missing_key = " OR ".join(f"{quote_ident(k)} IS NULL" for k in contract.primary_key)
-    (broken,), = con.execute(f"""SELECT (SELECT count(*) FROM repeats WHERE NOT _same)
-                                      + (SELECT count(*) FROM checked WHERE {missing_key})""").fetchall()
-    result = Conformed(
-        accepted=accepted.cast(pa.schema([pa.field(f.name, f.type) for f in schema])),
-        quarantined=quarantined.cast(QUARANTINE_SCHEMA), duplicates=int(duplicates[0]) if duplicates else 0,
-        received=received, broken_keys=int(broken))
+    (duplicates, broken), = con.execute(f"""SELECT (SELECT count(*) FROM repeats WHERE _same),
+                                                   (SELECT count(*) FROM repeats WHERE NOT _same)
+                                                 + (SELECT count(*) FROM checked WHERE {missing_key})""").fetchall()
+    result = ConformedCounts(accepted, quarantined, int(duplicates), received, int(broken))
     result.check_counts()
     return result

@@ -123,11 +123,15 @@ def anchor_checks(contract: Contract, text: str, message: MessageSql, scope: str
     """The anchor must be a division of the row's vintage (`r.vintage`), at the contract's tier, and,
     for a batch a community sent, inside that community (`scope`)."""
     f = contract.field(contract.anchor)
-    known = f"EXISTS (SELECT 1 FROM divisions d WHERE d.code = {text} AND d.vintage = r.vintage)"
+    # uncorrelated IN (a join against the small division table, streamed), not a correlated EXISTS,
+    # which DuckDB plans as a join that holds every row of the batch in memory; never NULL, as EXISTS
+    row_key = f"(CAST(r.vintage AS VARCHAR) || ':' || {text})"
+    key = "CAST(d.vintage AS VARCHAR) || ':' || d.code"
+    known = f"coalesce({row_key} IN (SELECT {key} FROM divisions d), false)"
     out = [_case(f"regexp_full_match({text}, '^\\d{{12}}$') AND NOT {known}", "unknown_division", f, text, message)]
     if contract.anchor_tier != "any":
-        right = (f"EXISTS (SELECT 1 FROM divisions d WHERE d.code = {text} AND d.vintage = r.vintage "
-                 f"AND d.tier = {sql_literal(contract.anchor_tier)})")
+        right = (f"coalesce({row_key} IN (SELECT {key} FROM divisions d "
+                 f"WHERE d.tier = {sql_literal(contract.anchor_tier)}), false)")
         out.append(_case(f"{known} AND NOT {right}", "wrong_tier", f, text, message))
     if scope is not None:
         prefix = sql_literal(subtree_prefix(scope))

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from quality.rejection import gate_sentence
+from quality.rows import read_quarantined
 from quality.verdict import GateResult
 from schemas import layout
 from schemas.errors import TerminalError
@@ -196,12 +197,23 @@ def read_check(stage: Path) -> StagedCheck | None:
 
 
 def accepted_rows(stage: Path) -> pa.Table:
-    """The rows a batch's check accepted."""
-    return pq.read_table(stage / ACCEPTED_FILE)
+    """The rows a batch's check accepted, whole (for a small batch; the merge reads `accepted_path`)."""
+    return pq.read_table(accepted_path(stage))
+
+
+def accepted_path(stage: Path) -> Path:
+    """Where the rows a batch's check accepted are (Parquet, written by DuckDB or pyarrow)."""
+    return stage / ACCEPTED_FILE
+
+
+def quarantined_path(stage: Path) -> Path | None:
+    """Where the rows a batch's check held back are, or None when no row was checked."""
+    path = stage / QUARANTINED_FILE
+    return path if path.exists() else None
 
 
 def quarantined_rows(stage: Path, columns: Sequence[str] | None = None) -> pa.Table | None:
     """The rows a batch's check held back with their reasons (`_line`, `reasons`, `raw`), or None when
     no row was checked (refused as unreadable or unconformable, or never checked)."""
-    path = stage / QUARANTINED_FILE
-    return pq.read_table(path, columns=list(columns) if columns is not None else None) if path.exists() else None
+    path = quarantined_path(stage)
+    return read_quarantined(path, columns) if path is not None else None

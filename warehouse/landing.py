@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 import shutil
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.errors import TerminalError
+from schemas.errors import TerminalError, TransientError
 from schemas.homefiles import make_folder, place_folder, temporary_folder, write_atomic
 from schemas.layout import dataset_landing_folder, feed_state_file, landed_batch_folder, receipt_file
 from schemas.media import EXTENSIONS
@@ -31,6 +32,16 @@ from schemas.media import EXTENSIONS
 
 class UnknownBatchError(TerminalError):
     """No landed batch has this id."""
+
+
+class PayloadChangedError(TransientError):
+    """A payload's bytes changed between the pull that hashed them and their landing (a file rewritten
+    meanwhile): nothing is landed, and the next pull takes the file as it is then."""
+
+
+_COPY_CHUNK = 8 << 20
+# decode(payload file, raw.parquet to write) → (rows, why the payload is unreadable or None)
+Decoder = Callable[[Path, Path], tuple[int, str | None]]
 
 
 @dataclass(frozen=True)
@@ -90,13 +101,30 @@ def batch_dir(home: Path, dataset: str, batch_id: str) -> Path:
 
 def land(home: Path, manifest: Manifest, data: bytes, table: pa.Table) -> bool:
     """Store a payload and its decoded table; False if the batch was already landed."""
+    def decode(_payload: Path, raw: Path) -> tuple[int, str | None]:
+        pq.write_table(table, raw, compression="zstd")
+        return manifest.row_count, manifest.unreadable
+    return land_stream(home, manifest, lambda: io.BytesIO(data), decode)  # BytesIO shares the bytes
+
+
+def land_stream(home: Path, manifest: Manifest, opener: Callable[[], IO[bytes]], decode: Decoder) -> bool:
+    """Store a payload read as a stream from `opener()` (hashed as it is copied: it must be the content
+    `manifest.batch_id` names, else PayloadChangedError) and the raw table `decode` writes from the
+    landed copy; the manifest gets the row count and unreadable reason `decode` returns. False if the
+    batch was already landed (nothing is read then)."""
     final = batch_dir(home, manifest.dataset, manifest.batch_id)
     if (final / MANIFEST).exists():
         return False
     tmp = temporary_folder(final)  # this call's own: two threads or processes may land the same content at once
     try:
-        (tmp / f"payload.{EXTENSIONS.get(manifest.media_type, 'bin')}").write_bytes(data)
-        pq.write_table(table, tmp / "raw.parquet", compression="zstd")
+        payload = tmp / f"payload.{EXTENSIONS.get(manifest.media_type, 'bin')}"
+        with opener() as source, payload.open("wb") as target:
+            digest, size = _copy_hashing(source, target)
+        if digest != manifest.batch_id:
+            raise PayloadChangedError(f"{manifest.source_name} changed while it was being read (it is not the "
+                                      "content the pull listed); it is taken again on the next pull")
+        rows, unreadable = decode(payload, tmp / "raw.parquet")
+        manifest = replace(manifest, byte_size=size, row_count=rows, unreadable=unreadable)
         (tmp / MANIFEST).write_text(manifest.to_json(), "utf-8")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -104,6 +132,43 @@ def land(home: Path, manifest: Manifest, data: bytes, table: pa.Table) -> bool:
     # the payload as sent is personal data: private before it is visible as landed; a batch another
     # pull landed meanwhile is left to its readers, a half-landed one of a killed run replaced whole
     return place_folder(tmp, final, complete=MANIFEST)
+
+
+def _copy_hashing(source: IO[bytes], target: IO[bytes]) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    while chunk := source.read(_COPY_CHUNK):
+        digest.update(chunk)
+        target.write(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
+ROW_GROUP_ROWS = 128 * 1024  # rows per row group of raw.parquet: small batches are put together
+
+
+def write_raw(path: Path, batches: Iterable[pa.RecordBatch]) -> int:
+    """raw.parquet from record batches of one schema, written a row group at a time as they come:
+    the decoded rows never sit in memory whole. Returns the row count."""
+    writer: pq.ParquetWriter | None = None
+    rows, pending, held = 0, [], 0
+    try:
+        for batch in batches:
+            if writer is None:
+                writer = pq.ParquetWriter(path, batch.schema, compression="zstd")
+            pending.append(batch)
+            held += batch.num_rows
+            rows += batch.num_rows
+            if held >= ROW_GROUP_ROWS:
+                writer.write_table(pa.Table.from_batches(pending), row_group_size=held)
+                pending, held = [], 0
+        if writer is None:
+            raise ValueError(f"no batch to write to {path}: a decoder yields at least one, empty if need be")
+        if pending:
+            writer.write_table(pa.Table.from_batches(pending), row_group_size=max(held, 1))
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows
 
 
 def read_manifest(home: Path, dataset: str, batch_id: str) -> Manifest:

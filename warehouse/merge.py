@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, TypeAlias
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from schemas.contract import DELETED_COLUMN as DELETED
 from schemas.contract import LINE_COLUMN as LINE
@@ -29,10 +32,11 @@ from schemas.contract import Contract
 from schemas.derive import display_key_sql, key_sql
 from schemas.divisions import subtree_prefix
 from schemas.errors import TerminalError
-from schemas.sql import qualified, quote_ident
+from schemas.sql import qualified, quote_ident, quote_literal
 from warehouse.node import meta_table, set_high_water_mark, transaction
 
 STAGE_ALIAS = "s"
+Rows: TypeAlias = pa.Table | Path  # a batch's rows: in memory, or a Parquet file DuckDB reads where it is
 
 
 class QuarantineCloseError(TerminalError):
@@ -290,20 +294,24 @@ def settle_report(con: duckdb.DuckDBPyConnection, node: str, batch_id: str) -> N
     con.execute(f"UPDATE {meta_table(node, 'batches')} SET report_owed = false WHERE batch_id = ?", [batch_id])
 
 
-def apply_batch(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, accepted: pa.Table,
-                quarantined: pa.Table, batch: BatchInput) -> BatchOutcome:
-    """Merge one batch into the origin node in one transaction; a batch seen before is skipped."""
+def apply_batch(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, accepted: Rows,
+                quarantined: Rows, batch: BatchInput) -> BatchOutcome:
+    """Merge one batch into the origin node in one transaction; a batch seen before is skipped.
+
+    The rows are Arrow tables or the paths of their Parquet files: then DuckDB reads them where they
+    are (read_parquet), so a batch of any size merges without its rows in Python memory."""
     if contract.history != "scd2":
         raise UnsupportedHistoryModeError(
             f"{contract.source}: history mode {contract.history!r} has no merge yet; use 'scd2'")
     seen = ledger_entry(con, node, batch.batch_id)
     if seen is not None:
         return seen
-    if DELETED not in accepted.column_names:  # a batch without a soft-delete column: every row is an upsert
+    columns, received_rows, quarantined_rows = _columns(accepted), _num_rows(accepted), _num_rows(quarantined)
+    if isinstance(accepted, pa.Table) and DELETED not in columns:  # no soft-delete column: every row an upsert
         accepted = accepted.append_column(DELETED, pa.array([False] * accepted.num_rows, pa.bool_()))
-    with transaction(con, incoming=accepted, quarantined=quarantined):
+    with _rows(con, incoming=accepted, quarantined=quarantined) as tables, transaction(con, **tables):
         seq = _next_seq(con, node)
-        claimed = _stage_claims(con, node, contract, batch.scope, accepted.column_names)
+        claimed = _stage_claims(con, node, contract, batch.scope, columns)
         _stage_delta(con, node, contract)
         row = con.execute("SELECT count(*) FROM delta").fetchone()
         applied = int(row[0]) if row else 0
@@ -315,26 +323,51 @@ def apply_batch(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, a
         if claimed:
             _quarantine_claims(con, node, contract, batch)
         applied += deleted
-        unchanged = accepted.num_rows - claimed - applied
+        unchanged = received_rows - claimed - applied
         outcome = BatchOutcome(batch.batch_id, contract.name, seq, "applied", batch.received, applied,
-                               unchanged, quarantined.num_rows + claimed, batch.duplicates + unchanged, moved,
+                               unchanged, quarantined_rows + claimed, batch.duplicates + unchanged, moved,
                                deleted=deleted, released=released)
         _write_ledger(con, node, contract, batch, outcome)
         set_high_water_mark(con, node, contract.name, seq)
-    con.execute("DROP VIEW IF EXISTS accepted")  # it reads `incoming`, registered only for the transaction
+    con.execute("DROP VIEW IF EXISTS accepted")  # it reads `incoming`, there only for the transaction
     return outcome
 
 
+def _columns(rows: Rows) -> list[str]:
+    names: list[str] = rows.column_names if isinstance(rows, pa.Table) else pq.read_schema(rows).names
+    return names
+
+
+def _num_rows(rows: Rows) -> int:
+    return rows.num_rows if isinstance(rows, pa.Table) else int(pq.ParquetFile(rows).metadata.num_rows)
+
+
+@contextmanager
+def _rows(con: duckdb.DuckDBPyConnection, **rows: Rows) -> Iterator[dict[str, pa.Table]]:
+    """Views over the rows given as Parquet files (with `_deleted` false when `incoming` has none), for
+    as long as the block runs; the Arrow tables are handed back to be registered by `transaction`."""
+    views = {name: r for name, r in rows.items() if isinstance(r, Path)}
+    for name, path in views.items():
+        deleted = f", false AS {DELETED}" if name == "incoming" and DELETED not in _columns(path) else ""
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(name)} AS "
+                    f"SELECT *{deleted} FROM read_parquet({quote_literal(str(path))})")
+    try:
+        yield {name: r for name, r in rows.items() if isinstance(r, pa.Table)}
+    finally:
+        for name in views:
+            con.execute(f"DROP VIEW IF EXISTS {quote_ident(name)}")
+
+
 def refuse_batch(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, batch: BatchInput,
-                 quarantined: pa.Table, held: int) -> BatchOutcome:
+                 quarantined: Rows, held: int) -> BatchOutcome:
     """Record that the quality gate refused a batch: its bad rows go to quarantine with their
     reasons, its `held` clean rows are not applied and stay in landing; no data changes."""
     seen = ledger_entry(con, node, batch.batch_id)
     if seen is not None:
         return seen
     outcome = BatchOutcome(batch.batch_id, contract.name, None, "refused", batch.received, 0,
-                           0, quarantined.num_rows, batch.duplicates, 0, held)
-    with transaction(con, quarantined=quarantined):
+                           0, _num_rows(quarantined), batch.duplicates, 0, held)
+    with _rows(con, quarantined=quarantined) as tables, transaction(con, **tables):
         _write_quarantine(con, node, contract, batch)
         _write_ledger(con, node, contract, batch, outcome)
     return outcome

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -19,16 +21,17 @@ import pyarrow as pa
 from civicnet.context import VINTAGE, feed, open_city, registry, source_mapping
 from civicnet.pipeline.reports import write_owed
 from connectors.feeds import Feed
-from connectors.parse import LINE_COLUMN, UnreadablePayloadError, read_payload
+from connectors.parse import LINE_COLUMN, UnreadablePayloadError, payload_batches, read_payload
 from connectors.payload import Payload
 from connectors.registry import connector_for
-from quality.conform import QUARANTINE_SCHEMA, conform_batch
+from quality.conform import QUARANTINE_SCHEMA, conform_to_files
 from quality.reasons import owned_elsewhere_format
 from quality.stage import (
+    QUARANTINED_FILE,
     StagedCheck,
-    accepted_rows,
+    accepted_path,
     gate_record,
-    quarantined_rows,
+    quarantined_path,
     raise_for_gate,
     read_check,
     stage_dir,
@@ -36,12 +39,14 @@ from quality.stage import (
     unreadable_error,
     unreadable_sentence,
     write_check,
-    write_rows,
 )
 from quality.volume import record as record_volume
 from quality.volume import volume_ratio
 from schemas.contract import Contract, load_contracts
 from schemas.errors import TerminalError
+from schemas.homefiles import make_folder
+from schemas.layout import landing_folder
+from schemas.sql import quote_literal
 from warehouse import landing
 from warehouse.merge import (
     BatchInput,
@@ -54,6 +59,8 @@ from warehouse.merge import (
 from warehouse.node import node_errors
 
 log = logging.getLogger(__name__)
+# DuckDB's buffer pool while a batch merges: what is bigger (the batch's changed rows) spills
+MERGE_MEMORY_LIMIT = "512MB"
 
 
 class BatchNotCheckedError(TerminalError):
@@ -85,17 +92,36 @@ def land_feed(home: Path, f: Feed) -> list[str]:
     connector = connector_for(f, home)
     landed = []
     for payload in connector.fetch(landing.feed_state(home, f.dataset, f.slug)):
-        table, unreadable = decode_payload(payload)
         manifest = landing.Manifest(
             batch_id=payload.content_hash, feed=f.slug, department=f.department, dataset=f.dataset,
             source_name=payload.name, media_type=payload.media_type, encoding=payload.encoding,
-            byte_size=len(payload.data), row_count=table.num_rows, received_at=landing.utc_now(),
-            cursor=dict(payload.cursor), unreadable=unreadable)
-        if landing.land(home, manifest, payload.data, table):  # False: this content was landed before
+            byte_size=payload.size, row_count=0, received_at=landing.utc_now(),
+            cursor=dict(payload.cursor), unreadable=payload.unreadable)
+        # streamed: copied to landing while hashed, then decoded from the landed copy batch by batch
+        if landing.land_stream(home, manifest, payload.open, _decoder(payload)):  # False: landed before
             landed.append(manifest.batch_id)
         if payload.cursor:
             landing.save_feed_state(home, f.dataset, f.slug, payload.cursor)
     return landed
+
+
+def _decoder(payload: Payload) -> landing.Decoder:
+    """Decodes a landed payload into raw.parquet in bounded batches: (rows, None); for a payload that
+    cannot be read (empty, cut off, not its format), an empty raw table and why (0, problem): it is
+    landed like any other, and its check refuses it alone (the files after it land)."""
+    def decode(landed: Path, raw: Path) -> tuple[int, str | None]:
+        problem = payload.unreadable
+        if problem is None:
+            try:
+                batches = payload_batches(landed, payload.media_type, payload.encoding, payload.name)
+                return landing.write_raw(raw, batches), None
+            except UnreadablePayloadError as err:
+                problem = str(err) if payload.name in str(err) else f"{payload.name}: {err}"
+        log.warning("%s is unreadable: landed as a batch its check refuses, with a report to its sender", payload.name)
+        raw.unlink(missing_ok=True)  # the batches written before the fault was found
+        landing.write_raw(raw, [pa.record_batch([pa.array([], pa.int64())], names=[LINE_COLUMN])])
+        return 0, problem
+    return decode
 
 
 def decode_payload(payload: Payload) -> tuple[pa.Table, str | None]:
@@ -133,20 +159,18 @@ def _check_in(home: Path, slug: str, batch_id: str, as_of: dt.date, work: Path) 
                                               unreadable_sentence(manifest.unreadable)))
         raise unreadable_error(batch_id, slug, manifest.source_name, manifest.unreadable,
                                manifest.sender or manifest.department)
-    try:
-        conformed = conform_batch(landing.raw_path(home, f.dataset, batch_id), contract, source_mapping(f),
-                                  {VINTAGE: registry()}, as_of, scope=manifest.scope)
+    try:  # DuckDB writes the accepted (with _line: the merge may quarantine) and quarantined rows itself
+        conformed = conform_to_files(landing.raw_path(home, f.dataset, batch_id), contract, source_mapping(f),
+                                     {VINTAGE: registry()}, as_of, accepted_path(work), work / QUARANTINED_FILE,
+                                     scope=manifest.scope)
     except TerminalError as err:
         write_check(work, StagedCheck.refused(batch_id, slug, f.dataset, manifest.row_count, str(err)))
         raise
     from quality.gate import BatchSummary, run_gate  # great_expectations takes seconds to import
 
-    write_rows(work, conformed.accepted, conformed.quarantined)  # accepted with _line: the merge may quarantine
-    summary = BatchSummary(conformed.received, conformed.quarantined.num_rows, conformed.broken_keys,
+    summary = BatchSummary(conformed.received, conformed.quarantined, conformed.broken_keys,
                            volume_ratio(home, slug, conformed.received) if f.delivery == "full" else None)
-    counts = (conformed.accepted.num_rows, conformed.quarantined.num_rows, conformed.duplicates)
-    del conformed
-    pa.default_memory_pool().release_unused()  # give a big batch's buffers back before the gate
+    counts = (conformed.accepted, conformed.quarantined, conformed.duplicates)
     gate_started = time.perf_counter()
     gate = run_gate(contract, work, summary, as_of.isoformat(), full_delivery=f.delivery == "full")
     seconds = {"conform": round(gate_started - started, 3), "gate": round(time.perf_counter() - gate_started, 3)}
@@ -173,7 +197,12 @@ def merge(home: Path, slug: str, batch_ids: list[str]) -> list[dict[str, Any]]:
     contract = load_contracts()[f.dataset]
     con = open_city(home)
     outcomes, unchecked = [], []
+    # a dot folder, which no reader of landing takes for a batch
+    spill = Path(tempfile.mkdtemp(prefix=".merge-spill-", dir=make_folder(landing_folder(home))))
     try:
+        # a batch bigger than DuckDB's memory limit spills here, not into the working directory
+        con.execute(f"SET temp_directory = {quote_literal(str(spill))}")
+        con.execute(f"SET memory_limit = {quote_literal(MERGE_MEMORY_LIMIT)}")
         for b in batch_ids:
             try:
                 outcomes.append(_merge_one(con, home, f, contract, b).to_dict())
@@ -184,6 +213,7 @@ def merge(home: Path, slug: str, batch_ids: list[str]) -> list[dict[str, Any]]:
         write_owed(con, home, slug)
     finally:
         con.close()
+        shutil.rmtree(spill, ignore_errors=True)
         pa.default_memory_pool().release_unused()
     if unchecked:
         raise BatchNotCheckedError("; ".join(unchecked))
@@ -213,7 +243,7 @@ def _merge_one(con: duckdb.DuckDBPyConnection, home: Path, f: Feed, contract: Co
     batch = BatchInput(batch_id, f.slug, manifest.department, manifest.source_name, manifest.received_at,
                        checked.received, checked.duplicates, checked.gate,
                        None if manifest.scope is None else scope_of(contract, manifest.scope))
-    quarantined = quarantined_rows(stage)
+    quarantined = quarantined_path(stage)  # the merge reads the staged rows where they are (read_parquet)
     if checked.verdict == "fail":
         if quarantined is None:  # refused before any row was checked (columns missing, unreadable): all held
             return refuse_batch(con, "city", contract, batch, QUARANTINE_SCHEMA.empty_table(), held=checked.received)
@@ -221,7 +251,7 @@ def _merge_one(con: duckdb.DuckDBPyConnection, home: Path, f: Feed, contract: Co
     if quarantined is None:
         raise BatchNotCheckedError(f"batch {batch_id} of feed {f.slug!r} passed its check but {stage} has no "
                                    "quarantined rows file (the folder was altered): clear and rerun its check task")
-    outcome = apply_batch(con, "city", contract, accepted_rows(stage), quarantined, batch)
+    outcome = apply_batch(con, "city", contract, accepted_path(stage), quarantined, batch)
     record_volume(home, f.slug, batch_id, outcome.received)
     return outcome
 
