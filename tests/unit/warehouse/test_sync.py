@@ -234,13 +234,13 @@ def test_a_sync_with_no_new_input_writes_no_node_and_no_extract(rounds: tuple[Pa
     assert third.files == second.files  # byte for byte, and not even touched (same mtime)
 
 
+Files = dict[str, tuple[int, int, str]]
 LUOHU = "440303000000"
 GUIYUAN = "440303001000"  # 桂园街道, the street of LUOHU_COMMUNITY
 
 
 @pytest.fixture(scope="module")
-def one_move(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, tuple[int, int, str]],
-                                                                dict[str, tuple[int, int, str]], Path]:
+def one_move(tmp_path_factory: pytest.TempPathFactory) -> tuple[Files, Files, Path]:
     """Futian and Luohu synced, then resident 1 moves from 滨江 (Futian) to 大塘龙 (Luohu) and
     both districts sync again: the node and extract files before and after that second sync."""
     home = tmp_path_factory.mktemp("move")
@@ -255,8 +255,7 @@ def one_move(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, tuple[
     return before, file_states(home), home
 
 
-def test_a_single_move_writes_only_the_nodes_on_its_two_paths(one_move: tuple[dict[str, tuple[int, int, str]],
-                                                                         dict[str, tuple[int, int, str]], Path]) -> None:
+def test_a_single_move_writes_only_the_nodes_on_its_two_paths(one_move: tuple[Files, Files, Path]) -> None:
     before, after, home = one_move
     changed = sorted(p for p in after if before.get(p) != after[p])
     paths = [FUTIAN, NANYUAN, BINJIANG, LUOHU, GUIYUAN, LUOHU_COMMUNITY]
