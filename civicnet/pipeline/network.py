@@ -48,6 +48,7 @@ def indexed_stats(home: Path) -> KnownStats:
     index was (None for any other node: it is counted again). The index is written after every
     node it lists, so a node file older than it holds what it says."""
     path = network_index_path(home)
+    written = 0  # no index yet: every node is counted
     try:
         written = path.stat().st_mtime_ns
         index: dict[str, Any] = json.loads(path.read_text("utf-8"))
