@@ -102,7 +102,10 @@ def _sync_one(con: duckdb.DuckDBPyConnection, home: Path, code: str, parent: str
     to apply is only ever attached read-only (its file, and its extract, stay as they were)."""
     path, alias = node_path(home, code), _alias(code)
     results: list[SyncResult] = []
-    written = not path.exists() or _needs_writing(con, path, alias, _alias(parent), code, contracts)
+    # a write-ahead log left by a killed run holds commits the file (and so its extract) lacks yet:
+    # attached for writing, the node is checkpointed and then published
+    written = (not path.exists() or path.with_name(f"{path.name}.wal").exists()
+               or _needs_writing(con, path, alias, _alias(parent), code, contracts))
     if written:
         attach(con, prepare_node(home, code, contracts), alias)
         ensure_node(con, alias, code, contracts)
