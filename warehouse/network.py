@@ -33,15 +33,18 @@ from warehouse.node import (
     connect,
     detach,
     ensure_node,
+    layout_digest,
+    meta_table,
     node_errors,
     node_path,
     prepare_node,
     rebuild_hint,
 )
 from warehouse.stats import NodeStats, node_stats
-from warehouse.sync import SyncResult, sync_node
+from warehouse.sync import SyncResult, pending_datasets, sync_node
 
 OnNode = Callable[[str, list[SyncResult]], None]
+KnownStats = Callable[[str], NodeStats | None]
 Cause = Literal["locked", "corrupt"]
 # What stops one node but not its neighbours: a held lock (retry), a damaged or foreign-layout file (rebuild).
 UNAVAILABLE = (NodeLockedError, NodeCorruptError, NodeLayoutError)
@@ -94,18 +97,44 @@ def _alias(code: str) -> str:
 
 
 def _sync_one(con: duckdb.DuckDBPyConnection, home: Path, code: str, parent: str,
-              contracts: list[Contract], report: SubtreeReport, on_node: OnNode | None) -> None:
-    attach(con, prepare_node(home, code, contracts), _alias(code))
-    ensure_node(con, _alias(code), code, contracts)
-    results = sync_node(con, _alias(code), _alias(parent), parent, code, contracts)
+              contracts: list[Contract], report: SubtreeReport, on_node: OnNode | None) -> bool:
+    """Bring one node level with its parent; True if its file was written. A node with nothing
+    to apply is only ever attached read-only (its file, and its extract, stay as they were)."""
+    path, alias = node_path(home, code), _alias(code)
+    results: list[SyncResult] = []
+    # a write-ahead log left by a killed run holds commits the file (and so its extract) lacks yet:
+    # attached for writing, the node is checkpointed and then published
+    written = (not path.exists() or path.with_name(f"{path.name}.wal").exists()
+               or _needs_writing(con, path, alias, _alias(parent), code, contracts))
+    if written:
+        attach(con, prepare_node(home, code, contracts), alias)
+        ensure_node(con, alias, code, contracts)
+        results = sync_node(con, alias, _alias(parent), parent, code, contracts)
     report.changes[code] = results
     if on_node is not None:
         on_node(code, results)
+    return written
+
+
+def _needs_writing(con: duckdb.DuckDBPyConnection, path: Path, alias: str, parent: str, code: str,
+                   contracts: list[Contract]) -> bool:
+    """Attach an existing node read-only and say whether it has anything to apply (or a layout
+    ensure_node must stamp or refuse); if so it is detached again, to be attached for writing."""
+    attach(con, path, alias, read_only=True)
+    try:
+        stamp = con.execute(f"SELECT code, layout FROM {meta_table(alias, 'node')}").fetchone()
+    except duckdb.Error:
+        stamp = None
+    todo = stamp != (code, layout_digest(contracts)) or bool(pending_datasets(con, alias, parent, code, contracts))
+    if todo:
+        detach(con, alias)
+    return todo
 
 
 def _finish(con: duckdb.DuckDBPyConnection, home: Path, code: str, contracts: list[Contract],
-            report: SubtreeReport) -> None:
-    report.nodes.append(node_stats(con, _alias(code), code, contracts))
+            report: SubtreeReport, written: bool, known: KnownStats | None) -> None:
+    stats = None if written or known is None else known(code)
+    report.nodes.append(stats if stats is not None else node_stats(con, _alias(code), code, contracts))
     detach(con, _alias(code))
     if extract_is_stale(home, code):
         publish_extract(home, code)
@@ -119,11 +148,13 @@ def _release(con: duckdb.DuckDBPyConnection, alias: str) -> None:
 
 
 def _walk(con: duckdb.DuckDBPyConnection, home: Path, registry: Registry, code: str, parent: str,
-          contracts: list[Contract], report: SubtreeReport, on_node: OnNode | None) -> None:
+          contracts: list[Contract], report: SubtreeReport, on_node: OnNode | None,
+          known: KnownStats | None) -> None:
     path = node_path(home, code)
+    written = False
     try:
         with node_errors(path):
-            _sync_one(con, home, code, parent, contracts, report, on_node)
+            written = _sync_one(con, home, code, parent, contracts, report, on_node)
     except UNAVAILABLE as err:
         report.skipped.append(skipped_node(code, err))
         _release(con, _alias(code))
@@ -131,37 +162,45 @@ def _walk(con: duckdb.DuckDBPyConnection, home: Path, registry: Registry, code: 
     else:
         source = code
     for child in registry.children(code):
-        _walk(con, home, registry, child.code, source, contracts, report, on_node)
+        _walk(con, home, registry, child.code, source, contracts, report, on_node, known)
     if source == code:
         try:
             with node_errors(path):
-                _finish(con, home, code, contracts, report)
+                _finish(con, home, code, contracts, report, written, known)
         except UNAVAILABLE as err:  # damage found only while counting its rows
             report.skipped.append(skipped_node(code, err))
             _release(con, _alias(code))
 
 
 def sync_subtree(home: Path, registry: Registry, root: str, contracts: list[Contract],
-                 on_node: OnNode | None = None) -> SubtreeReport:
+                 on_node: OnNode | None = None, known: KnownStats | None = None) -> SubtreeReport:
     """Sync `root` (a district, street or community) and everything below it from its parent.
 
     Nodes that cannot be opened are skipped and listed in the report's `skipped`; the caller
-    decides how to fail (raise_for_skipped)."""
+    decides how to fail (raise_for_skipped). `known(code)` may give the stats of a node this sync
+    did not write (as the last network index has them, if its file has not changed since), so
+    an unchanged node is not scanned again; None means count it."""
     parent = registry.get(root).parent_code
     con = connect()
     try:
         attach(con, node_path(home, parent), _alias(parent), read_only=True)
         report = SubtreeReport(root)
-        _walk(con, home, registry, root, parent, contracts, report, on_node)
+        _walk(con, home, registry, root, parent, contracts, report, on_node, known)
         return report
     finally:
         con.close()
 
 
-def publish_origin(home: Path, code: str, contracts: list[Contract]) -> NodeStats:
-    """Publish the city node's extract and return its stats (the city has no parent to sync from)."""
+def publish_origin(home: Path, code: str, contracts: list[Contract], known: KnownStats | None = None) -> NodeStats:
+    """Publish the city node's extract and return its stats (the city has no parent to sync from);
+    `known` as for sync_subtree."""
     if tier_of(code) != "city":
         raise InvalidDivisionCodeError(f"{code} is not the city: only the root node is published without a sync")
+    if extract_is_stale(home, code):
+        publish_extract(home, code)
+    known_stats = None if known is None else known(code)
+    if known_stats is not None:
+        return known_stats
     con = connect()
     try:
         attach(con, node_path(home, code), "origin", read_only=True)
@@ -169,8 +208,6 @@ def publish_origin(home: Path, code: str, contracts: list[Contract]) -> NodeStat
         detach(con, "origin")
     finally:
         con.close()
-    if extract_is_stale(home, code):
-        publish_extract(home, code)
     return stats
 
 

@@ -57,6 +57,28 @@ def _sync_dataset(con: duckdb.DuckDBPyConnection, child: str, parent: str, tier:
     return SyncResult(name, start, end, upserts, removed)
 
 
+def pending_datasets(con: duckdb.DuckDBPyConnection, child: str, parent: str, code: str,
+                     contracts: list[Contract]) -> list[str]:
+    """The datasets `child` (attached) has yet to apply from `parent` (attached): those whose
+    parent holds rows or tombstones under the child's subtree stamped above the child's mark.
+
+    A node's mark may lag its parent's where the parent's newer changes are all outside the
+    node's subtree: a sync leaves such a node as it is (its file is not written), and it is level
+    with its parent all the same. One query on the parent, none when the marks are equal."""
+    tier, prefix = tier_of(code), subtree_prefix(code)
+    have, offered = high_water_marks(con, child), high_water_marks(con, parent)
+    ahead = [c.name for c in contracts if tier in c.reaches and offered.get(c.name, 0) > have.get(c.name, 0)]
+    if not ahead:
+        return []
+    parts, params = [], []
+    for name in ahead:
+        window = "_seq > ? AND starts_with(division_code, ?)"
+        parts.append(f"""SELECT ? WHERE EXISTS (SELECT 1 FROM {qualified(parent, name)} WHERE {window})
+                         OR EXISTS (SELECT 1 FROM {meta_table(parent, "tombstones")} WHERE dataset = ? AND {window})""")
+        params += [name, have.get(name, 0), prefix, name, have.get(name, 0), prefix]
+    return sorted(str(r[0]) for r in con.execute(" UNION ALL ".join(parts), params).fetchall())
+
+
 def sync_node(con: duckdb.DuckDBPyConnection, child: str, parent: str, parent_code: str, code: str,
               contracts: list[Contract]) -> list[SyncResult]:
     """Bring `child` (attached) up to `parent` (attached) in one transaction for all datasets."""

@@ -38,6 +38,7 @@ from warehouse.reconcile import (
     repair_slices,
     slices,
 )
+from warehouse.sync import pending_datasets
 
 
 @dataclass
@@ -152,7 +153,10 @@ class _Walk:
         tier, prefix = tier_of(node.code), subtree_prefix(node.code)
         held = [c for c in self.contracts if tier in c.reaches]
         expected = {c.name: self.expected(con, frames, c.name, tier, prefix) for c in held}
-        return compare_node(node.code, held, frames[-1].marks, node.marks, expected, self.totals(con, node, tier))
+        # a mark below the parent's is `behind` only if the parent has newer changes in this subtree
+        pending = set(pending_datasets(con, node.alias, frames[-1].alias, node.code, held))
+        marks = {d: m if d in pending else min(m, node.marks.get(d, 0)) for d, m in frames[-1].marks.items()}
+        return compare_node(node.code, held, marks, node.marks, expected, self.totals(con, node, tier))
 
     def fix(self, con: duckdb.DuckDBPyConnection, frames: list[_Frame], node: _Frame,
             found: list[Mismatch]) -> None:

@@ -18,8 +18,16 @@ from civicnet.context import VINTAGE, city_code, contracts, districts, registry
 from schemas.divisions import Tier, in_subtree
 from schemas.homefiles import make_folder, write_atomic
 from schemas.layout import network_index_file
-from warehouse.network import RebuiltNode, SkippedNode, publish_origin, raise_for_skipped, sync_subtree
+from warehouse.network import (
+    KnownStats,
+    RebuiltNode,
+    SkippedNode,
+    publish_origin,
+    raise_for_skipped,
+    sync_subtree,
+)
 from warehouse.network import rebuild_node as warehouse_rebuild_node
+from warehouse.node import node_path
 from warehouse.stats import NodeStats
 
 log = logging.getLogger(__name__)
@@ -35,10 +43,33 @@ def sync_district(home: Path, code: str, on_node: Any = None) -> list[dict[str, 
     return stats
 
 
+def indexed_stats(home: Path) -> KnownStats:
+    """The stats the last network index gives a node whose file has not been written since that
+    index was (None for any other node: it is counted again). The index is written after every
+    node it lists, so a node file older than it holds what it says."""
+    path = network_index_path(home)
+    written = 0  # no index yet: every node is counted
+    try:
+        written = path.stat().st_mtime_ns
+        index: dict[str, Any] = json.loads(path.read_text("utf-8"))
+        known = {n["code"]: NodeStats(n["code"], n["tier"], dict(n["rows"]), dict(n["checksums"]))
+                 for n in index["nodes"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        known = {}
+
+    def lookup(code: str) -> NodeStats | None:
+        try:
+            fresh = node_path(home, code).stat().st_mtime_ns < written
+        except OSError:
+            return None
+        return known.get(code) if fresh else None
+    return lookup
+
+
 def sync_district_report(home: Path, code: str, on_node: Any = None) -> tuple[list[dict[str, Any]], list[SkippedNode]]:
     """sync_district without raising: the node stats and the nodes skipped (module level: worker
     processes call it)."""
-    report = sync_subtree(home, registry(), code, contracts(), on_node=on_node)
+    report = sync_subtree(home, registry(), code, contracts(), on_node=on_node, known=indexed_stats(home))
     return [s.__dict__ for s in report.nodes], report.skipped
 
 
@@ -70,7 +101,7 @@ def rebuild_node(home: Path, code: str) -> RebuiltNode:
 
 def publish_city(home: Path) -> dict[str, Any]:
     """Publish the city node's extract."""
-    stats: NodeStats = publish_origin(home, city_code(), contracts())
+    stats: NodeStats = publish_origin(home, city_code(), contracts(), known=indexed_stats(home))
     return stats.__dict__
 
 
@@ -90,9 +121,18 @@ def write_network_index(home: Path, subtrees: list[list[dict[str, Any]]], city: 
          "rows": n["rows"], "checksums": n["checksums"]}
         for n in sorted(nodes, key=lambda n: n["code"])]}
     path = network_index_path(home)
-    make_folder(path.parent)
-    write_atomic(path, json.dumps(index, ensure_ascii=False, indent=1))
+    text = json.dumps(index, ensure_ascii=False, indent=1)
+    if _current_text(path) != text:  # an index that says the same is left as it is
+        make_folder(path.parent)
+        write_atomic(path, text)
     return str(path)
+
+
+def _current_text(path: Path) -> str | None:
+    try:
+        return path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ input) and the tests read what each round left behind."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from quality.conform import QUARANTINE_SCHEMA
 from schemas.citizen_id import check_char
 from schemas.contract import Contract, load_contracts
 from schemas.derive import arrow_schema
-from schemas.divisions import Registry, in_subtree, load_registry
+from schemas.divisions import Registry, in_subtree, load_registry, tier_of
 from warehouse.extract import extract_path
 from warehouse.merge import BatchInput, apply_batch
 from warehouse.network import SubtreeReport, sync_subtree
@@ -115,12 +116,23 @@ class Round:
     report: SubtreeReport
     residents: dict[str, dict[str, str]]  # node code → citizen_id → division_code
     stats: dict[str, NodeStats]  # node code → stats read back from the file
+    files: dict[str, tuple[int, int, str]]  # node and extract file → (size, mtime_ns, sha256) after the round
+
+
+def file_states(home: Path) -> dict[str, tuple[int, int, str]]:
+    """Every node and extract file of the home: size, mtime and content digest."""
+    out = {}
+    for path in sorted([*(home / "nodes").rglob("*.duckdb*"), *(home / "extracts").rglob("*.duckdb*")]):
+        st = path.stat()
+        out[str(path.relative_to(home))] = (st.st_size, st.st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
+    return out
 
 
 def run_round(home: Path) -> Round:
     report = sync_futian(home)
+    files = file_states(home)  # before read_node opens anything
     read = {c: read_node(node_path(home, c), c) for c in FUTIAN_NODES}
-    return Round(report, {c: r for c, (r, _) in read.items()}, {c: st for c, (_, st) in read.items()})
+    return Round(report, {c: r for c, (r, _) in read.items()}, {c: st for c, (_, st) in read.items()}, files)
 
 
 @pytest.fixture(scope="module")
@@ -214,3 +226,41 @@ def test_every_extract_is_published_and_equals_its_node(rounds: tuple[Path, Roun
         assert extract == home / "extracts" / third.stats[code].tier / f"{code}.duckdb"
         assert extract.exists(), code
         assert read_node(extract, code) == (third.residents[code], third.stats[code]), code
+
+
+def test_a_sync_with_no_new_input_writes_no_node_and_no_extract(rounds: tuple[Path, Round, Round, Round]) -> None:
+    _, _, second, third = rounds
+    assert len(second.files) >= 2 * len(FUTIAN_NODES)
+    assert third.files == second.files  # byte for byte, and not even touched (same mtime)
+
+
+Files = dict[str, tuple[int, int, str]]
+LUOHU = "440303000000"
+GUIYUAN = "440303001000"  # 桂园街道, the street of LUOHU_COMMUNITY
+
+
+@pytest.fixture(scope="module")
+def one_move(tmp_path_factory: pytest.TempPathFactory) -> tuple[Files, Files, Path]:
+    """Futian and Luohu synced, then resident 1 moves from 滨江 (Futian) to 大塘龙 (Luohu) and
+    both districts sync again: the node and extract files before and after that second sync."""
+    home = tmp_path_factory.mktemp("move")
+    merge_into_city(home, [make_resident(n) for n in FIRST_HOMES])
+    for district in (FUTIAN, LUOHU):
+        sync_subtree(home, REGISTRY, district, CONTRACTS)
+    merge_into_city(home, [make_resident(1, division_code=LUOHU_COMMUNITY, household_id="H440303001001900001")],
+                    batch_id="batch-0002", received_at="2021-06-02T02:00:00+00:00")
+    before = file_states(home)
+    for district in (FUTIAN, LUOHU):
+        sync_subtree(home, REGISTRY, district, CONTRACTS)
+    return before, file_states(home), home
+
+
+def test_a_single_move_writes_only_the_nodes_on_its_two_paths(one_move: tuple[Files, Files, Path]) -> None:
+    before, after, home = one_move
+    changed = sorted(p for p in after if before.get(p) != after[p])
+    paths = [FUTIAN, NANYUAN, BINJIANG, LUOHU, GUIYUAN, LUOHU_COMMUNITY]
+    tiers = {c: tier_of(c) for c in paths}
+    assert changed == sorted([f"nodes/{tiers[c]}/{c}.duckdb" for c in paths]
+                             + [f"extracts/{tiers[c]}/{c}.duckdb" for c in paths])
+    assert read_node(node_path(home, LUOHU_COMMUNITY), LUOHU_COMMUNITY)[0][citizen_id(1)] == LUOHU_COMMUNITY
+    assert citizen_id(1) not in read_node(extract_path(home, BINJIANG), BINJIANG)[0]
