@@ -1,195 +1,140 @@
-"""`make bench`: the pipeline against the plainest hand-written DuckDB baseline, same input, same run.
+"""`make bench`: the pipeline against two hand-written baselines and the dlt peer, same input, same run.
 
-Phases, each side in its own subprocess (so peak memory is its own):
-  full    — load the division registry, the residents drop and the facilities table, and fill
-            every node file of all four tiers;
-  change  — a drop changing 1 % of the residents (half of them moving), propagated to all tiers;
-  connectors — throughput of the file, SQL and REST connectors (civicnet.bench.connectors).
-The pipeline side runs the same functions the DAG tasks call (conform, quarantine, GX gate,
-SCD2 merge, ledger, rejection reports, tree sync, extracts, reconciliation, Data Docs and the
-quality page), without Airflow's per-task overhead, which the demo shows separately; the
-quality stage's share of it is printed per phase. The baseline reads the same files and copies
-rows into one DuckDB file per division with no checks, history or logs.
+For every work case (civicnet.bench.cases) each side runs in its own subprocess, measured by
+civicnet.bench.measure: the pipeline (civicnet.bench.pipeline_side), the fan-out and relay
+baselines (civicnet.bench.baselines), and, where a drop arrives and .venv-dlt exists, the peer
+(civicnet.bench.peer). The invariants are checked on the pipeline home after every case. The
+tables are printed (civicnet.bench.report) and every figure written to <home>/results.json; then
+the connectors' throughput (civicnet.bench.connectors) unless --no-connectors.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fcntl
 import json
 import os
-import resource
-import shutil
-import sqlite3
 import subprocess
 import sys
-import time
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import duckdb
-import pyarrow as pa
-import pyarrow.csv as pacsv
+import yaml
 
-from civicnet import pipeline
-from civicnet.pipeline.verify import verify_and_record
-from schemas.divisions import load_registry, subtree_prefix
-from schemas.layout import feeds_folder, node_file
-from schemas.sql import quote_literal
+from civicnet.bench import cases, report
+from civicnet.bench.measure import run_measured
 
-AS_OF = dt.date(2021, 6, 30)
 # By default districts sync in as many processes as there are cores (at most 2 here), as the
-# network DAG's mapped tasks run; the baseline is one process (DuckDB parallelises its queries).
+# network DAG's mapped tasks run; the baselines are one process (DuckDB parallelises its queries).
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
-# conform (typing, row checks, quarantine), the GX gate, reconciliation across tiers, Data Docs + page
-QUALITY_STAGES = ("conform", "gx gate", "reconcile", "quality report")
-FEEDS = ("statistics_divisions", "public_security_residents", "civil_affairs_facilities")
+PEER_VENV = Path(".venv-dlt")
+PEER_SCRIPT = Path(__file__).with_name("peer.py")
+LOCKED_SCALE = 0.5  # a process of a run this big may take GBs: one such run at a time on a shared machine
 
 
-def _timed(steps: dict[str, float], name: str, fn: Any) -> Any:
-    start = time.perf_counter()
-    result = fn()
-    steps[name] = steps.get(name, 0.0) + time.perf_counter() - start
-    return result
+def hold_lock(path: Path | None, scale: float) -> Any:
+    """The open lock file, held (flock, waiting for it) when `path` is given and the scale is big."""
+    if path is None or scale < LOCKED_SCALE:
+        return None
+    handle = path.open("a")
+    print(f"waiting for {path} (scale {scale})...", file=sys.stderr, flush=True)
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
 
 
-def _pipeline(home: Path, phase: str, workers: int) -> dict[str, float]:
-    """The ingest DAG's steps for each feed, then the network DAG's; seconds per stage."""
-    steps: dict[str, float] = {}
-    for slug in FEEDS if phase == "full" else ("public_security_residents",):
-        batch_ids = _timed(steps, "pull+land", lambda s=slug: pipeline.pull(home, s))
-        for b in batch_ids:
-            checked = _timed(steps, "conform", lambda s=slug, b=b: pipeline.check(home, s, b, AS_OF))
-            steps["conform"] -= checked["seconds"]["gate"]
-            steps["gx gate"] = steps.get("gx gate", 0.0) + checked["seconds"]["gate"]
-        _timed(steps, "merge+report", lambda s=slug, ids=batch_ids: pipeline.merge(home, s, ids))
-    _timed(steps, "sync+publish", lambda: pipeline.sync_network(home, workers=workers, reconcile=False))
-    _timed(steps, "reconcile", lambda: verify_and_record(home, workers=workers))
-    _timed(steps, "quality report", lambda: pipeline.publish_quality_report(home, f"bench-{phase}"))
-    return steps
+def _child(side: str, case: str, out: Path, args: argparse.Namespace, homes: tuple[Path, ...] = ()) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "civicnet.bench", "--child", side, case, "--home", str(out),
+           "--workers", str(args.workers), "--cases", ",".join(args.cases)]
+    return run_measured(cmd, homes=homes)
 
 
-def _read_residents(path: Path) -> Any:
-    return pacsv.read_csv(path, read_options=pacsv.ReadOptions(encoding="gb18030"),
-                          convert_options=pacsv.ConvertOptions(column_types={"公民身份号码": "string",
-                                                                             "社区代码": "string"}))
+def _peer_python(choice: str) -> Path | None:
+    """The dlt environment's Python, or None (with why, printed) when the peer is skipped."""
+    if choice == "none":
+        return None
+    python = (PEER_VENV if choice == "auto" else Path(choice)) / "bin" / "python"
+    if not python.exists():
+        print(f"peer skipped: {python} does not exist (`make bench` creates .venv-dlt with dlt)", file=sys.stderr)
+        return None
+    return python.absolute()
 
 
-def _baseline(home: Path, feeds: Path, phase: str) -> dict[str, float]:
-    """Plain DuckDB: read the files, copy each node's rows into its file. No checks, no history."""
-    registry = load_registry()
-    con = duckdb.connect()
-    residents_dir = feeds / "public_security" / "residents"
-    name = "residents_0001_initial.csv" if phase == "full" else "residents_0002_changes.csv"
-    con.register("src", _read_residents(residents_dir / name))
-    con.execute("CREATE TABLE r AS SELECT * FROM src")
-    if phase == "full":
-        # DuckDB's sqlite extension cannot be downloaded here: a plain sqlite3 select instead.
-        with sqlite3.connect(feeds / "civil_affairs" / "facilities.sqlite") as db:
-            cur = db.execute("SELECT * FROM community_facility")
-            names = [d[0] for d in cur.description]
-            con.register("fsrc", pa.Table.from_pylist([dict(zip(names, r, strict=True)) for r in cur]))
-        con.execute("CREATE TABLE f AS SELECT * FROM fsrc")
-        divisions = quote_literal(f"{feeds}/statistics/divisions/*.csv")
-        con.execute(f"CREATE TABLE d AS SELECT * FROM read_csv({divisions}, all_varchar=true)")
-    for div in registry.walk():
-        path = node_file(home, div.code)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        con.execute(f"ATTACH {quote_literal(str(path))} AS n (STORAGE_VERSION 'v1.4.0')")
-        p = quote_literal(subtree_prefix(div.code))
-        if phase == "full":
-            con.execute(f"CREATE TABLE n.residents AS SELECT * FROM r WHERE starts_with(社区代码, {p})")
-            con.execute(f"CREATE TABLE n.facilities AS SELECT * FROM f WHERE starts_with(comm_code, {p})")
-            con.execute(f"CREATE TABLE n.divisions AS SELECT * FROM d WHERE starts_with(code, {p})")
-        else:
-            con.execute("DELETE FROM n.residents WHERE 公民身份号码 IN (SELECT 公民身份号码 FROM r)")
-            con.execute(f"INSERT INTO n.residents SELECT * FROM r WHERE starts_with(社区代码, {p})")
-        con.execute("DETACH n")
-    con.close()
-    return {}
+def _peer(python: Path, out: Path, case: cases.Case) -> dict[str, Any]:
+    drop = cases.residents_dir(out) / (case.drop or "residents_0001_initial.csv")
+    config = yaml.safe_load((resources.files("connectors") / "feeds" / "public_security_residents.yaml")
+                            .read_text(encoding="utf-8"))
+    cmd = [str(python), "-P", str(PEER_SCRIPT), "--drop", str(drop), "--db", str(out / "peer" / "dlt.duckdb"),
+           "--state", str(out / "peer" / "state"), "--columns", json.dumps(config["fields"], ensure_ascii=False)]
+    (out / "peer").mkdir(exist_ok=True)
+    return run_measured(cmd)
 
 
-def _child(side: str, phase: str, out: Path, workers: int) -> None:
-    """Run one side of one phase in this process; print seconds and peak RSS as JSON."""
-    if side == "prepare":
-        _prepare(out, float(phase))
-        return
-    start = time.perf_counter()
-    steps = _pipeline(out / "pipeline", phase, workers) if side == "pipeline" else \
-        _baseline(out / "baseline", out / "feeds", phase)
-    seconds = time.perf_counter() - start
-    # Linux keeps ru_maxrss across exec, so the parent stays small: it generates nothing itself.
-    # The peak is that of the largest single process: this one or a sync worker.
-    peak_kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                   resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    print(json.dumps({"side": side, "phase": phase, "seconds": seconds, "peak_mib": peak_kib / 1024,
-                      "steps": steps}))
+def run_case(case: cases.Case, out: Path, args: argparse.Namespace, peer: Path | None) -> dict[str, Any]:
+    """Every side of one case, in order: baselines, pipeline, peer; then the invariants."""
+    cases.bring_drop(out, case.name)
+    load = os.getloadavg()
+    sides = {side: _child(side, case.name, out, args, homes=(out / side,)) for side in ("fanout", "relay", "pipeline")}
+    if peer is not None and case.name != "idle":
+        sides["peer"] = _peer(peer, out, case)
+    checked = _child("invariants", case.name, out, args) if args.check else None
+    return {"case": case.name, "title": case.title, "load_before": load, "load_after": os.getloadavg(),
+            "sides": sides, "invariants": checked}
 
 
-def _run_child(side: str, phase: str, out: Path, workers: int = 1) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-m", "civicnet.bench", "--child", side, phase, "--home", str(out),
-                           "--workers", str(workers)],
-                          capture_output=True, text=True, check=True)
-    lines = proc.stdout.strip().splitlines()
-    result: dict[str, Any] = json.loads(lines[-1]) if lines else {}
-    return result
+def machine() -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown")
+    mem = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+               if line.startswith("MemTotal"))
+    return {"nproc": os.cpu_count(), "mem_gib": round(mem / 2**20, 1), "cpu": cpu}
 
 
-def _prepare(out: Path, scale: float) -> None:
-    from civicnet.demo.data import generate_changes, generate_feeds
-
-    shutil.rmtree(out, ignore_errors=True)
-    feeds_home = out / "pipeline"
-    generate_feeds(feeds_home, scale)
-    generate_changes(feeds_home, fraction=0.01)
-    changes = feeds_folder(feeds_home) / "public_security" / "residents" / "residents_0002_changes.csv"
-    parked = out / "residents_0002_changes.csv"
-    shutil.move(changes, parked)  # the change drop arrives only in the second phase
-    shutil.copytree(feeds_folder(feeds_home), out / "feeds")
-    (out / "baseline").mkdir()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run both sides of both phases and print times, ratios and peak memory."""
+def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="civicnet.bench")
     p.add_argument("--scale", type=float, default=0.1)
     p.add_argument("--home", default="bench-out")
-    p.add_argument("--child", nargs=2, metavar=("SIDE", "PHASE"))
+    p.add_argument("--cases", default=",".join(cases.CASE_NAMES),
+                   help="comma-separated, starting with full: " + ", ".join(cases.CASE_NAMES))
     p.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="processes syncing districts")
+    p.add_argument("--peer", default="auto", help="auto (.venv-dlt if present), none, or a venv folder")
+    p.add_argument("--no-check", dest="check", action="store_false", help="skip the invariants after each case")
+    p.add_argument("--no-connectors", dest="connectors", action="store_false")
+    p.add_argument("--lock", type=Path, help=f"a file to hold (flock) while a run at scale >= {LOCKED_SCALE} goes")
+    p.add_argument("--child", nargs=2, metavar=("SIDE", "CASE"))
     args = p.parse_args(argv)
+    args.cases = tuple(c for c in args.cases.split(",") if c)
+    unknown = set(args.cases) - set(cases.CASE_NAMES)
+    if unknown or not args.cases or args.cases[0] != "full":
+        p.error(f"--cases must start with full and name only {', '.join(cases.CASE_NAMES)} (got {args.cases})")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every case's sides; print the tables; write <home>/results.json."""
+    args = parse(argv)
     out = Path(args.home).resolve()
     if args.child:
-        _child(args.child[0], args.child[1], out, args.workers)
+        from civicnet.bench.child import run_child
+
+        run_child(args.child[0], args.child[1], out, args.workers, args.cases)
         return 0
-    _run_child("prepare", str(args.scale), out)
-    results = []
-    for phase in ("full", "change"):
-        if phase == "change":
-            target = feeds_folder(out / "pipeline") / "public_security" / "residents" / "residents_0002_changes.csv"
-            shutil.copy(out / "residents_0002_changes.csv", target)
-            shutil.copy(out / "residents_0002_changes.csv", out / "feeds" / "public_security" / "residents")
-        base = _run_child("baseline", phase, out)
-        pipe = _run_child("pipeline", phase, out, args.workers)
-        results.append((phase, pipe, base))
-    rows = json.loads((feeds_folder(out / "pipeline") / "planted.json").read_text("utf-8"))["residents"]["rows"]
-    print(f"civicnet bench — scale {args.scale}, {rows:,} residents in the drop, {args.workers} sync worker(s), "
-          f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC")
-    print(f"{'phase':<8} {'pipeline s':>11} {'baseline s':>11} {'ratio':>7} {'pipeline peak MiB':>18} "
-          f"{'baseline peak MiB':>18}")
-    for phase, pipe, base in results:
-        print(f"{phase:<8} {pipe['seconds']:>11.1f} {base['seconds']:>11.1f} "
-              f"{pipe['seconds'] / base['seconds']:>7.2f} {pipe['peak_mib']:>18.0f} {base['peak_mib']:>18.0f}")
-    for phase, pipe, _ in results:
-        shares = ", ".join(f"{k} {v:.1f} s ({v / pipe['seconds']:.0%})" for k, v in pipe["steps"].items())
-        print(f"pipeline {phase} by stage: {shares}")
-        quality = sum(pipe["steps"].get(k, 0.0) for k in QUALITY_STAGES)
-        print(f"pipeline {phase} quality stage ({' + '.join(QUALITY_STAGES)}): {quality:.1f} s, "
-              f"{quality / pipe['seconds']:.0%} of the pipeline")
-    (out / "bench.json").write_text(json.dumps(results, indent=1))
-    print("\nconnector throughput (civicnet connector + landing decode vs the plainest code, same data):")
-    connectors = subprocess.run([sys.executable, "-m", "civicnet.bench.connectors", str(out)],
-                                capture_output=True, text=True, check=True)
-    print(connectors.stdout.rstrip())
+    lock = hold_lock(args.lock, args.scale)  # noqa: F841 - held until this process ends
+    peer = _peer_python(args.peer)
+    started = dt.datetime.now(dt.UTC)
+    prepared = _child("prepare", str(args.scale), out, args)
+    results = {"scale": args.scale, "started": started.isoformat(timespec="seconds"), "machine": machine(),
+               "workers": args.workers, "peer": str(peer) if peer else None, "prepare_s": prepared["seconds"],
+               "drops": prepared["drops"], "cases": [run_case(cases.case(c), out, args, peer) for c in args.cases]}
+    (out / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
+    print(report.render(results))
+    print(f"\nevery figure: {out / 'results.json'}")
+    if args.connectors:
+        print("\nconnector throughput (civicnet connector + landing decode vs the plainest code, same data):")
+        connectors = subprocess.run([sys.executable, "-m", "civicnet.bench.connectors", str(out / "pipeline")],
+                                    capture_output=True, text=True, check=True)
+        print(connectors.stdout.rstrip())
     return 0
 
 

@@ -1,6 +1,6 @@
 """Synthetic resident register behind the demo public-security feed, shaped like the 2020 census.
 
-A `Population` keeps one compact numpy array per attribute, so that even the full 17.56 million
+A `Population` keeps one compact numpy array per attribute, so that even the full 17.49 million
 residents fit in memory; `render_fields` turns any set of rows into the feed's text values.
 """
 
@@ -19,12 +19,17 @@ from schemas.errors import TerminalError
 Array = npt.NDArray[Any]
 Rng = np.random.Generator
 
-# Seventh national census (2020-11-01) resident population of each district.
+# Seventh national census (2020-11-01) resident population of each district, from Shenzhen's
+# census bulletin (17,560,061 in all). 大鹏新区 is counted apart from 龙岗 although its three streets
+# carry 龙岗's codes 440307…, so it is a census area of its own (CENSUS_AREAS); the 深汕 cooperation
+# zone's 65,663 live outside Shenzhen's codes and are left out: 17,494,398 residents at scale 1.0.
 DISTRICT_POPULATION: dict[str, int] = {
-    "440306000000": 4_480_000, "440307000000": 3_980_000, "440309000000": 2_530_000,
-    "440305000000": 1_800_000, "440304000000": 1_550_000, "440303000000": 1_140_000,
-    "440311000000": 1_100_000, "440310000000": 550_000, "440308000000": 210_000,
+    "440306000000": 4_476_554, "440307000000": 3_979_037, "440309000000": 2_528_872,
+    "440305000000": 1_795_826, "440304000000": 1_553_225, "440303000000": 1_143_801,
+    "440311000000": 1_095_289, "440310000000": 551_333, "440308000000": 214_225,
 }
+DAPENG_STREETS = ("440307009000", "440307010000", "440307011000")  # 葵涌, 大鹏, 南澳
+DAPENG_POPULATION = 156_236
 CENSUS_DAY = np.datetime64("2020-11-01", "D")
 MALE_SHARE = 122.43 / 222.43
 PERSONS_PER_HOUSEHOLD = 2.25
@@ -128,11 +133,19 @@ def community_table(registry: Registry) -> CommunityTable:
     )
 
 
+def census_areas(table: CommunityTable) -> list[tuple[Array, int]]:
+    """The communities of each census area and its population: every district, with 大鹏's three
+    streets taken out of 龙岗 as an area of their own."""
+    dapeng = np.isin(table.street_codes, DAPENG_STREETS)
+    areas = [(np.flatnonzero((table.district_codes == district) & ~dapeng), population)
+             for district, population in DISTRICT_POPULATION.items()]
+    return [*areas, (np.flatnonzero(dapeng), DAPENG_POPULATION)]
+
+
 def allocate_residents(table: CommunityTable, scale: float, rng: Rng) -> Array:
-    """Community index of every resident: census totals per district, lognormal within it."""
+    """Community index of every resident: census totals per area, lognormal within it."""
     counts = np.zeros(table.codes.size, dtype=np.int64)
-    for district, population in DISTRICT_POPULATION.items():
-        members = np.flatnonzero(table.district_codes == district)
+    for members, population in census_areas(table):
         weights = rng.lognormal(0.0, 0.45, size=members.size)
         total = max(1, round(population * scale))
         counts[members] = rng.multinomial(total, weights / weights.sum())

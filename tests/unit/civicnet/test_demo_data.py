@@ -24,10 +24,11 @@ from schemas.divisions import is_virtual_community, load_registry
 CENSUS_DAY = dt.date(2020, 11, 1)
 RESIDENTS = Path("public_security/residents/residents_0001_initial.csv")
 FACILITIES = Path("civil_affairs/facilities.sqlite")
-CENSUS = {  # district code → 2020 census residents
-    "440306": 4.48, "440307": 3.98, "440309": 2.53, "440305": 1.80, "440304": 1.55,
+CENSUS = {  # district code → 2020 census residents (M) under its codes: 440307 holds 龙岗 3.98 and 大鹏 0.16
+    "440306": 4.48, "440307": 3.98 + 0.16, "440309": 2.53, "440305": 1.80, "440304": 1.55,
     "440303": 1.14, "440311": 1.10, "440310": 0.55, "440308": 0.21,
 }
+DAPENG_STREETS = ("440307009", "440307010", "440307011")  # 葵涌, 大鹏, 南澳: 大鹏新区, counted apart
 REGISTRY = load_registry(2020)
 Home = tuple[Path, dict[str, Any]]  # a generated home and the report generate_feeds returned
 KINDS = ("invalid_citizen_id", "unknown_division", "duplicate_key", "invalid_date", "mojibake")
@@ -178,6 +179,19 @@ def test_every_district_gets_its_census_share(tiny_rows: list[dict[str, str]]) -
     for district, population in CENSUS.items():
         share = by_district[district] / len(tiny_rows)
         assert share == pytest.approx(population / total, abs=0.002)
+
+
+def test_dapeng_is_counted_apart_from_longgang(tiny_rows: list[dict[str, str]]) -> None:
+    """大鹏's 0.16 M live in streets with 龙岗's codes but are not part of 龙岗's 3.98 M (DESIGN.md)."""
+    dapeng = sum(r["社区代码"][:9] in DAPENG_STREETS for r in tiny_rows)
+    assert dapeng / len(tiny_rows) == pytest.approx(0.16 / sum(CENSUS.values()), abs=0.002)
+
+
+def test_scale_one_is_the_census_population_inside_shenzhens_codes() -> None:
+    """17,560,061 at the census less the 65,663 of the 深汕 zone, whose codes are not Shenzhen's."""
+    from civicnet.demo.departments.residents import DAPENG_POPULATION, DISTRICT_POPULATION
+
+    assert sum(DISTRICT_POPULATION.values()) + DAPENG_POPULATION == 17_494_398
 
 
 def test_no_resident_lives_in_a_virtual_community(tiny_rows: list[dict[str, str]]) -> None:
