@@ -369,21 +369,23 @@ def _check_csv_header(header: list[str], name: str, limits: ParseLimits) -> None
                                          f"name of column {header.index(h) + 1}; rename it")
 
 
-class _NotText(Exception):
+class NotTextError(UnreadablePayloadError):
+    """A line of a text payload is not in its declared encoding (where: line and byte, never the bytes)."""
+
     def __init__(self, line: int, byte: int) -> None:
-        super().__init__(line, byte)
+        super().__init__(f"line {line} (byte {byte}) is not text in the declared encoding")
         self.line, self.byte = line, byte
 
 
 def _decoded_lines(stream: IO[bytes], codec: str) -> Iterator[str]:
     """The lines of a text stream, decoded one at a time (the line ends are ASCII in every encoding we
-    read but UTF-16/32, which are decoded whole); _NotText says where the first undecodable byte is."""
+    read but UTF-16/32, which are decoded whole); NotTextError says where the first undecodable byte is."""
     if codec.lower().replace("_", "-").startswith(("utf-16", "utf-32")):
         data = stream.read()
         try:
             yield from io.StringIO(data.decode(codec), newline="")
         except UnicodeDecodeError as err:
-            raise _NotText(data[:err.start].count(b"\n") + 1, err.start) from None
+            raise NotTextError(data[:err.start].count(b"\n") + 1, err.start) from None
         return
     decoder = codecs.getincrementaldecoder(codec)()
     offset = 0
@@ -391,7 +393,7 @@ def _decoded_lines(stream: IO[bytes], codec: str) -> Iterator[str]:
         try:
             yield decoder.decode(raw)
         except UnicodeDecodeError as err:
-            raise _NotText(number, offset + err.start) from None
+            raise NotTextError(number, offset + err.start) from None
         offset += len(raw)
 
 
@@ -405,7 +407,7 @@ def _csv_fault(source: Source, codec: str, encoding: str, width: int, name: str)
             blank = True
             for line in _decoded_lines(stream, codec):  # every line: the first undecodable one is the fault
                 blank = blank and not line.lstrip("\ufeff").strip()
-    except _NotText as bad:
+    except NotTextError as bad:
         return UnreadablePayloadError(f"{prefix}: line {bad.line} (byte {bad.byte}) is not {encoding} text; check "
                                       "the file's encoding ('encoding' in the feed config, X-Encoding for a push)")
     if blank:

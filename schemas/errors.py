@@ -12,6 +12,7 @@ CivicnetError (schemas.errors): catch it to catch every error civicnet raises on
 │   ├── RestUnavailableError (connectors.rest): if it persists, ask the department whether its API is up
 │   ├── SqlUnavailableError (connectors.sql): if it persists, ask the department whether its database is up
 │   ├── TapFailedError (connectors.singer): if it persists, read the tap's stderr lines in the message
+│   ├── PayloadChangedError (warehouse.landing): nothing: the next pull takes the file as it is then
 │   ├── NodeLockedError (warehouse.node): wait: another process writes the node, the retry comes after it
 │   └── AirflowUnavailableError (civicnet.gateway.airflow_api): start Airflow; the batch waits in landing
 └── TerminalError (schemas.errors): a person must act, as the message says; Airflow does not retry
@@ -28,6 +29,7 @@ CivicnetError (schemas.errors): catch it to catch every error civicnet raises on
     ├── CursorError (connectors.cursor): fix 'cursor.field', or reset the feed's state after a look
     ├── UnreadablePayloadError (connectors.parse): the department resends the file in its declared format
     │   ├── PayloadTooLargeError (connectors.parse): the sender splits the file into smaller ones
+    │   ├── NotTextError (connectors.parse): the sender resends the file in its declared encoding
     │   └── TooManyColumnsError (connectors.parse): the sender drops the columns nobody maps
     ├── RepeatedKeyError (connectors.parse; also ValueError): the source names each JSON key once
     ├── RestSourceError (connectors.rest): fix the feed's path, params or records key, or the API is fixed
@@ -63,8 +65,8 @@ CivicnetError (schemas.errors): catch it to catch every error civicnet raises on
     ├── ReconciliationError (civicnet.pipeline.verify): run `civicnet verify --repair`
     ├── NoCityNodeError (civicnet.pipeline.verify): run the ingest and network DAGs (or the demo) first
     ├── LocalCheckError (civicnet.pipeline.push): fix the file as the local check says, then send it
-    ├── DagsNotFoundError (civicnet.pipeline.runner): reinstall civicnet, or set CIVICNET_DAGS_FOLDER
-    ├── DagRunFailedError (civicnet.pipeline.runner): read the run's log the message names
+    ├── DagsNotFoundError (civicnet.pipeline.runner.env): reinstall civicnet, or set CIVICNET_DAGS_FOLDER
+    ├── DagRunFailedError (civicnet.pipeline.runner.session): read the run's log the message names
     ├── GatewayError (civicnet.gateway.app): the sender fixes the request as the 4xx answer says
     ├── GatewayStartError (civicnet.gateway.app): free the gateway's port, or give it another
     ├── DagPausedError (civicnet.gateway.trigger): unpause the ingest DAG; its next run takes the batches

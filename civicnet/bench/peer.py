@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import dlt  # only in .venv-dlt: never a civicnet dependency
 import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -55,6 +54,7 @@ def _write_bytes() -> int:
 
 
 def load(drop: Path, db: Path, state: Path, columns: dict[str, str]) -> dict[str, Any]:
+    import dlt  # only in .venv-dlt, never a civicnet dependency: imported here so the module imports without it
     rows = 0
 
     def counted() -> Iterator[pa.Table]:
