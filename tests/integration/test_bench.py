@@ -68,7 +68,5 @@ def test_a_run_with_no_new_input_writes_no_node_file(results: dict[str, Any]) ->
     assert files_written(cases(results)["idle"], "pipeline") == 0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 target: the sync rewrites every node for any change; the "
-                                       "sync helper's change (only the nodes on the changed paths) flips this")
 def test_a_single_move_changes_only_the_nodes_on_its_two_paths(results: dict[str, Any]) -> None:
     assert files_written(cases(results)["move1"], "pipeline") <= MOVE_PATHS
