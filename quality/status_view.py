@@ -2,7 +2,7 @@
 
 The status is composed above this package (`civicnet.pipeline.status.Status`) from records other
 packages own — the ledger's batches and quarantine tallies (`warehouse.status`), the last
-reconciliation (`warehouse.verify.VerifyReport`) — which `quality` may not import. The page
+reconciliation (`warehouse.check.VerifyReport`) — which `quality` may not import. The page
 states here what it needs of them; those records satisfy it structurally, and a test can pass
 plain stand-ins. The gate and the freshness rows are this package's own records.
 """

@@ -16,6 +16,7 @@ tree below is the whole floor plan (`./var` by default; `--home` or $CIVICNET_HO
     ├── quality/
     │   ├── gx/                         the GX project; its Data Docs in gx/data_docs/ (quality.docs)
     │   ├── volumes/<feed>.json         a feed's recent batch sizes, for the volume gate (quality.volume)
+    │   ├── walks/<district>.json       a district's last sync walk: its checks, the totals used (warehouse.walkstore)
     │   └── reconciliation.json         the last reconciliation of every node with its parent
     ├── reports/quality/<run>.html      the quality pages, index.html the latest (quality.page)
     ├── outbox/<sender>/<dataset>/      rejection reports, for whoever sent a batch (quality.rejection)
@@ -116,6 +117,11 @@ def volumes_file(home: Path, feed: str) -> Path:
 def reconciliation_file(home: Path) -> Path:
     """The last reconciliation of every node with its parent (verify's record)."""
     return quality_folder(home) / "reconciliation.json"
+
+
+def walk_file(home: Path, district: str) -> Path:
+    """A district's last sync walk: the reconciliation done on it and the control totals it used."""
+    return quality_folder(home) / "walks" / f"{validate_code(district)}.json"
 
 
 def pages_folder(home: Path) -> Path:

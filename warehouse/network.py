@@ -1,8 +1,10 @@
 """The four-tier network: sync a district's whole subtree from the city, publishing as it goes.
 
-Airflow maps one task per district (9 tasks, not 900): each opens one DuckDB connection,
+Airflow maps one task per district (10 tasks, not 900): each opens one DuckDB connection,
 attaches the city read-only and walks district → streets → communities, each node synced from
-its parent in its own transaction and published once it is detached.
+its parent in its own transaction, checked against it by control totals while both are attached
+(warehouse.check: the reconciliation, with no second pass over the files), and published once it
+is detached.
 
 A node that cannot be opened (another process holds it, or its file is damaged) is skipped and
 reported, not fatal: the walk goes on, and that node's children sync from its nearest healthy
@@ -17,22 +19,22 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import duckdb
 
 from schemas.contract import Contract
 from schemas.divisions import Registry, parent_of, tier_of
 from schemas.errors import InvalidDivisionCodeError, TerminalError
+from warehouse.check import Checker, Frame, KnownTotals, VerifyReport
 from warehouse.extract import extract_is_stale, publish_extract
 from warehouse.node import (
     NodeCorruptError,
-    NodeLayoutError,
-    NodeLockedError,
     attach,
     connect,
     detach,
+    detach_if_attached,
     ensure_node,
+    high_water_marks,
     layout_digest,
     meta_table,
     node_errors,
@@ -40,46 +42,16 @@ from warehouse.node import (
     prepare_node,
     rebuild_hint,
 )
+from warehouse.skipped import UNAVAILABLE, SkippedNode, skipped_node
 from warehouse.stats import NodeStats, node_stats
 from warehouse.sync import SyncResult, pending_datasets, sync_node
 
 OnNode = Callable[[str, list[SyncResult]], None]
 KnownStats = Callable[[str], NodeStats | None]
-Cause = Literal["locked", "corrupt"]
-# What stops one node but not its neighbours: a held lock (retry), a damaged or foreign-layout file (rebuild).
-UNAVAILABLE = (NodeLockedError, NodeCorruptError, NodeLayoutError)
 
 
 class CityNotRebuildableError(TerminalError):
     """The city node has no parent to be rebuilt from."""
-
-
-@dataclass(frozen=True)
-class SkippedNode:
-    """A node a sync or verify could not open, why, and what to do (the error's message)."""
-
-    code: str
-    cause: Cause
-    message: str
-
-
-def skipped_node(code: str, err: Exception) -> SkippedNode:
-    """The report of a node skipped because of `err` (one of UNAVAILABLE)."""
-    return SkippedNode(code, "locked" if isinstance(err, NodeLockedError) else "corrupt", str(err))
-
-
-def raise_for_skipped(skipped: list[SkippedNode], done: str) -> None:
-    """Raise, naming every skipped node with its cause and fix, if any was skipped: a
-    NodeCorruptError (terminal: a person must rebuild) if any is damaged, else a NodeLockedError
-    (transient: a retry may find the lock released). `done` says what was done meanwhile."""
-    if not skipped:
-        return
-    # one line (the CLI shows an error's first line only): every node with its cause and fix
-    causes = " | ".join(f"{s.cause} {tier_of(s.code)} {s.code}: {' '.join(s.message.split())}" for s in skipped)
-    text = f"{len(skipped)} nodes skipped, {done}: {causes}"
-    if any(s.cause == "corrupt" for s in skipped):
-        raise NodeCorruptError(text)
-    raise NodeLockedError(text)
 
 
 @dataclass
@@ -90,29 +62,34 @@ class SubtreeReport:
     nodes: list[NodeStats] = field(default_factory=list)
     changes: dict[str, list[SyncResult]] = field(default_factory=dict)
     skipped: list[SkippedNode] = field(default_factory=list)
+    checker: Checker | None = None  # the checks made on the walk: its report and the totals it used
+
+    @property
+    def checks(self) -> VerifyReport:
+        """The reconciliation done on the walk (every node checked against its parent)."""
+        return self.checker.report if self.checker is not None else VerifyReport(dt.datetime.now(dt.UTC))
 
 
 def _alias(code: str) -> str:
     return f"n{code}"
 
 
-def _sync_one(con: duckdb.DuckDBPyConnection, home: Path, code: str, parent: str,
-              contracts: list[Contract], report: SubtreeReport, on_node: OnNode | None) -> bool:
+def _sync_one(con: duckdb.DuckDBPyConnection, walk: _Walk, code: str, parent: str) -> bool:
     """Bring one node level with its parent; True if its file was written. A node with nothing
     to apply is only ever attached read-only (its file, and its extract, stay as they were)."""
-    path, alias = node_path(home, code), _alias(code)
+    path, alias = node_path(walk.home, code), _alias(code)
     results: list[SyncResult] = []
     # a write-ahead log left by a killed run holds commits the file (and so its extract) lacks yet:
     # attached for writing, the node is checkpointed and then published
     written = (not path.exists() or path.with_name(f"{path.name}.wal").exists()
-               or _needs_writing(con, path, alias, _alias(parent), code, contracts))
+               or _needs_writing(con, path, alias, _alias(parent), code, walk.contracts))
     if written:
-        attach(con, prepare_node(home, code, contracts), alias)
-        ensure_node(con, alias, code, contracts)
-        results = sync_node(con, alias, _alias(parent), parent, code, contracts)
-    report.changes[code] = results
-    if on_node is not None:
-        on_node(code, results)
+        attach(con, prepare_node(walk.home, code, walk.contracts), alias)
+        ensure_node(con, alias, code, walk.contracts)
+        results = sync_node(con, alias, _alias(parent), parent, code, walk.contracts)
+    walk.report.changes[code] = results
+    if walk.on_node is not None:
+        walk.on_node(code, results)
     return written
 
 
@@ -131,61 +108,78 @@ def _needs_writing(con: duckdb.DuckDBPyConnection, path: Path, alias: str, paren
     return todo
 
 
-def _finish(con: duckdb.DuckDBPyConnection, home: Path, code: str, contracts: list[Contract],
-            report: SubtreeReport, written: bool, known: KnownStats | None) -> None:
-    stats = None if written or known is None else known(code)
-    report.nodes.append(stats if stats is not None else node_stats(con, _alias(code), code, contracts))
-    detach(con, _alias(code))
-    if extract_is_stale(home, code):
-        publish_extract(home, code)
+@dataclass
+class _Walk:
+    """One sync walk down a subtree: where, what, the report, and the checks made on the way."""
+
+    home: Path
+    registry: Registry
+    contracts: list[Contract]
+    report: SubtreeReport
+    checker: Checker
+    on_node: OnNode | None
 
 
-def _release(con: duckdb.DuckDBPyConnection, alias: str) -> None:
-    """Detach a node that failed part-way, if it is still attached (so its file is let go)."""
-    attached = con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [alias]).fetchone()
-    if attached and attached[0]:
-        detach(con, alias)
+def _check(con: duckdb.DuckDBPyConnection, walk: _Walk, frames: list[Frame], code: str, written: bool) -> Frame:
+    """Check a node, now level with its parent, against it by control totals (it stays attached)."""
+    if written:
+        walk.checker.forget(code, changed=True)
+    node = Frame(code, _alias(code), high_water_marks(con, _alias(code)))
+    found = walk.checker.compare(con, frames, node)
+    walk.checker.record(node, found, found)
+    return node
 
 
-def _walk(con: duckdb.DuckDBPyConnection, home: Path, registry: Registry, code: str, parent: str,
-          contracts: list[Contract], report: SubtreeReport, on_node: OnNode | None,
-          known: KnownStats | None) -> None:
-    path = node_path(home, code)
-    written = False
+def _finish(con: duckdb.DuckDBPyConnection, walk: _Walk, node: Frame) -> None:
+    walk.report.nodes.append(walk.checker.stats(con, node))
+    detach(con, node.alias)
+    if extract_is_stale(walk.home, node.code):
+        publish_extract(walk.home, node.code)
+
+
+def _walk(con: duckdb.DuckDBPyConnection, walk: _Walk, code: str, frames: list[Frame]) -> None:
+    """Sync and check one node, then its children from it; a node that cannot be opened is
+    skipped and its children sync from (and are checked against) its nearest healthy ancestor."""
+    path = node_path(walk.home, code)
     try:
         with node_errors(path):
-            written = _sync_one(con, home, code, parent, contracts, report, on_node)
+            written = _sync_one(con, walk, code, frames[-1].code)
+            node = _check(con, walk, frames, code, written)
     except UNAVAILABLE as err:
-        report.skipped.append(skipped_node(code, err))
-        _release(con, _alias(code))
-        source = parent  # its children sync from the nearest ancestor that could be read
-    else:
-        source = code
-    for child in registry.children(code):
-        _walk(con, home, registry, child.code, source, contracts, report, on_node, known)
-    if source == code:
-        try:
-            with node_errors(path):
-                _finish(con, home, code, contracts, report, written, known)
-        except UNAVAILABLE as err:  # damage found only while counting its rows
-            report.skipped.append(skipped_node(code, err))
-            _release(con, _alias(code))
+        walk.report.skipped.append(skipped_node(code, err))
+        walk.checker.forget(code, changed=True)
+        detach_if_attached(con, _alias(code))
+        for child in walk.registry.children(code):
+            _walk(con, walk, child.code, frames)
+        return
+    for child in walk.registry.children(code):
+        _walk(con, walk, child.code, [*frames, node])
+    try:
+        with node_errors(path):
+            _finish(con, walk, node)
+    except UNAVAILABLE as err:  # damage found only while counting its rows
+        walk.report.skipped.append(skipped_node(code, err))
+        walk.checker.forget(code, changed=True)
+        detach_if_attached(con, _alias(code))
 
 
 def sync_subtree(home: Path, registry: Registry, root: str, contracts: list[Contract],
-                 on_node: OnNode | None = None, known: KnownStats | None = None) -> SubtreeReport:
-    """Sync `root` (a district, street or community) and everything below it from its parent.
+                 on_node: OnNode | None = None, known: KnownTotals | None = None) -> SubtreeReport:
+    """Sync `root` (a district, street or community) and everything below it from its parent,
+    checking each node against its parent by control totals on the way (the report's `checks`).
 
     Nodes that cannot be opened are skipped and listed in the report's `skipped`; the caller
-    decides how to fail (raise_for_skipped). `known(code)` may give the stats of a node this sync
-    did not write (as the last network index has them, if its file has not changed since), so
-    an unchanged node is not scanned again; None means count it."""
+    decides how to fail (raise_for_skipped). `known(code, tier)` may give the totals of a node this
+    sync did not write (warehouse.walkstore), so an unchanged node is not scanned again."""
     parent = registry.get(root).parent_code
+    checker = Checker(contracts, parent, root, known)
+    report = SubtreeReport(root, checker=checker)
     con = connect()
     try:
         attach(con, node_path(home, parent), _alias(parent), read_only=True)
-        report = SubtreeReport(root)
-        _walk(con, home, registry, root, parent, contracts, report, on_node, known)
+        top = Frame(parent, _alias(parent), high_water_marks(con, _alias(parent)))
+        _walk(con, _Walk(home, registry, contracts, report, checker, on_node), root, [top])
+        checker.report.skipped = list(report.skipped)
         return report
     finally:
         con.close()
@@ -256,7 +250,7 @@ def _healthy_ancestor(con: duckdb.DuckDBPyConnection, home: Path, code: str) -> 
             return ancestor
         except UNAVAILABLE as err:
             problems.append(str(err))
-            _release(con, "src")
+            detach_if_attached(con, "src")
     raise NodeCorruptError(f"no ancestor of node {code} can be read to rebuild it from:\n  " + "\n  ".join(problems))
 
 

@@ -217,6 +217,13 @@ def detach(con: duckdb.DuckDBPyConnection, alias: str) -> None:
     con.execute(f"DETACH {quote_ident(alias)}")
 
 
+def detach_if_attached(con: duckdb.DuckDBPyConnection, alias: str) -> None:
+    """Detach a node that failed part-way, if it is still attached (so its file is let go)."""
+    attached = con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [alias]).fetchone()
+    if attached and attached[0]:
+        detach(con, alias)
+
+
 def _template(folder: Path, tier: Tier, contracts: list[Contract]) -> Path:
     """An empty node file of this tier, made once per set of contract versions (copying it is
     far cheaper than running the DDL for each of 900 new nodes)."""

@@ -17,18 +17,13 @@ from typing import Any
 from civicnet.context import VINTAGE, city_code, contracts, districts, registry
 from schemas.divisions import Tier, in_subtree
 from schemas.homefiles import make_folder, write_atomic
-from schemas.layout import network_index_file
-from warehouse.network import (
-    KnownStats,
-    RebuiltNode,
-    SkippedNode,
-    publish_origin,
-    raise_for_skipped,
-    sync_subtree,
-)
+from schemas.layout import network_index_file, walk_file
+from warehouse.network import KnownStats, RebuiltNode, publish_origin, sync_subtree
 from warehouse.network import rebuild_node as warehouse_rebuild_node
-from warehouse.node import node_path
+from warehouse.node import layout_digest, node_path
+from warehouse.skipped import SkippedNode, raise_for_skipped
 from warehouse.stats import NodeStats
+from warehouse.walkstore import known_totals, write_walk
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +63,13 @@ def indexed_stats(home: Path) -> KnownStats:
 
 def sync_district_report(home: Path, code: str, on_node: Any = None) -> tuple[list[dict[str, Any]], list[SkippedNode]]:
     """sync_district without raising: the node stats and the nodes skipped (module level: worker
-    processes call it)."""
-    report = sync_subtree(home, registry(), code, contracts(), on_node=on_node, known=indexed_stats(home))
+    processes call it). The reconciliation done on the walk, and the totals it used, are written
+    to the district's walk record (the next walk takes an unchanged node's totals from there)."""
+    path, digest = walk_file(home, code), layout_digest(contracts())
+    report = sync_subtree(home, registry(), code, contracts(), on_node=on_node,
+                          known=known_totals(path, home, digest))
+    if report.checker is not None:
+        write_walk(path, digest, report.checks, report.checker.cache)
     return [s.__dict__ for s in report.nodes], report.skipped
 
 
@@ -176,9 +176,9 @@ def read_network_index(home: Path) -> NetworkIndex:
 
 
 def sync_network(home: Path, on_node: Any = None, workers: int = 1, reconcile: bool = True) -> str:
-    """Sync every district's subtree, publish the city, write the index, then (unless `reconcile`
-    is false: the benchmark times it apart) reconcile every node with its parent by control totals
-    (the network DAG).
+    """Sync every district's subtree (each node checked against its parent on the way), publish
+    the city, write the index, then (unless `reconcile` is false: the benchmark times it apart)
+    record the reconciliation those checks make (the network DAG's reconcile step).
 
     With `workers` > 1 districts sync in that many processes, as the DAG's mapped tasks do
     (`on_node` must then be a picklable module-level function). Nodes that cannot be opened are
@@ -189,8 +189,8 @@ def sync_network(home: Path, on_node: Any = None, workers: int = 1, reconcile: b
     subtrees, skipped = _sync_all(home, codes, on_node, workers)
     index = write_network_index(home, subtrees, publish_city(home))
     if reconcile:
-        from civicnet.pipeline.verify import verify_and_record  # civicnet.pipeline.verify imports this module
+        from civicnet.pipeline.verify import record_walks  # civicnet.pipeline.verify imports this module
 
-        verify_and_record(home, workers=workers)  # check only: the result is in quality/reconciliation.json
+        record_walks(home)  # the checks made on the walks: the result is in quality/reconciliation.json
     raise_for_skipped(skipped, "every other node is synced and published, and the index written")
     return index

@@ -23,9 +23,9 @@ from schemas.divisions import TIERS
 from schemas.i18n import DEFAULT_LANG
 from schemas.rights import community_department, community_of
 from warehouse import landing
+from warehouse.check import VerifyReport
 from warehouse.node import node_path
 from warehouse.status import LedgerEntry, QuarantineTally, batch_ledger, decided_batches, quarantine_summary
-from warehouse.verify import VerifyReport
 
 
 def reconciliation_path(home: Path) -> Path:

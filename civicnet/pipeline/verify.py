@@ -1,8 +1,10 @@
-"""`civicnet verify [--repair]`: every node checked against its parent by control totals.
+"""Reconciliation: every node checked against its parent by control totals, and recorded.
 
-The walk itself, its nearest-right-ancestor fallback and repair are warehouse.verify's; this
-module runs it over the districts (in worker processes when asked), records the result in
-<home>/quality/reconciliation.json, raises for the network DAG, and renders it for people.
+Two ways, one record (<home>/quality/reconciliation.json): the network DAG records the checks
+its sync walks made as they passed each node (`reconcile`, `record_walks`: no second pass over
+the files), and `civicnet verify [--repair]` checks every node anew (warehouse.verify: the
+independent recompute, with repair), over the districts in worker processes when asked. This
+module also raises for the network DAG and renders the record for people.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from schemas import layout
 from schemas.divisions import tier_of
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder, write_atomic
-from warehouse.network import SkippedNode, raise_for_skipped
+from warehouse.check import VerifyReport, combine_reports
 from warehouse.node import node_path
 from warehouse.reconcile import Mismatch
-from warehouse.verify import VerifyReport, combine_reports, verify_subtree
+from warehouse.skipped import SkippedNode, raise_for_skipped
+from warehouse.verify import verify_subtree
+from warehouse.walkstore import read_walk_report
 
 
 class ReconciliationError(TerminalError):
@@ -71,10 +75,27 @@ def verify_and_record(home: Path, repair: bool = False, workers: int = 1) -> Ver
     return report
 
 
+def walk_reconciliation(home: Path) -> VerifyReport:
+    """The reconciliation the last sync walk of every district made (its record in
+    quality/walks/); a district with no readable record is verified now, anew."""
+    parts = []
+    for code in context.districts():
+        part = read_walk_report(layout.walk_file(home, code))
+        parts.append(part if part is not None else verify_district(home, code))
+    return combine_reports(parts)
+
+
+def record_walks(home: Path) -> VerifyReport:
+    """walk_reconciliation, then write_reconciliation (what the sync and the network DAG run)."""
+    report = walk_reconciliation(home)
+    write_reconciliation(home, report)
+    return report
+
+
 def reconcile(home: Path) -> dict[str, Any]:
-    """Check-only verify for the network DAG: records the result and raises ReconciliationError
-    naming the nodes that differ, so the task fails and alerts."""
-    report = verify_and_record(home)
+    """The network DAG's reconcile step, after the sync: records the checks its walks made and
+    raises ReconciliationError naming the nodes that differ, so the task fails and alerts."""
+    report = record_walks(home)
     if report.remaining:
         raise ReconciliationError(
             f"{len(report.remaining)} differences between nodes and their parents after the sync "

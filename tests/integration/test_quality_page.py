@@ -27,8 +27,8 @@ from connectors.parse import read_payload
 from connectors.push.senders import add_sender
 from schemas.media import CSV
 from warehouse import landing
+from warehouse.check import VerifyReport
 from warehouse.reconcile import Mismatch
-from warehouse.verify import VerifyReport
 
 pytestmark = pytest.mark.slow  # headless Chromium runs on a built home
 

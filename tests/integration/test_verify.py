@@ -1,7 +1,8 @@
 """`civicnet verify [--repair]` on a tiny Shenzhen built for this module: a clean network agrees;
 a tampered community (a row deleted, a value changed in another dataset) is named alone and
 repaired without touching any other node file; a tampered street is named as the street, not
-its communities. The tests run in order on one home (each leaves the network clean again)."""
+its communities; the sync's walk checks every node too, scanning only the nodes written since its
+last walk. The tests run in order on one home (each leaves the network clean again)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,18 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from civicnet import cli, context
-from civicnet.pipeline.verify import render, verify_network
+from civicnet import cli, context, pipeline
+from civicnet.pipeline.verify import ReconciliationError, record_walks, render, verify_network
 from schemas.contract import Contract
 from schemas.divisions import parent_of, subtree_prefix, tier_of
+from schemas.layout import walk_file
 from warehouse.extract import extract_path
 from warehouse.node import attach, connect, detach, node_path
+from warehouse.walkstore import read_walk_report
 
 pytestmark = pytest.mark.slow  # builds its own home and opens every node file several times
 
@@ -148,3 +152,42 @@ def test_verify_json_is_what_the_file_holds(home: Path, capsys: pytest.CaptureFi
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads((home / "quality" / "reconciliation.json").read_text("utf-8"))
     assert printed["agrees"] is True and printed["nodes_checked"] == 898
+
+
+def walk_record(home: Path) -> dict[str, Any]:
+    return dict(json.loads((home / "quality" / "reconciliation.json").read_text("utf-8")))
+
+
+def test_the_sync_checks_every_node_on_its_walk_and_scans_only_the_nodes_written_since(home: Path) -> None:
+    pipeline.sync_network(home)  # the tests above repaired a community and a street by hand
+    recorded = walk_record(home)
+    assert (recorded["agrees"], recorded["nodes_checked"], recorded["nodes_scanned"]) == (True, 898, 2)
+    pipeline.sync_network(home)
+    recorded = walk_record(home)
+    assert (recorded["agrees"], recorded["nodes_checked"], recorded["nodes_scanned"]) == (True, 898, 0)
+    assert sorted(p.stem for p in (home / "quality" / "walks").glob("*.json")) == sorted(context.districts())
+
+
+def test_a_community_tampered_after_a_sync_is_named_alone_by_the_next(home: Path) -> None:
+    community = a_community_with_residents_and_facilities(home)
+    tamper(home, community,
+           ("DELETE FROM n.residents WHERE citizen_id = (SELECT min(citizen_id) FROM n.residents)", []))
+    pipeline.sync_network(home)  # nothing to apply: the node is only read, and checked anew
+    recorded = walk_record(home)
+    assert {(m["node"], m["dataset"], m["what"]) for m in recorded["remaining"]} == {
+        (community, "residents", "rows"), (community, "residents", "hash")}
+    assert recorded["nodes_scanned"] == 1
+    with pytest.raises(ReconciliationError, match=community):
+        pipeline.reconcile(home)
+    assert run(home, "--repair") == 0
+    pipeline.sync_network(home)
+    assert walk_record(home)["agrees"] is True
+
+
+def test_a_district_without_a_walk_record_is_verified_anew(home: Path) -> None:
+    district = context.districts()[0]
+    walk_file(home, district).unlink()
+    report = record_walks(home)
+    assert report.agrees and report.nodes_checked == 898
+    parts = [read_walk_report(walk_file(home, code)) for code in context.districts()]
+    assert [code for code, part in zip(context.districts(), parts, strict=True) if part is None] == [district]

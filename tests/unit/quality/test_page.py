@@ -18,10 +18,10 @@ from quality.freshness import FreshnessRow
 from quality.page import DATA_DOCS, PageError, render_page, write_quality_page
 from quality.verdict import ExpectationOutcome, LedgerGate
 from schemas.contract import Cadence
+from warehouse.check import VerifyReport
 from warehouse.merge import Decision
 from warehouse.reconcile import Mismatch
 from warehouse.status import LedgerEntry, QuarantineTally
-from warehouse.verify import VerifyReport
 
 EVIL = '<script>alert("x")</script>'
 SECTIONS = ("batches", "gate", "quarantine", "freshness", "reconciliation")

@@ -12,11 +12,11 @@ import duckdb
 import pytest
 
 from schemas.contract import load_contracts
-from warehouse.network import SkippedNode
+from warehouse.check import VerifyReport
 from warehouse.node import attach, connect, ensure_node
 from warehouse.reconcile import Mismatch, RepairedSlice
+from warehouse.skipped import SkippedNode
 from warehouse.status import DecidedBatch, QuarantineTally, batch_ledger, decided_batches, quarantine_summary
-from warehouse.verify import VerifyReport
 
 CITY = "440300000000"
 
