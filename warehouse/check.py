@@ -30,7 +30,7 @@ from schemas.divisions import Tier, subtree_prefix, tier_of
 from warehouse.reconcile import Mismatch, RepairedSlice, TotalsByDivision, compare_node, node_totals, slices
 from warehouse.skipped import SkippedNode
 from warehouse.stats import NodeStats
-from warehouse.sync import pending_datasets
+from warehouse.sync import Marks, pending_datasets
 
 NodeTotals = dict[str, TotalsByDivision]  # dataset -> division -> totals
 KnownTotals = Callable[[str, Tier], NodeTotals | None]  # (node code, tier whose fields are hashed)
@@ -107,7 +107,7 @@ class Frame:
 
     code: str
     alias: str
-    marks: dict[str, int]
+    marks: Marks
     bad: dict[str, set[str]] = field(default_factory=dict)
 
 
@@ -185,7 +185,8 @@ class Checker:
         held = [c for c in self.contracts if tier in c.reaches]
         expected = {c.name: self.expected(con, frames, c.name, tier, prefix) for c in held}
         # a mark below the parent's is `behind` only if the parent has newer changes in this subtree
-        pending = set(pending_datasets(con, node.alias, frames[-1].alias, node.code, held))
+        pending = set(pending_datasets(con, node.alias, frames[-1].alias, node.code, held, node.marks,
+                                       frames[-1].marks))
         marks = {d: m if d in pending else min(m, node.marks.get(d, 0)) for d, m in frames[-1].marks.items()}
         found = compare_node(node.code, held, marks, node.marks, expected, self.totals(con, node, tier))
         self.report.seconds += time.perf_counter() - started

@@ -44,7 +44,7 @@ from warehouse.node import (
 )
 from warehouse.skipped import UNAVAILABLE, SkippedNode, skipped_node
 from warehouse.stats import NodeStats, node_stats
-from warehouse.sync import SyncResult, pending_datasets, sync_node
+from warehouse.sync import Marks, SyncResult, pending_datasets, sync_node
 
 OnNode = Callable[[str, list[SyncResult]], None]
 KnownStats = Callable[[str], NodeStats | None]
@@ -74,38 +74,44 @@ def _alias(code: str) -> str:
     return f"n{code}"
 
 
-def _sync_one(con: duckdb.DuckDBPyConnection, walk: _Walk, code: str, parent: str) -> bool:
-    """Bring one node level with its parent; True if its file was written. A node with nothing
-    to apply is only ever attached read-only (its file, and its extract, stay as they were)."""
+def _sync_one(con: duckdb.DuckDBPyConnection, walk: _Walk, code: str, parent: Frame) -> tuple[Frame, bool]:
+    """Bring one node level with its parent and leave it attached: its frame, and True if its file
+    was written. A node with nothing to apply is only ever attached read-only (its file, and its
+    extract, stay as they were)."""
     path, alias = node_path(walk.home, code), _alias(code)
     results: list[SyncResult] = []
     # a write-ahead log left by a killed run holds commits the file (and so its extract) lacks yet:
     # attached for writing, the node is checkpointed and then published
-    written = (not path.exists() or path.with_name(f"{path.name}.wal").exists()
-               or _needs_writing(con, path, alias, _alias(parent), code, walk.contracts))
-    if written:
+    marks = None
+    if path.exists() and not path.with_name(f"{path.name}.wal").exists():
+        marks = _marks_if_level(con, path, alias, parent, code, walk.contracts)
+    written = marks is None
+    if marks is None:
         attach(con, prepare_node(walk.home, code, walk.contracts), alias)
-        ensure_node(con, alias, code, walk.contracts)
-        results = sync_node(con, alias, _alias(parent), parent, code, walk.contracts)
+        fresh = ensure_node(con, alias, code, walk.contracts, stamp=False)
+        results = sync_node(con, alias, parent.alias, parent.code, code, walk.contracts, parent.marks, stamp=fresh)
+        marks = {r.dataset: r.to_seq for r in results} if fresh else high_water_marks(con, alias)
     walk.report.changes[code] = results
     if walk.on_node is not None:
         walk.on_node(code, results)
-    return written
+    return Frame(code, alias, marks), written
 
 
-def _needs_writing(con: duckdb.DuckDBPyConnection, path: Path, alias: str, parent: str, code: str,
-                   contracts: list[Contract]) -> bool:
-    """Attach an existing node read-only and say whether it has anything to apply (or a layout
-    ensure_node must stamp or refuse); if so it is detached again, to be attached for writing."""
+def _marks_if_level(con: duckdb.DuckDBPyConnection, path: Path, alias: str, parent: Frame, code: str,
+                    contracts: list[Contract]) -> Marks | None:
+    """Attach an existing node read-only and return its marks if it has nothing to apply (and the
+    layout this civicnet writes); otherwise detach it again, to be attached for writing, and
+    return None."""
     attach(con, path, alias, read_only=True)
     try:
         stamp = con.execute(f"SELECT code, layout FROM {meta_table(alias, 'node')}").fetchone()
     except duckdb.Error:
         stamp = None
-    todo = stamp != (code, layout_digest(contracts)) or bool(pending_datasets(con, alias, parent, code, contracts))
-    if todo:
+    marks = high_water_marks(con, alias) if stamp == (code, layout_digest(contracts)) else None
+    if marks is None or pending_datasets(con, alias, parent.alias, code, contracts, marks, parent.marks):
         detach(con, alias)
-    return todo
+        return None
+    return marks
 
 
 @dataclass
@@ -120,14 +126,12 @@ class _Walk:
     on_node: OnNode | None
 
 
-def _check(con: duckdb.DuckDBPyConnection, walk: _Walk, frames: list[Frame], code: str, written: bool) -> Frame:
+def _check(con: duckdb.DuckDBPyConnection, walk: _Walk, frames: list[Frame], node: Frame, written: bool) -> None:
     """Check a node, now level with its parent, against it by control totals (it stays attached)."""
     if written:
-        walk.checker.forget(code, changed=True)
-    node = Frame(code, _alias(code), high_water_marks(con, _alias(code)))
+        walk.checker.forget(node.code, changed=True)
     found = walk.checker.compare(con, frames, node)
     walk.checker.record(node, found, found)
-    return node
 
 
 def _finish(con: duckdb.DuckDBPyConnection, walk: _Walk, node: Frame) -> None:
@@ -143,8 +147,8 @@ def _walk(con: duckdb.DuckDBPyConnection, walk: _Walk, code: str, frames: list[F
     path = node_path(walk.home, code)
     try:
         with node_errors(path):
-            written = _sync_one(con, walk, code, frames[-1].code)
-            node = _check(con, walk, frames, code, written)
+            node, written = _sync_one(con, walk, code, frames[-1])
+            _check(con, walk, frames, node, written)
     except UNAVAILABLE as err:
         walk.report.skipped.append(skipped_node(code, err))
         walk.checker.forget(code, changed=True)

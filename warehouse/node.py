@@ -260,11 +260,15 @@ def layout_digest(contracts: list[Contract]) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def ensure_node(con: duckdb.DuckDBPyConnection, alias: str, code: str, contracts: list[Contract]) -> None:
+def ensure_node(con: duckdb.DuckDBPyConnection, alias: str, code: str, contracts: list[Contract],
+                stamp: bool = True) -> bool:
     """Create the node's tables if missing and record which division it is (idempotent).
 
     A node already stamped with this layout is left alone (no DDL on the hot path); a node of
-    another layout is refused, since new columns are not migrated into old tables."""
+    another layout is refused, since new columns are not migrated into old tables. A node fresh
+    from its tier's template is stamped with its code here, or, with `stamp` false, left for the
+    caller to stamp in its own transaction (`stamp_code`: one commit per new node, not two);
+    returns True if it was left so."""
     digest = layout_digest(contracts)
     try:
         row = con.execute(f"SELECT code, layout FROM {meta_table(alias, 'node')}").fetchone()
@@ -273,9 +277,9 @@ def ensure_node(con: duckdb.DuckDBPyConnection, alias: str, code: str, contracts
     except duckdb.BinderException:  # bookkeeping tables older than the layout stamp itself
         row = (code, "unstamped")
     if row is not None and row[1] == digest:
-        if row[0] is None:  # fresh from the tier's template
-            con.execute(f"UPDATE {meta_table(alias, 'node')} SET code = ?", [code])
-        return
+        if row[0] is None and stamp:  # fresh from the tier's template
+            stamp_code(con, alias, code)
+        return row[0] is None and not stamp
     if row is not None and row[1] is not None:
         raise NodeLayoutError(f"node {code} was built with table layout {row[1]}, this civicnet writes {digest}; "
                               f"rebuild the home (or this node: {rebuild_hint(code)})")
@@ -284,6 +288,12 @@ def ensure_node(con: duckdb.DuckDBPyConnection, alias: str, code: str, contracts
     node = meta_table(alias, "node")
     con.execute(f"DELETE FROM {node}")
     con.execute(f"INSERT INTO {node} VALUES (?, ?, ?)", [code, tier, digest])
+    return False
+
+
+def stamp_code(con: duckdb.DuckDBPyConnection, alias: str, code: str) -> None:
+    """Record which division a node fresh from its tier's template is."""
+    con.execute(f"UPDATE {meta_table(alias, 'node')} SET code = ? WHERE code IS NULL", [code])
 
 
 def _create_tables(con: duckdb.DuckDBPyConnection, alias: str, tier: Tier, contracts: list[Contract]) -> None:

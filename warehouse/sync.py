@@ -8,6 +8,7 @@ A sync killed at any point and run again leaves the node as one clean run would.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import duckdb
@@ -16,7 +17,9 @@ from schemas.contract import Contract
 from schemas.derive import key_sql
 from schemas.divisions import Tier, subtree_prefix, tier_of
 from schemas.sql import qualified, quote_ident
-from warehouse.node import META_COLUMNS, high_water_marks, meta_table, set_high_water_marks, transaction
+from warehouse.node import META_COLUMNS, high_water_marks, meta_table, set_high_water_marks, stamp_code, transaction
+
+Marks = Mapping[str, int]  # dataset -> the last origin sequence number a node has applied
 
 
 @dataclass(frozen=True)
@@ -58,15 +61,17 @@ def _sync_dataset(con: duckdb.DuckDBPyConnection, child: str, parent: str, tier:
 
 
 def pending_datasets(con: duckdb.DuckDBPyConnection, child: str, parent: str, code: str,
-                     contracts: list[Contract]) -> list[str]:
+                     contracts: list[Contract], have: Marks | None = None, offered: Marks | None = None) -> list[str]:
     """The datasets `child` (attached) has yet to apply from `parent` (attached): those whose
     parent holds rows or tombstones under the child's subtree stamped above the child's mark.
 
     A node's mark may lag its parent's where the parent's newer changes are all outside the
     node's subtree: a sync leaves such a node as it is (its file is not written), and it is level
-    with its parent all the same. One query on the parent, none when the marks are equal."""
+    with its parent all the same. One query on the parent, none when the marks are equal; `have`
+    and `offered` are the two nodes' marks, if the caller has read them already."""
     tier, prefix = tier_of(code), subtree_prefix(code)
-    have, offered = high_water_marks(con, child), high_water_marks(con, parent)
+    have = high_water_marks(con, child) if have is None else have
+    offered = high_water_marks(con, parent) if offered is None else offered
     ahead = [c.name for c in contracts if tier in c.reaches and offered.get(c.name, 0) > have.get(c.name, 0)]
     if not ahead:
         return []
@@ -80,16 +85,23 @@ def pending_datasets(con: duckdb.DuckDBPyConnection, child: str, parent: str, co
 
 
 def sync_node(con: duckdb.DuckDBPyConnection, child: str, parent: str, parent_code: str, code: str,
-              contracts: list[Contract]) -> list[SyncResult]:
-    """Bring `child` (attached) up to `parent` (attached) in one transaction for all datasets."""
+              contracts: list[Contract], offered: Marks | None = None, stamp: bool = False) -> list[SyncResult]:
+    """Bring `child` (attached) up to `parent` (attached) in one transaction for all datasets
+    (`offered`: the parent's marks, if the caller has read them already; `stamp`: the child is
+    fresh from its template, and its code is stamped in the same transaction)."""
     tier, prefix = tier_of(code), subtree_prefix(code)
-    have, offered = high_water_marks(con, child), high_water_marks(con, parent)
+    have = {} if stamp else high_water_marks(con, child)  # a node fresh from its template has no marks
+    offered = high_water_marks(con, parent) if offered is None else offered
     todo = [c for c in contracts if tier in c.reaches and offered.get(c.name, 0) > have.get(c.name, 0)]
-    if not todo:
+    if not todo and not stamp:
         return []
     with transaction(con):
+        if stamp:
+            stamp_code(con, child, code)
         results = [_sync_dataset(con, child, parent, tier, prefix, c, have.get(c.name, 0), offered[c.name])
                    for c in todo]
+        if not results:
+            return []
         set_high_water_marks(con, child, {r.dataset: r.to_seq for r in results})
         values = ", ".join("(?, ?, ?, ?, ?, ?, now())" for _ in results)
         con.execute(f"INSERT INTO {meta_table(child, 'sync_log')} VALUES {values}",
