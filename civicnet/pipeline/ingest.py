@@ -21,7 +21,8 @@ import pyarrow as pa
 from civicnet.context import VINTAGE, feed, open_city, registry, source_mapping
 from civicnet.pipeline.reports import write_owed
 from connectors.feeds import Feed
-from connectors.parse import LINE_COLUMN, UnreadablePayloadError, payload_batches, read_payload
+from connectors.parse import payload_batches, read_payload
+from connectors.parse_limits import UnreadablePayloadError
 from connectors.payload import Payload
 from connectors.registry import connector_for
 from quality.conform import QUARANTINE_SCHEMA, conform_to_files
@@ -42,7 +43,7 @@ from quality.stage import (
 )
 from quality.volume import record as record_volume
 from quality.volume import volume_ratio
-from schemas.contract import Contract, load_contracts
+from schemas.contract import LINE_COLUMN, Contract, load_contracts
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder
 from schemas.layout import landing_folder
