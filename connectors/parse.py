@@ -3,8 +3,9 @@ entry points (`payload_batches`, `read_payload`) and the readers of CSV and Parq
 
 Every value stays text here (leading zeros, codes and odd dates survive); typing is the job of
 `quality.conform`. A `_line` column numbers the data records from 1 so rejections can point
-at the row the department sent. JSON Lines are read by `connectors.parse_jsonl`, workbooks by
-`connectors.parse_xlsx`.
+at the row the department sent. Every media type is read as a stream, in bounded memory whatever
+the file's size: CSV block by block, Parquet row group by row group, JSON Lines
+(`connectors.parse_jsonl`) in blocks of whole lines, workbooks (`connectors.parse_xlsx`) row by row.
 The limits and the errors of every reader live in `connectors.parse_limits`, encodings in
 `connectors.parse_encoding`.
 """
@@ -13,16 +14,15 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from connectors.parse_batches import Source, arrow_input, collect, empty_batch, numbered, open_source
+from connectors.parse_batches import Source, arrow_input, collect, numbered, open_source
 from connectors.parse_encoding import decoded_lines, detect_stream_encoding, text_encoding
-from connectors.parse_jsonl import read_jsonl
+from connectors.parse_jsonl import jsonl_batches
 from connectors.parse_limits import (
     PULL_LIMITS,
     SPLIT_HINT,
@@ -33,7 +33,7 @@ from connectors.parse_limits import (
     too_many_columns,
     too_many_rows,
 )
-from connectors.parse_xlsx import read_xlsx
+from connectors.parse_xlsx import xlsx_batches
 from schemas.media import CSV, JSONL, MEDIA_TYPES, PARQUET, XLSX
 from schemas.messages import HEADER_MISSING, header_looks_missing, looks_like_value
 
@@ -176,15 +176,11 @@ def read_parquet(data: Source, name: str, limits: ParseLimits = PULL_LIMITS) -> 
     return collect(parquet_batches(data, name, limits))
 
 
-def _table_batches(table: pa.Table) -> list[pa.RecordBatch]:
-    return table.to_batches() or [empty_batch(table.schema)]
-
-
 def payload_batches(source: Source, media_type: str, encoding: str | None, name: str,
                     limits: ParseLimits = PULL_LIMITS) -> Iterator[pa.RecordBatch]:
     """Decode a payload by its media type, within `limits`, as record batches of one schema (text
-    columns plus `_line`; at least one batch). CSV and Parquet are read as streams, in bounded memory
-    whatever their size; JSON Lines and workbooks (API pages, pushes, small drops) are read whole."""
+    columns plus `_line`; at least one batch), read as a stream in bounded memory whatever the size. A
+    fault may surface only as the batches are taken: iterate inside the `except` that handles it."""
     if media_type == CSV:
         if encoding is None:
             with open_source(source) as stream:
@@ -192,11 +188,10 @@ def payload_batches(source: Source, media_type: str, encoding: str | None, name:
         return csv_batches(source, encoding, name, limits)
     if media_type == PARQUET:
         return parquet_batches(source, name, limits)
-    data = source if isinstance(source, bytes) else Path(source).read_bytes()
     if media_type == JSONL:
-        return iter(_table_batches(read_jsonl(data, name, limits)))
+        return jsonl_batches(source, name, limits)
     if media_type == XLSX:
-        return iter(_table_batches(read_xlsx(data, name, limits=limits)))
+        return xlsx_batches(source, name, limits=limits)
     raise UnreadablePayloadError(f"{name}: media type {media_type!r} has no reader; "
                                  f"send one of {sorted(MEDIA_TYPES)}")
 

@@ -1,9 +1,10 @@
-"""Excel workbooks → an Arrow table of text columns plus `_line`: the first (or named) sheet, its first
-row the header, values as text; the archive's declared sizes are checked before anything is inflated."""
+"""Excel workbooks → record batches of text columns plus `_line`: the first (or named) sheet, its first
+row the header, values as text. openpyxl's read-only mode streams the sheet's rows, so memory grows
+with the batch, never with the sheet; the archive's declared sizes are checked before anything is
+inflated (a zip bomb costs no more than a workbook at the limits)."""
 
 from __future__ import annotations
 
-import io
 import json
 import zipfile
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from connectors.parse_batches import Source, collect, empty_batch, open_source
 from connectors.parse_limits import (
     PULL_LIMITS,
     SPLIT_HINT,
@@ -23,11 +25,8 @@ from connectors.parse_limits import (
 from schemas.contract import LINE_COLUMN
 from schemas.messages import HEADER_MISSING, header_looks_missing, shown_name
 
-
-def _table_with_lines(columns: dict[str, list[str | None]]) -> pa.Table:
-    """Text columns plus `_line`, numbering records from 1."""
-    table = pa.table({c: pa.array(v, pa.string()) for c, v in columns.items()})
-    return table.append_column(LINE_COLUMN, pa.array(range(1, table.num_rows + 1), pa.int64()))
+BATCH_ROWS = 64 * 1024  # records per batch
+_CORRUPT = (zipfile.BadZipFile, OSError, ValueError, TypeError, KeyError)  # a corrupt or lying member
 
 
 def _text(value: Any) -> str | None:
@@ -55,12 +54,14 @@ def _column_letter(index: int) -> str:
     return letters
 
 
-def _check_zip(data: bytes, name: str, limits: ParseLimits) -> None:
+def _check_zip(source: Source, name: str, limits: ParseLimits) -> None:
     """Refuse a workbook whose archive declares more members or inflated bytes than the limits. What
     zipfile inflates never exceeds a member's declared size (it stops there and fails the CRC check,
-    which the caller reports as unreadable), so the declared sizes bound the work."""
+    which the caller reports as unreadable), so the declared sizes bound the work. Only the archive's
+    central directory is read."""
     try:
-        members = zipfile.ZipFile(io.BytesIO(data)).infolist()
+        with open_source(source) as stream:
+            members = zipfile.ZipFile(stream).infolist()
     except (zipfile.BadZipFile, OSError, ValueError):
         raise UnreadablePayloadError(f"{name}: not a readable XLSX workbook (not a zip archive); "
                                      "save it again as .xlsx") from None
@@ -72,7 +73,7 @@ def _check_zip(data: bytes, name: str, limits: ParseLimits) -> None:
                                    f"the limit for one file; {SPLIT_HINT}")
 
 
-def _xlsx_header(rows: Iterator[tuple[Any, ...]], name: str, limits: ParseLimits) -> list[str]:
+def _header(rows: Iterator[tuple[Any, ...]], name: str, limits: ParseLimits) -> list[str]:
     first = next(rows, ())
     if len(first) > limits.columns:
         raise too_many_columns(name, "row 1 has", limits)
@@ -91,42 +92,62 @@ def _xlsx_header(rows: Iterator[tuple[Any, ...]], name: str, limits: ParseLimits
     return [str(h) for h in header]
 
 
-def _xlsx_columns(rows: Iterator[tuple[Any, ...]], header: list[str], name: str,
-                  limits: ParseLimits) -> dict[str, list[str | None]]:
-    """The data rows below the header, counted as they are read (empty sheet rows too: they cost work)."""
-    columns: dict[str, list[str | None]] = {h: [] for h in header}
-    width = len(header)
+def _values(row: tuple[Any, ...], number: int, width: int, name: str, limits: ParseLimits) -> list[str | None]:
+    """A sheet row's values under the header, as text; refused if too wide or with a value past the header."""
+    if len(row) > limits.columns:
+        raise too_many_columns(name, f"row {number} has", limits)
+    past = next((i for i in range(width, len(row)) if _text(row[i]) is not None), None)
+    if past is not None:
+        raise UnreadablePayloadError(
+            f"{name}: row {number}, column {_column_letter(past + 1)} has a value but the header names only "
+            f"{width} columns (A to {_column_letter(width)}); name that column in the first row, or delete "
+            "the cell, and resend")
+    values = [_text(v) for v in row[:width]]
+    return values + [None] * (width - len(values))
+
+
+def _batch(columns: list[list[str | None]], schema: pa.Schema, first: int) -> pa.RecordBatch:
+    lines = pa.array(range(first, first + len(columns[0])), pa.int64())
+    return pa.RecordBatch.from_arrays([*(pa.array(c, pa.string()) for c in columns), lines], schema=schema)
+
+
+def _row_batches(rows: Iterator[tuple[Any, ...]], header: list[str], name: str,
+                 limits: ParseLimits) -> Iterator[pa.RecordBatch]:
+    """The data rows below the header in batches of BATCH_ROWS records, counted as they are read (empty
+    sheet rows too: they cost work); at least one (empty) batch."""
+    schema = pa.schema([*((h, pa.string()) for h in header), (LINE_COLUMN, pa.int64())])
+    columns: list[list[str | None]] = [[] for _ in header]
+    done = 0
     for number, row in enumerate(rows, start=2):
         if number > limits.rows + 1:
             raise too_many_rows(name, limits)
-        if len(row) > limits.columns:
-            raise too_many_columns(name, f"row {number} has", limits)
-        past = next((i for i in range(width, len(row)) if _text(row[i]) is not None), None)
-        if past is not None:
-            raise UnreadablePayloadError(
-                f"{name}: row {number}, column {_column_letter(past + 1)} has a value but the header names only "
-                f"{width} columns (A to {_column_letter(width)}); name that column in the first row, or delete "
-                "the cell, and resend")
-        values = [_text(v) for v in row[:width]]
+        values = _values(row, number, len(header), name, limits)
         if all(v is None for v in values):
             continue  # Excel keeps formatted empty rows
-        values += [None] * (width - len(values))
-        for h, v in zip(header, values, strict=True):
-            columns[h].append(v)
-    return columns
+        for column, v in zip(columns, values, strict=True):
+            column.append(v)
+        if len(columns[0]) == BATCH_ROWS:
+            yield _batch(columns, schema, done + 1)
+            done += BATCH_ROWS
+            columns = [[] for _ in header]
+    if columns[0] or not done:
+        yield _batch(columns, schema, done + 1) if columns[0] else empty_batch(schema)
 
 
-def read_xlsx(data: bytes, name: str, sheet: str | None = None, limits: ParseLimits = PULL_LIMITS) -> pa.Table:
-    """An Excel workbook's first (or named) sheet: first row the header, values as text. File drops and
+def xlsx_batches(source: Source, name: str, sheet: str | None = None,
+                 limits: ParseLimits = PULL_LIMITS) -> Iterator[pa.RecordBatch]:
+    """An Excel workbook's first (or named) sheet → batches of text columns plus `_line`. File drops and
     pushes read the first sheet; a department keeps one table per workbook. A value right of the header
     is refused (it would be dropped); the limits are checked as the rows are read."""
     import openpyxl  # only when a workbook arrives
     from openpyxl.utils.exceptions import InvalidFileException
 
-    _check_zip(data, name, limits)
+    _check_zip(source, name, limits)
+    stream = open_source(source)
     try:
-        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as err:
+        book = openpyxl.load_workbook(stream, read_only=True, data_only=True)
+    except (InvalidFileException, *_CORRUPT) as err:
+        stream.close()
         raise UnreadablePayloadError(f"{name}: not a readable XLSX workbook ({type(err).__name__}); "
                                      "save it again as .xlsx") from None
     try:
@@ -136,11 +157,15 @@ def read_xlsx(data: bytes, name: str, sheet: str | None = None, limits: ParseLim
         # the declared dimension would pad every row to it (a tiny file may claim A1:XFD1048576)
         worksheet.reset_dimensions()
         rows = worksheet.iter_rows(values_only=True)
-        header = _xlsx_header(rows, name, limits)
-        columns = _xlsx_columns(rows, header, name, limits)
-    except (zipfile.BadZipFile, OSError, ValueError, TypeError, KeyError) as err:  # a corrupt or lying member
+        yield from _row_batches(rows, _header(rows, name, limits), name, limits)
+    except _CORRUPT as err:
         raise UnreadablePayloadError(f"{name}: not a readable XLSX workbook ({type(err).__name__} while reading "
                                      "the sheet); save it again as .xlsx") from None
     finally:
         book.close()
-    return _table_with_lines(columns)
+        stream.close()
+
+
+def read_xlsx(data: Source, name: str, sheet: str | None = None, limits: ParseLimits = PULL_LIMITS) -> pa.Table:
+    """An Excel workbook's sheet → one table of text columns plus `_line` (`xlsx_batches`, collected)."""
+    return collect(xlsx_batches(data, name, sheet, limits))

@@ -95,7 +95,7 @@ def test_a_bad_line_after_the_first_block_is_refused_with_its_number(small_block
 def test_too_many_keys_in_an_early_block_are_refused_as_at_least(small_blocks: None) -> None:
     wide = json.dumps({f"k{i}": i for i in range(7)})
     body = (wide + "\n" + "\n".join(json.dumps(r) for r in records(30)) + "\n").encode()
-    with pytest.raises(TooManyColumnsError, match="have at least 7 distinct keys, more than 6 columns"):
+    with pytest.raises(TooManyColumnsError, match=r"have at least \d+ distinct keys, more than 6 columns"):
         read_payload(body, JSONL, None, "wide.jsonl", SMALL)
 
 
