@@ -27,7 +27,7 @@ from schemas.contract import LINE_COLUMN
 from schemas.messages import shown_name
 from schemas.sql import quote_literal
 
-# bytes of whole lines checked and extracted at a time (a longer line is a block of its own)
+# bytes read at a time; a block holds the whole lines they end (a line longer than this, a longer block)
 BLOCK_BYTES = 4 << 20
 
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from unittest import mock
 
 import openpyxl
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connectors import parse_jsonl, parse_xlsx
 from connectors.parse import payload_batches, read_payload
@@ -97,6 +100,33 @@ def test_too_many_keys_in_an_early_block_are_refused_as_at_least(small_blocks: N
     body = (wide + "\n" + "\n".join(json.dumps(r) for r in records(30)) + "\n").encode()
     with pytest.raises(TooManyColumnsError, match=r"have at least \d+ distinct keys, more than 6 columns"):
         read_payload(body, JSONL, None, "wide.jsonl", SMALL)
+
+
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**12), st.text(max_size=8),
+                    st.lists(st.integers(0, 9), max_size=2))
+_OBJECTS = st.dictionaries(st.sampled_from(["id", "名称", "a/b", "t~1", ""]), _VALUES, max_size=4)
+_LINES = st.lists(st.one_of(_OBJECTS.map(lambda o: json.dumps(o, ensure_ascii=False)), st.sampled_from(["", " "])),
+                  max_size=25)
+
+
+@settings(max_examples=40, deadline=None)
+@given(lines=_LINES, crlf=st.booleans(), final_newline=st.booleans(), block=st.integers(1, 120))
+def test_any_json_lines_read_in_blocks_of_any_size_are_the_file_read_whole(
+        lines: list[str], crlf: bool, final_newline: bool, block: int) -> None:
+    end = "\r\n" if crlf else "\n"
+    body = (end.join(lines) + (end if final_newline else "")).encode()
+    with mock.patch.object(parse_jsonl, "BLOCK_BYTES", 1 << 20):
+        whole = read_payload(body, JSONL, None, "p.jsonl")
+    with mock.patch.object(parse_jsonl, "BLOCK_BYTES", block):
+        streamed = read_payload(body, JSONL, None, "p.jsonl")
+    assert streamed.equals(whole)
+    assert whole.num_rows == sum(1 for line in lines if line.strip())
+
+
+def test_a_blank_line_of_a_crlf_file_is_skipped() -> None:
+    # JSON's whitespace is space, tab, CR and LF: a line of it holds no record, in a Windows file too
+    body = b'{"id": 1}\r\n\r\n\t\r\n{"id": 2}\r\n'
+    assert read_payload(body, JSONL, None, "w.jsonl").to_pylist() == [{"id": "1", "_line": 1}, {"id": "2", "_line": 2}]
 
 
 def test_a_file_of_only_blank_lines_has_no_columns_but_line(small_blocks: None) -> None:
