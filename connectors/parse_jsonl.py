@@ -65,7 +65,9 @@ def _load(con: Any, first: int, data: bytes, name: str) -> int:
         raise UnreadablePayloadError(f"{name}: not UTF-8 text; send JSON Lines in UTF-8") from None
     con.register("src", pa.Table.from_arrays([pa.array(range(first, first + len(text)), pa.int64()), text],
                                              names=["n", "line"]))
-    con.execute("CREATE OR REPLACE TEMP TABLE j AS SELECT n, line FROM src WHERE trim(line) <> ''")
+    # blank: only JSON's whitespace (a CRLF file's blank line is "\r"; trim() alone removes spaces only)
+    con.execute("CREATE OR REPLACE TEMP TABLE j AS SELECT n, line FROM src "
+                "WHERE trim(line, chr(32) || chr(9) || chr(13)) <> ''")
     con.unregister("src")
     (rows,), = con.execute("SELECT count(*) FROM j").fetchall()
     return int(rows)
