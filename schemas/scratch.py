@@ -3,9 +3,10 @@ identity inside, and swept by the next process that makes one, once their owner 
 
 A process killed with SIGKILL (or by the OOM killer) never runs its `finally`, so its scratch folder
 would stay for ever. Each folder holds an `owner` file: the pid, the process's start time (field 22
-of /proc/<pid>/stat, so a pid reused by another process is not taken for the owner), the boot and
-the host. `sweep_scratch` removes a folder whose owner is provably gone and never one a live process
-owns; what it cannot judge it keeps and reports.
+of /proc/<pid>/stat, so a pid reused by another process is not taken for the owner), the boot, the
+host and the pid namespace. `sweep_scratch` removes a folder whose owner is provably gone and never
+one a live process owns; what it cannot judge (another host's, another container's) it keeps and
+reports.
 """
 
 from __future__ import annotations
@@ -37,16 +38,18 @@ class Owner:
     started: str  # clock ticks after boot at which the process started; "" where /proc is not there
     boot: str  # the kernel's boot id; "" where unknown
     host: str
+    pids: str = ""  # the pid namespace (containers on one kernel each number their own); "" where unknown
 
     def to_json(self) -> str:
         """The owner as the `owner` file holds it."""
-        return json.dumps({"pid": self.pid, "started": self.started, "boot": self.boot, "host": self.host})
+        return json.dumps({"pid": self.pid, "started": self.started, "boot": self.boot, "host": self.host,
+                           "pids": self.pids})
 
     @classmethod
     def from_json(cls, text: str) -> Owner:
         """The owner an `owner` file names (ValueError, KeyError or TypeError if it is not one)."""
         raw = json.loads(text)
-        return cls(int(raw["pid"]), str(raw["started"]), str(raw["boot"]), str(raw["host"]))
+        return cls(int(raw["pid"]), str(raw["started"]), str(raw["boot"]), str(raw["host"]), str(raw["pids"]))
 
 
 @dataclass(frozen=True)
@@ -80,15 +83,22 @@ def start_time(pid: int) -> str | None:
 def this_process() -> Owner:
     """The identity of the calling process."""
     pid = os.getpid()
-    return Owner(pid, start_time(pid) or "", _read(_BOOT_ID), socket.gethostname())
+    try:
+        pids = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        pids = ""
+    return Owner(pid, start_time(pid) or "", _read(_BOOT_ID), socket.gethostname(), pids)
 
 
 def owner_alive(owner: Owner, here: Owner) -> bool | None:
-    """Whether the owner still runs: True, False, or None where this host cannot tell (another host's)."""
+    """Whether the owner still runs: True, False, or None where this process cannot tell (another host's,
+    or another container's: its pids are not ours to look up)."""
     if owner.host != here.host:
         return None
     if owner.boot and here.boot and owner.boot != here.boot:
         return False  # the machine restarted since: every process of that boot is gone
+    if owner.pids != here.pids:
+        return None
     started = start_time(owner.pid)
     if started is None:
         return False

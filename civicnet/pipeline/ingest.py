@@ -231,8 +231,8 @@ def _spill_folder(home: Path) -> Path:
     if swept.removed:
         log.info("removed %d spill folders of merges no longer running", len(swept.removed))
     for kept in swept.unjudged:
-        log.warning("kept spill folder %s: its merge ran on another host (or it cannot be removed); remove it "
-                    "once no merge runs there", kept)
+        log.warning("kept spill folder %s: its merge ran on another host or in another container (or it "
+                    "cannot be removed); remove it once no merge runs there", kept)
     return make_scratch(folder, SPILL_PREFIX)
 
 

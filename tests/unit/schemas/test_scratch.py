@@ -94,6 +94,12 @@ def test_another_hosts_folder_is_kept_and_reported(tmp_path: Path) -> None:
     assert swept == scratch.Sweep((), (theirs,)) and theirs.is_dir()
 
 
+def test_another_containers_folder_is_kept_and_reported(tmp_path: Path) -> None:
+    # same kernel and hostname, its own pid namespace: pid 1 there is not our pid 1
+    theirs = write_owner(tmp_path, dataclasses.replace(this_process(), pids="pid:[1]", pid=1))
+    assert sweep_scratch(tmp_path, PREFIX) == scratch.Sweep((), (theirs,))
+
+
 @pytest.mark.parametrize("owner_text", [None, "", "{not json", '{"pid": 1}', "[1, 2]"],
                          ids=["no-owner-file", "empty", "not-json", "fields-missing", "not-an-object"])
 def test_a_folder_without_a_readable_owner_is_removed_only_once_old(tmp_path: Path, owner_text: str | None) -> None:
