@@ -25,7 +25,8 @@ from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
 
 from connectors.feeds import FilesSource
-from connectors.parse import UnreadablePayloadError, detect_stream_encoding
+from connectors.parse_encoding import detect_stream_encoding
+from connectors.parse_limits import UnreadablePayloadError
 from connectors.payload import Payload, sha256_of
 from schemas.errors import TransientError
 from schemas.media import CSV, MEDIA_TYPES, PARQUET, XLSX

@@ -47,7 +47,7 @@ import requests
 
 from connectors.cursor import INSTANT, CursorError, Window, content_digest, key_text, read_state, record_instant
 from connectors.feeds import RestSource
-from connectors.parse import RepeatedKeyError, unique_keys
+from connectors.parse_limits import RepeatedKeyError, unique_keys
 from connectors.payload import Payload
 from connectors.secrets import Connection, get_connection
 from schemas.errors import TerminalError, TransientError

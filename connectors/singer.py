@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from connectors.feeds import SingerSource
-from connectors.parse import RepeatedKeyError, unique_keys
+from connectors.parse_limits import RepeatedKeyError, unique_keys
 from connectors.payload import Payload
 from connectors.secrets import env_name, get_connection
 from schemas.errors import TerminalError, TransientError

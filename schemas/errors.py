@@ -27,11 +27,11 @@ CivicnetError (schemas.errors): catch it to catch every error civicnet raises on
     ├── FeedConfigError (connectors.feeds): fix the feed config file the message names
     ├── MissingConnectionError (connectors.secrets): define the Airflow connection the feed names
     ├── CursorError (connectors.cursor): fix 'cursor.field', or reset the feed's state after a look
-    ├── UnreadablePayloadError (connectors.parse): the department resends the file in its declared format
-    │   ├── PayloadTooLargeError (connectors.parse): the sender splits the file into smaller ones
-    │   ├── NotTextError (connectors.parse): the sender resends the file in its declared encoding
-    │   └── TooManyColumnsError (connectors.parse): the sender drops the columns nobody maps
-    ├── RepeatedKeyError (connectors.parse; also ValueError): the source names each JSON key once
+    ├── UnreadablePayloadError (connectors.parse_limits): the department resends the file in its declared format
+    │   ├── PayloadTooLargeError (connectors.parse_limits): the sender splits the file into smaller ones
+    │   ├── NotTextError (connectors.parse_limits): the sender resends the file in its declared encoding
+    │   └── TooManyColumnsError (connectors.parse_limits): the sender drops the columns nobody maps
+    ├── RepeatedKeyError (connectors.parse_limits; also ValueError): the source names each JSON key once
     ├── RestSourceError (connectors.rest): fix the feed's path, params or records key, or the API is fixed
     ├── RestCredentialsError (connectors.rest): renew the credentials in the feed's Airflow connection
     ├── SqlSourceError (connectors.sql): fix the feed's URL, table or columns

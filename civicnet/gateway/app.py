@@ -10,7 +10,7 @@ report a sender fixes its data from.
 
 Checks run cheapest first and before the body is read where they can (auth, dataset, rights,
 declared size), so a refused upload costs the gateway little; the body is then parsed within the
-push limits (connectors.parse.PUSH_LIMITS: rows, columns or JSON keys, inflated size), stopping at
+push limits (connectors.parse_limits.PUSH_LIMITS: rows, columns or JSON keys, inflated size), stopping at
 the first one it passes (413 for rows or size, 422 for columns). Tokens and the Authorization
 header are never logged; every refusal is JSON `{"error": "<what to do>"}`.
 
@@ -39,7 +39,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from civicnet import context
 from civicnet.pipeline.batches import Runs, batch_report, batch_status
 from connectors.feeds import Feed, PushSource
-from connectors.parse import PUSH_LIMITS, ParseLimits, detect_encoding
+from connectors.parse_encoding import detect_encoding
+from connectors.parse_limits import PUSH_LIMITS, ParseLimits
 from connectors.push.senders import Sender, authenticate
 from connectors.push.uploads import (
     UploadRefusedError,

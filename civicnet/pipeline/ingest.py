@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,8 @@ import pyarrow as pa
 from civicnet.context import VINTAGE, feed, open_city, registry, source_mapping
 from civicnet.pipeline.reports import write_owed
 from connectors.feeds import Feed
-from connectors.parse import LINE_COLUMN, UnreadablePayloadError, payload_batches, read_payload
+from connectors.parse import payload_batches, read_payload
+from connectors.parse_limits import UnreadablePayloadError
 from connectors.payload import Payload
 from connectors.registry import connector_for
 from quality.conform import QUARANTINE_SCHEMA, conform_to_files
@@ -42,10 +42,11 @@ from quality.stage import (
 )
 from quality.volume import record as record_volume
 from quality.volume import volume_ratio
-from schemas.contract import Contract, load_contracts
+from schemas.contract import LINE_COLUMN, Contract, load_contracts
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder
 from schemas.layout import landing_folder
+from schemas.scratch import make_scratch, sweep_scratch
 from schemas.sql import quote_literal
 from warehouse import landing
 from warehouse.merge import (
@@ -61,6 +62,7 @@ from warehouse.node import node_errors
 log = logging.getLogger(__name__)
 # DuckDB's buffer pool while a batch merges: what is bigger (the batch's changed rows) spills
 MERGE_MEMORY_LIMIT = "512MB"
+SPILL_PREFIX = ".merge-spill-"
 
 
 class BatchNotCheckedError(TerminalError):
@@ -197,9 +199,9 @@ def merge(home: Path, slug: str, batch_ids: list[str]) -> list[dict[str, Any]]:
     contract = load_contracts()[f.dataset]
     con = open_city(home)
     outcomes, unchecked = [], []
-    # a dot folder, which no reader of landing takes for a batch
-    spill = Path(tempfile.mkdtemp(prefix=".merge-spill-", dir=make_folder(landing_folder(home))))
+    spill: Path | None = None
     try:
+        spill = _spill_folder(home)  # after the city's lock: no other merge of this home runs on this host
         # a batch bigger than DuckDB's memory limit spills here, not into the working directory
         con.execute(f"SET temp_directory = {quote_literal(str(spill))}")
         con.execute(f"SET memory_limit = {quote_literal(MERGE_MEMORY_LIMIT)}")
@@ -213,11 +215,25 @@ def merge(home: Path, slug: str, batch_ids: list[str]) -> list[dict[str, Any]]:
         write_owed(con, home, slug)
     finally:
         con.close()
-        shutil.rmtree(spill, ignore_errors=True)
+        if spill is not None:
+            shutil.rmtree(spill, ignore_errors=True)
         pa.default_memory_pool().release_unused()
     if unchecked:
         raise BatchNotCheckedError("; ".join(unchecked))
     return outcomes
+
+
+def _spill_folder(home: Path) -> Path:
+    """A fresh folder for DuckDB's spill during a merge, after removing those of merges that were killed
+    (their `finally` never ran): a dot folder in landing, which no reader of landing takes for a batch."""
+    folder = make_folder(landing_folder(home))
+    swept = sweep_scratch(folder, SPILL_PREFIX)
+    if swept.removed:
+        log.info("removed %d spill folders of merges no longer running", len(swept.removed))
+    for kept in swept.unjudged:
+        log.warning("kept spill folder %s: its merge ran on another host or in another container (or it "
+                    "cannot be removed); remove it once no merge runs there", kept)
+    return make_scratch(folder, SPILL_PREFIX)
 
 
 def city_changes(outcomes: list[dict[str, Any]]) -> dict[str, int]:

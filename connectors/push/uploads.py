@@ -2,7 +2,7 @@
 
 Pure functions over the upload's headers and bytes: which push feed takes the dataset, whether the
 file name is a plain name, which media type and text encoding the body declares, and whether it
-decodes within the push limits (connectors.parse.PUSH_LIMITS). A refusal is an UploadRefusedError
+decodes within the push limits (connectors.parse_limits.PUSH_LIMITS). A refusal is an UploadRefusedError
 carrying the HTTP status the gateway answers with and the sentence the sender reads; the gateway
 turns it into its JSON answer. Nothing here knows where a batch is stored.
 """
@@ -17,14 +17,9 @@ from urllib.parse import unquote
 import pyarrow as pa
 
 from connectors.feeds import Feed, PushSource, load_feeds
-from connectors.parse import (
-    PUSH_LIMITS,
-    ParseLimits,
-    PayloadTooLargeError,
-    UnreadablePayloadError,
-    read_payload,
-    text_encoding,
-)
+from connectors.parse import read_payload
+from connectors.parse_encoding import text_encoding
+from connectors.parse_limits import PUSH_LIMITS, ParseLimits, PayloadTooLargeError, UnreadablePayloadError
 from schemas.errors import TerminalError
 from schemas.media import MEDIA_TYPES
 
@@ -107,7 +102,7 @@ def body_too_large(limit: int) -> UploadRefusedError:
 
 def read_upload(data: bytes, media_type: str, encoding: str | None, name: str,
                 limits: ParseLimits = PUSH_LIMITS) -> pa.Table:
-    """Decode an uploaded file like `read_payload`, within the push limits (connectors.parse.PUSH_LIMITS),
+    """Decode an uploaded file like `read_payload`, within the push limits (connectors.parse_limits.PUSH_LIMITS),
     with every unreadable file as UnreadablePayloadError."""
     try:
         return read_payload(data, media_type, encoding, name, limits)

@@ -32,7 +32,8 @@ CITY_ASSET = "civicnet://nodes/city"
 # What a DAG file may not pull in while Airflow parses it: heavy libraries and our packages
 # that do the work (they are imported inside the tasks).
 HEAVY_MODULES = ("duckdb", "great_expectations", "pyarrow", "civicnet", "warehouse", "quality",
-                 "connectors.parse", "connectors.registry", "connectors.files", "connectors.sql")
+                 "connectors.parse", "connectors.parse_jsonl", "connectors.parse_xlsx", "connectors.registry",
+                 "connectors.files", "connectors.sql")
 # the pipeline API a DAG file imports at parse time: the package only, its names resolved on first use
 LIGHT_API = {"civicnet", "civicnet.pipeline"}
 CLOCK_CALLS = {"now", "utcnow", "today"}

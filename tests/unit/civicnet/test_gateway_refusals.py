@@ -14,7 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from civicnet.gateway.app import create_app
-from connectors.parse import PUSH_LIMITS, ParseLimits
+from connectors.parse_limits import PUSH_LIMITS, ParseLimits
 from connectors.push.senders import add_sender
 from schemas.media import CSV, JSONL, XLSX
 

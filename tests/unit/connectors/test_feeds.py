@@ -99,7 +99,7 @@ def test_slug_differing_from_file_name_is_refused(tmp_path: Path) -> None:
 
 
 def test_unknown_encoding_is_refused_when_the_config_loads(tmp_path: Path) -> None:
-    # Otherwise the first file fails much later with a bare LookupError in connectors.parse.
+    # Otherwise the first file fails much later with a bare LookupError in connectors.parse_encoding.
     path = write_feed(tmp_path, make_feed(connector={"encoding": "gb-18030x"}))
     with pytest.raises(FeedConfigError, match="gb-18030x"):
         load_feed(path)

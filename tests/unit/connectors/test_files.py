@@ -23,7 +23,8 @@ from fsspec.implementations.local import LocalFileSystem
 
 from connectors.feeds import FilesSource
 from connectors.files import FilesConnector
-from connectors.parse import UnreadablePayloadError, read_payload
+from connectors.parse import read_payload
+from connectors.parse_limits import UnreadablePayloadError
 from connectors.payload import Payload
 from schemas.errors import TransientError
 from schemas.media import CSV, JSONL, PARQUET, XLSX

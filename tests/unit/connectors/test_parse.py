@@ -8,7 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.parse import LINE_COLUMN, UnreadablePayloadError, read_csv, read_payload
+from connectors.parse import read_csv, read_payload
+from connectors.parse_limits import UnreadablePayloadError
+from schemas.contract import LINE_COLUMN
 
 HEADER = ["公民身份号码", "姓名", "社区代码", "户号"]
 ROWS = [
@@ -111,7 +113,7 @@ def test_unknown_media_type_is_refused() -> None:
 
 
 def test_encodings_are_detected_from_the_bytes() -> None:
-    from connectors.parse import detect_encoding
+    from connectors.parse_encoding import detect_encoding
 
     text = "姓名,住址\n张三,福田区滨江路\n"
     assert detect_encoding(text.encode("utf-8")) == "utf-8"
@@ -132,7 +134,8 @@ def test_json_lines_become_text_columns_with_line_numbers() -> None:
 
 
 def test_a_bad_json_line_is_refused_with_its_number() -> None:
-    from connectors.parse import UnreadablePayloadError, read_payload
+    from connectors.parse import read_payload
+    from connectors.parse_limits import UnreadablePayloadError
     from schemas.media import JSONL
 
     with pytest.raises(UnreadablePayloadError, match="line 2"):
@@ -145,7 +148,8 @@ def test_a_workbook_reads_its_first_sheet_as_text() -> None:
 
     import openpyxl
 
-    from connectors.parse import UnreadablePayloadError, read_payload
+    from connectors.parse import read_payload
+    from connectors.parse_limits import UnreadablePayloadError
     from schemas.media import XLSX
 
     book = openpyxl.Workbook()

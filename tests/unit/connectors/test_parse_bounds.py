@@ -11,14 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.parse import (
-    ParseLimits,
-    PayloadTooLargeError,
-    TooManyColumnsError,
-    UnreadablePayloadError,
-    read_payload,
-    text_encoding,
-)
+from connectors.parse import read_payload
+from connectors.parse_encoding import text_encoding
+from connectors.parse_limits import ParseLimits, PayloadTooLargeError, TooManyColumnsError, UnreadablePayloadError
 from schemas.media import CSV, JSONL, PARQUET, XLSX
 
 SMALL = ParseLimits(rows=5, columns=4, uncompressed_bytes=200_000, zip_members=50)
@@ -229,7 +224,7 @@ def test_text_encodings_are_accepted_by_their_canonical_name() -> None:
 
 def test_pulled_files_are_bounded_by_default() -> None:
     """Pulls (file drops, exports) use the same readers with PULL_LIMITS: a feed file cannot exhaust a worker."""
-    from connectors.parse import PULL_LIMITS
+    from connectors.parse_limits import PULL_LIMITS
 
     assert PULL_LIMITS.rows >= 17_500_000  # the whole city's residents register fits in one drop
     with pytest.raises(TooManyColumnsError, match=f"more than {PULL_LIMITS.columns}"):

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from connectors.feeds import load_feeds
-from connectors.parse import PayloadTooLargeError, TooManyColumnsError, UnreadablePayloadError
+from connectors.parse_limits import PayloadTooLargeError, TooManyColumnsError, UnreadablePayloadError
 from connectors.push.uploads import (
     MAX_NAME,
     UploadRefusedError,
