@@ -45,6 +45,7 @@ from warehouse.node import (
 from warehouse.skipped import UNAVAILABLE, SkippedNode, skipped_node
 from warehouse.stats import NodeStats, node_stats
 from warehouse.sync import Marks, SyncResult, pending_datasets, sync_node
+from warehouse.walkstore import FileStamp, file_stamp
 
 OnNode = Callable[[str, list[SyncResult]], None]
 KnownStats = Callable[[str], NodeStats | None]
@@ -63,6 +64,7 @@ class SubtreeReport:
     changes: dict[str, list[SyncResult]] = field(default_factory=dict)
     skipped: list[SkippedNode] = field(default_factory=list)
     checker: Checker | None = None  # the checks made on the walk: its report and the totals it used
+    stamps: dict[str, FileStamp | None] = field(default_factory=dict)  # each node file as the walk left it
 
     @property
     def checks(self) -> VerifyReport:
@@ -137,6 +139,7 @@ def _check(con: duckdb.DuckDBPyConnection, walk: _Walk, frames: list[Frame], nod
 def _finish(con: duckdb.DuckDBPyConnection, walk: _Walk, node: Frame) -> None:
     walk.report.nodes.append(walk.checker.stats(con, node))
     detach(con, node.alias)
+    walk.report.stamps[node.code] = file_stamp(node_path(walk.home, node.code))  # the file its totals are of
     if extract_is_stale(walk.home, node.code):
         publish_extract(walk.home, node.code)
 
@@ -181,6 +184,7 @@ def sync_subtree(home: Path, registry: Registry, root: str, contracts: list[Cont
     con = connect()
     try:
         attach(con, node_path(home, parent), _alias(parent), read_only=True)
+        report.stamps[parent] = file_stamp(node_path(home, parent))  # held read-only: it cannot change meanwhile
         top = Frame(parent, _alias(parent), high_water_marks(con, _alias(parent)))
         _walk(con, _Walk(home, registry, contracts, report, checker, on_node), root, [top])
         checker.report.skipped = list(report.skipped)

@@ -69,7 +69,8 @@ def sync_district_report(home: Path, code: str, on_node: Any = None) -> tuple[li
     report = sync_subtree(home, registry(), code, contracts(), on_node=on_node,
                           known=known_totals(path, home, digest))
     if report.checker is not None:
-        write_walk(path, digest, report.checks, report.checker.cache)
+        stamps = {code: stamp for code, stamp in report.stamps.items() if stamp is not None}
+        write_walk(path, digest, report.checks, report.checker.cache, stamps)
     return [s.__dict__ for s in report.nodes], report.skipped
 
 
