@@ -34,6 +34,7 @@ PINNED: dict[str, tuple[Callable[..., Path], tuple[str, ...], str]] = {
     "data_docs_index": (layout.data_docs_index, (), "quality/gx/data_docs/index.html"),
     "volumes_file": (layout.volumes_file, ("health_stations",), "quality/volumes/health_stations.json"),
     "reconciliation_file": (layout.reconciliation_file, (), "quality/reconciliation.json"),
+    "walk_file": (layout.walk_file, ("440303000000",), "quality/walks/440303000000.json"),
     "pages_folder": (layout.pages_folder, (), "reports/quality"),
     "outbox_folder": (layout.outbox_folder, (), "outbox"),
     "senders_file": (layout.senders_file, (), "gateway/senders.json"),
