@@ -89,7 +89,8 @@ def _quarantine(args: argparse.Namespace, settings: Settings) -> int:
 
     con = context.open_city(settings.home)
     try:
-        closed = close_quarantined(con, "city", args.batch, args.line, args.why)
+        closed = close_quarantined(con, "city", args.batch, args.line, args.why,
+                                   replica=context.city_replica(settings.home))
     finally:
         con.close()
     print(f"closed {closed} quarantined rows of batch {args.batch}")

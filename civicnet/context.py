@@ -15,7 +15,8 @@ from connectors.feeds import Feed, FeedConfigError, load_feeds
 from quality.conform import SourceMapping
 from schemas.contract import Contract, load_contracts
 from schemas.divisions import Registry, load_registry
-from warehouse.node import attach, connect, ensure_node, node_path
+from warehouse.node import attach, connect, ensure_node
+from warehouse.stores import Replica, store_of
 
 VINTAGE = 2020
 
@@ -46,16 +47,23 @@ def city_code() -> str:
 
 
 def open_city(home: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """A connection with the city node attached as `city` (created if new)."""
-    con = connect()
-    code = city_code()
-    path = node_path(home, code)
-    if read_only and not path.exists():
+    """A connection with the city node attached as `city` (created if new). A city kept on a
+    server is attached as its local copy, brought level with the server first; a write to it
+    passes `city_replica(home)` to the function that writes."""
+    store = store_of(home, city_code())
+    if not store.ready(contracts()):
         read_only = False
+    path = store.local if read_only else store.prepare(contracts())
+    con = connect()
     attach(con, path, "city", read_only=read_only)
     if not read_only:
-        ensure_node(con, "city", code, contracts())
+        ensure_node(con, "city", city_code(), contracts())
     return con
+
+
+def city_replica(home: Path) -> Replica | None:
+    """Where a write to the city must also go before it commits (None: the city is a DuckDB file)."""
+    return store_of(home, city_code()).replica()
 
 
 def districts() -> list[str]:

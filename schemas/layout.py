@@ -6,6 +6,8 @@ tree below is the whole floor plan (`./var` by default; `--home` or $CIVICNET_HO
     <home>/
     ├── civicnet-home.json              marker: this folder is a civicnet home (civicnet.pipeline.home)
     ├── nodes/<tier>/<code>.duckdb      one store per division (warehouse.node)
+    ├── nodes/stores.json               the node registry: subtrees kept on a PostgreSQL server (warehouse.stores)
+    ├── mirrors/<tier>/<code>.duckdb    the local working copy of a node kept on a server (warehouse.stores)
     ├── extracts/
     │   ├── <tier>/<code>.duckdb        each node as published for analysts (warehouse.extract)
     │   └── network.json                the network index: every node, its extract, rows and checksums
@@ -52,6 +54,16 @@ def nodes_folder(home: Path) -> Path:
 def node_file(home: Path, code: str) -> Path:
     """The store of one division: nodes/<tier>/<code>.duckdb."""
     return nodes_folder(home) / tier_of(code) / f"{validate_code(code)}.duckdb"
+
+
+def node_stores_file(home: Path) -> Path:
+    """The node registry: which subtrees keep their nodes on a PostgreSQL server."""
+    return nodes_folder(home) / "stores.json"
+
+
+def mirror_file(home: Path, code: str) -> Path:
+    """The local working copy of a node kept on a server: mirrors/<tier>/<code>.duckdb."""
+    return home / "mirrors" / tier_of(code) / f"{validate_code(code)}.duckdb"
 
 
 def extracts_folder(home: Path) -> Path:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from schemas.homefiles import copy_atomic
 from schemas.layout import extract_file
-from warehouse.node import node_errors, node_path
+from warehouse.node import node_errors
+from warehouse.stores import node_path
 
 
 def extract_path(home: Path, code: str) -> Path:

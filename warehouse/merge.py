@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import duckdb
 import pyarrow as pa
@@ -34,6 +34,10 @@ from schemas.divisions import subtree_prefix
 from schemas.errors import TerminalError
 from schemas.sql import qualified, quote_ident, quote_literal
 from warehouse.node import meta_table, set_high_water_mark, transaction
+from warehouse.pgnode import Effect, literal
+
+if TYPE_CHECKING:
+    from warehouse.stores import Replica
 
 STAGE_ALIAS = "s"
 Rows: TypeAlias = pa.Table | Path  # a batch's rows: in memory, or a Parquet file DuckDB reads where it is
@@ -251,7 +255,8 @@ def _release_quarantine(con: duckdb.DuckDBPyConnection, node: str, contract: Con
                             *([] if batch.scope is None else [batch.department])]).fetchall()[0][0])
 
 
-def close_quarantined(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, lines: list[int], why: str) -> int:
+def close_quarantined(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, lines: list[int], why: str,
+                      replica: Replica | None = None) -> int:
     """Close open quarantined rows of a batch by hand (a row whose key was itself wrong can never be
     released by a resubmission): they are marked released by `manual: <why>`; returns how many."""
     if not why.strip():
@@ -266,7 +271,24 @@ def close_quarantined(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, 
             raise QuarantineCloseError(
                 f"{len(wanted) - int(closed)} of lines {wanted} of batch {batch_id} are not open in quarantine "
                 "(released already, or no such line), so none was closed: check the batch's rejection report")
+        _push(con, node, replica, [Effect("_civicnet.quarantine", f"batch_id = {literal(batch_id)}")])
     return int(closed)
+
+
+def _push(con: duckdb.DuckDBPyConnection, node: str, replica: Replica | None, effects: list[Effect]) -> None:
+    """Write what the transaction changed to the node's store of record, if it has one elsewhere."""
+    if replica is not None:
+        replica.push(con, node, effects)
+
+
+def _ledger_effects(node: str, batch: BatchInput) -> list[Effect]:
+    """A decided batch's ledger row and its quarantine rows (and those it released)."""
+    bid = literal(batch.batch_id)
+    entry = "concat_ws(chr(31), batch_id, dataset, CAST(line AS VARCHAR))"  # a quarantine row, as text
+    ids = f"""SELECT {entry} AS _id FROM {meta_table(node, "quarantine")}
+              WHERE batch_id = {bid} OR released_by = {bid}"""
+    return [Effect("_civicnet.batches", f"batch_id = {bid}"),
+            Effect("_civicnet.quarantine", f"{entry} IN {{ids}}", ids)]
 
 
 def _write_ledger(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, batch: BatchInput,
@@ -289,13 +311,18 @@ def owed_reports(con: duckdb.DuckDBPyConnection, node: str, feed: str | None = N
     return [str(r[0]) for r in rows]
 
 
-def settle_report(con: duckdb.DuckDBPyConnection, node: str, batch_id: str) -> None:
+def settle_report(con: duckdb.DuckDBPyConnection, node: str, batch_id: str, replica: Replica | None = None) -> None:
     """Record that a batch's rejection report is written (or that it needs none)."""
-    con.execute(f"UPDATE {meta_table(node, 'batches')} SET report_owed = false WHERE batch_id = ?", [batch_id])
+    if replica is None:
+        con.execute(f"UPDATE {meta_table(node, 'batches')} SET report_owed = false WHERE batch_id = ?", [batch_id])
+        return
+    with transaction(con):
+        con.execute(f"UPDATE {meta_table(node, 'batches')} SET report_owed = false WHERE batch_id = ?", [batch_id])
+        _push(con, node, replica, [Effect("_civicnet.batches", f"batch_id = {literal(batch_id)}")])
 
 
 def apply_batch(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, accepted: Rows,
-                quarantined: Rows, batch: BatchInput) -> BatchOutcome:
+                quarantined: Rows, batch: BatchInput, replica: Replica | None = None) -> BatchOutcome:
     """Merge one batch into the origin node in one transaction; a batch seen before is skipped.
 
     The rows are Arrow tables or the paths of their Parquet files: then DuckDB reads them where they
@@ -329,8 +356,20 @@ def apply_batch(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, a
                                deleted=deleted, released=released)
         _write_ledger(con, node, contract, batch, outcome)
         set_high_water_mark(con, node, contract.name, seq)
+        _push(con, node, replica, _merge_effects(node, contract, batch, seq))
     con.execute("DROP VIEW IF EXISTS accepted")  # it reads `incoming`, there only for the transaction
     return outcome
+
+
+def _merge_effects(node: str, contract: Contract, batch: BatchInput, seq: int) -> list[Effect]:
+    """What a merge changed: the current rows and every version of the keys it changed or deleted,
+    its tombstones, its mark, its ledger and quarantine rows."""
+    name, key = literal(contract.name), f"{key_sql(contract, 't')} IN {{ids}}"
+    changed = "SELECT _key AS _id FROM delta UNION ALL SELECT _key FROM gone"
+    return [Effect(contract.name, key, changed), Effect(f"{contract.name}_history", key, changed),
+            Effect("_civicnet.tombstones", f"dataset = {name} AND _seq = {seq}"),
+            Effect("_civicnet.hwm", f"dataset = {name} AND seq = {seq}"),
+            *_ledger_effects(node, batch)]
 
 
 def _columns(rows: Rows) -> list[str]:
@@ -359,7 +398,7 @@ def _rows(con: duckdb.DuckDBPyConnection, **rows: Rows) -> Iterator[dict[str, pa
 
 
 def refuse_batch(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, batch: BatchInput,
-                 quarantined: Rows, held: int) -> BatchOutcome:
+                 quarantined: Rows, held: int, replica: Replica | None = None) -> BatchOutcome:
     """Record that the quality gate refused a batch: its bad rows go to quarantine with their
     reasons, its `held` clean rows are not applied and stay in landing; no data changes."""
     seen = ledger_entry(con, node, batch.batch_id)
@@ -370,4 +409,5 @@ def refuse_batch(con: duckdb.DuckDBPyConnection, node: str, contract: Contract, 
     with _rows(con, quarantined=quarantined) as tables, transaction(con, **tables):
         _write_quarantine(con, node, contract, batch)
         _write_ledger(con, node, contract, batch, outcome)
+        _push(con, node, replica, _ledger_effects(node, batch))
     return outcome

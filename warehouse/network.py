@@ -38,12 +38,11 @@ from warehouse.node import (
     layout_digest,
     meta_table,
     node_errors,
-    node_path,
-    prepare_node,
     rebuild_hint,
 )
 from warehouse.skipped import UNAVAILABLE, SkippedNode, skipped_node
 from warehouse.stats import NodeStats, node_stats
+from warehouse.stores import ServerStore, node_path, store_of
 from warehouse.sync import Marks, SyncResult, pending_datasets, sync_node
 from warehouse.walkstore import FileStamp, file_stamp
 
@@ -80,18 +79,20 @@ def _sync_one(con: duckdb.DuckDBPyConnection, walk: _Walk, code: str, parent: Fr
     """Bring one node level with its parent and leave it attached: its frame, and True if its file
     was written. A node with nothing to apply is only ever attached read-only (its file, and its
     extract, stay as they were)."""
-    path, alias = node_path(walk.home, code), _alias(code)
+    store, alias = store_of(walk.home, code), _alias(code)
+    path = store.local
     results: list[SyncResult] = []
     # a write-ahead log left by a killed run holds commits the file (and so its extract) lacks yet:
     # attached for writing, the node is checkpointed and then published
     marks = None
-    if path.exists() and not path.with_name(f"{path.name}.wal").exists():
+    if store.ready(walk.contracts) and not path.with_name(f"{path.name}.wal").exists():
         marks = _marks_if_level(con, path, alias, parent, code, walk.contracts)
     written = marks is None
     if marks is None:
-        attach(con, prepare_node(walk.home, code, walk.contracts), alias)
+        attach(con, store.prepare(walk.contracts), alias)
         fresh = ensure_node(con, alias, code, walk.contracts, stamp=False)
-        results = sync_node(con, alias, parent.alias, parent.code, code, walk.contracts, parent.marks, stamp=fresh)
+        results = sync_node(con, alias, parent.alias, parent.code, code, walk.contracts, parent.marks, stamp=fresh,
+                            replica=store.replica())
         marks = {r.dataset: r.to_seq for r in results} if fresh else high_water_marks(con, alias)
     walk.report.changes[code] = results
     if walk.on_node is not None:
@@ -183,6 +184,7 @@ def sync_subtree(home: Path, registry: Registry, root: str, contracts: list[Cont
     report = SubtreeReport(root, checker=checker)
     con = connect()
     try:
+        store_of(home, parent).ready(contracts)
         attach(con, node_path(home, parent), _alias(parent), read_only=True)
         report.stamps[parent] = file_stamp(node_path(home, parent))  # held read-only: it cannot change meanwhile
         top = Frame(parent, _alias(parent), high_water_marks(con, _alias(parent)))
@@ -198,14 +200,19 @@ def publish_origin(home: Path, code: str, contracts: list[Contract], known: Know
     `known` as for sync_subtree."""
     if tier_of(code) != "city":
         raise InvalidDivisionCodeError(f"{code} is not the city: only the root node is published without a sync")
+    store_of(home, code).ready(contracts)
     if extract_is_stale(home, code):
         publish_extract(home, code)
     known_stats = None if known is None else known(code)
     if known_stats is not None:
         return known_stats
+    return _stats_of(node_path(home, code), code, contracts)
+
+
+def _stats_of(path: Path, code: str, contracts: list[Contract]) -> NodeStats:
     con = connect()
     try:
-        attach(con, node_path(home, code), "origin", read_only=True)
+        attach(con, path, "origin", read_only=True)
         stats = node_stats(con, "origin", code, contracts)
         detach(con, "origin")
     finally:
@@ -245,7 +252,7 @@ def _refuse_if_locked(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     detach(con, "damaged")
 
 
-def _healthy_ancestor(con: duckdb.DuckDBPyConnection, home: Path, code: str) -> str:
+def _healthy_ancestor(con: duckdb.DuckDBPyConnection, home: Path, code: str, contracts: list[Contract]) -> str:
     """Attach the nearest ancestor of `code` that opens (read-only, as `src`); returns its code."""
     problems = []
     ancestor = code
@@ -253,6 +260,7 @@ def _healthy_ancestor(con: duckdb.DuckDBPyConnection, home: Path, code: str) -> 
         ancestor = parent_of(ancestor)
         try:
             with node_errors(node_path(home, ancestor)):
+                store_of(home, ancestor).ready(contracts)
                 attach(con, node_path(home, ancestor), "src", read_only=True)
                 con.execute("SELECT count(*) FROM src._civicnet.hwm").fetchall()
             return ancestor
@@ -269,17 +277,23 @@ def rebuild_node(home: Path, code: str, contracts: list[Contract], now: dt.datet
     Its children need nothing: they hold their own rows and marks, and sync from it as before."""
     if tier_of(code) == "city":
         raise CityNotRebuildableError(rebuild_hint(code))
-    path = node_path(home, code)
+    store = store_of(home, code)
+    if isinstance(store, ServerStore) and store.exists():  # its data of record is whole on the server
+        kept = move_aside(store.local, now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ"))
+        store.ready(contracts, fresh=True)
+        publish_extract(home, code)
+        return RebuiltNode(code, store.url, tuple(str(k) for k in kept), _stats_of(store.local, code, contracts))
+    path = store.local
     con = connect()
     try:
         if path.exists():
             _refuse_if_locked(con, path)
-        source = _healthy_ancestor(con, home, code)
+        source = _healthy_ancestor(con, home, code, contracts)
         kept = move_aside(path, now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ"))
         with node_errors(path):
-            attach(con, prepare_node(home, code, contracts), "node")
+            attach(con, store.prepare(contracts), "node")
             ensure_node(con, "node", code, contracts)
-            sync_node(con, "node", "src", source, code, contracts)
+            sync_node(con, "node", "src", source, code, contracts, replica=store.replica())
             stats = node_stats(con, "node", code, contracts)
             detach(con, "node")
     finally:

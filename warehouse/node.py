@@ -24,8 +24,7 @@ from schemas.contract import Contract
 from schemas.derive import column_definitions
 from schemas.divisions import Tier, tier_of
 from schemas.errors import CivicnetError, TerminalError, TransientError
-from schemas.homefiles import atomic_target, copy_atomic, make_folder, secure
-from schemas.layout import node_file
+from schemas.homefiles import atomic_target, make_folder, secure
 from schemas.sql import qualified, quote_ident, quote_literal
 
 # DuckDB 2.x writes files that 1.x cannot read unless told to use an older storage version.
@@ -188,11 +187,6 @@ def meta_table(alias: str, table: str) -> str:
     return qualified(alias, META_SCHEMA, table)
 
 
-def node_path(home: Path, code: str) -> Path:
-    """The store of one division: <home>/nodes/<tier>/<code>.duckdb."""
-    return node_file(home, code)
-
-
 def attach(con: duckdb.DuckDBPyConnection, path: Path, alias: str, read_only: bool = False,
            block_size: int | None = None) -> None:
     """Attach a node file under an alias (created in v1.4 format, with `block_size` if new)."""
@@ -224,9 +218,9 @@ def detach_if_attached(con: duckdb.DuckDBPyConnection, alias: str) -> None:
         detach(con, alias)
 
 
-def _template(folder: Path, tier: Tier, contracts: list[Contract]) -> Path:
-    """An empty node file of this tier, made once per set of contract versions (copying it is
-    far cheaper than running the DDL for each of 900 new nodes)."""
+def template_file(folder: Path, tier: Tier, contracts: list[Contract]) -> Path:
+    """An empty node file of this tier in `folder`, made once per set of contract versions (copying
+    it is far cheaper than running the DDL for each of 900 new nodes)."""
     path = folder / f".template-{tier}-{layout_digest(contracts)}.duckdb"
     if not path.exists():
         with node_errors(path), atomic_target(path) as tmp:
@@ -238,15 +232,6 @@ def _template(folder: Path, tier: Tier, contracts: list[Contract]) -> Path:
                 detach(con, "t")
             finally:
                 con.close()
-    return path
-
-
-def prepare_node(home: Path, code: str, contracts: list[Contract]) -> Path:
-    """The node's file, created from its tier's template if it does not exist yet."""
-    path = node_path(home, code)
-    if not path.exists():
-        with node_errors(path):
-            copy_atomic(_template(path.parent.parent, tier_of(code), contracts), path)
     return path
 
 

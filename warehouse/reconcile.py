@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -21,7 +21,11 @@ from schemas.contract import Contract, Field
 from schemas.divisions import Tier, parent_of, subtree_prefix, tier_of
 from schemas.sql import qualified, quote_ident
 from warehouse.node import META_COLUMNS, high_water_marks, meta_table, transaction
+from warehouse.pgnode import Effect, literal
 from warehouse.stats import value_checksum_sql
+
+if TYPE_CHECKING:
+    from warehouse.stores import Replica
 
 # Measures are summed as exact decimals: a sum of doubles depends on the order DuckDB adds them in.
 MEASURE_TYPE = "DECIMAL(38,6)"
@@ -186,12 +190,13 @@ class RepairedSlice:
 
 
 def repair_slices(con: duckdb.DuckDBPyConnection, parent_alias: str, child_alias: str, child_code: str,
-                  contract: Contract, divisions: Iterable[str]) -> RepairedSlice:
+                  contract: Contract, divisions: Iterable[str], replica: Replica | None = None) -> RepairedSlice:
     """Replace the child's rows of `divisions` in one dataset by the parent's, in one transaction.
 
     Copies the child tier's fields and the meta columns as sync does (so later syncs by sequence
     window carry on from the same rows) and records the repair in the child's sync log. Rows of
-    other divisions and other datasets are not rewritten."""
+    other divisions and other datasets are not rewritten. `replica`: the child's store of record,
+    written in the same transaction."""
     tier, prefix = tier_of(child_code), subtree_prefix(child_code)
     wanted = sorted(set(divisions))
     cols = ", ".join([quote_ident(f.name) for f in contract.fields_for_tier(tier)] + [c for c, _ in META_COLUMNS])
@@ -204,5 +209,12 @@ def repair_slices(con: duckdb.DuckDBPyConnection, parent_alias: str, child_alias
         mark = high_water_marks(con, child_alias).get(contract.name, 0)
         con.execute(f"INSERT INTO {meta_table(child_alias, 'sync_log')} VALUES (?, ?, ?, ?, ?, ?, now())",
                     [parent_of(child_code), contract.name, mark, mark, copied[0][0], removed[0][0]])
+        if replica is not None:
+            listed = ", ".join(literal(d) for d in wanted)
+            name = literal(contract.name)
+            replica.push(con, child_alias, [
+                Effect(contract.name, f"coalesce(division_code, '{NO_DIVISION}') IN ({listed})"),
+                Effect("_civicnet.sync_log", f"dataset = {name} AND parent = {literal(parent_of(child_code))} "
+                                             f"AND from_seq = {mark} AND to_seq = {mark}")])
     return RepairedSlice(child_code, parent_of(child_code), contract.name, tuple(wanted),
                          int(removed[0][0]), int(copied[0][0]))

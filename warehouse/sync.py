@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import duckdb
 
@@ -18,6 +19,10 @@ from schemas.derive import key_sql
 from schemas.divisions import Tier, subtree_prefix, tier_of
 from schemas.sql import qualified, quote_ident
 from warehouse.node import META_COLUMNS, high_water_marks, meta_table, set_high_water_marks, stamp_code, transaction
+from warehouse.pgnode import Effect, literal
+
+if TYPE_CHECKING:
+    from warehouse.stores import Replica
 
 Marks = Mapping[str, int]  # dataset -> the last origin sequence number a node has applied
 
@@ -84,11 +89,38 @@ def pending_datasets(con: duckdb.DuckDBPyConnection, child: str, parent: str, co
     return sorted(str(r[0]) for r in con.execute(" UNION ALL ".join(parts), params).fetchall())
 
 
+def sync_effects(parent: str, parent_code: str, code: str, contracts: list[Contract],
+                 results: list[SyncResult]) -> list[Effect]:
+    """What a sync changed in the child, for a store of record elsewhere (warehouse.stores): the
+    rows of the keys the parent changed in the window (all rows, for a dataset synced the first
+    time), the tombstones, marks and log rows of the window."""
+    by_name = {c.name: c for c in contracts}
+    prefix = subtree_prefix(code)
+    effects = []
+    for r in results:
+        contract, name = by_name[r.dataset], literal(r.dataset)
+        window = f"_seq > {r.from_seq} AND _seq <= {r.to_seq} AND starts_with(division_code, {literal(prefix)})"
+        ids = None
+        where = "true"
+        if r.from_seq > 0:
+            where = f"{key_sql(contract, 't')} IN {{ids}}"
+            ids = f"""SELECT key AS _id FROM {meta_table(parent, "tombstones")} WHERE dataset = {name} AND {window}
+                      UNION ALL SELECT {key_sql(contract, 'p')} FROM {qualified(parent, r.dataset)} p WHERE {window}"""
+        effects += [Effect(r.dataset, where, ids),
+                    Effect("_civicnet.tombstones", f"dataset = {name} AND _seq > {r.from_seq} AND _seq <= {r.to_seq}"),
+                    Effect("_civicnet.hwm", f"dataset = {name} AND seq = {r.to_seq}"),
+                    Effect("_civicnet.sync_log",
+                           f"dataset = {name} AND parent = {literal(parent_code)} AND to_seq = {r.to_seq}")]
+    return effects
+
+
 def sync_node(con: duckdb.DuckDBPyConnection, child: str, parent: str, parent_code: str, code: str,
-              contracts: list[Contract], offered: Marks | None = None, stamp: bool = False) -> list[SyncResult]:
+              contracts: list[Contract], offered: Marks | None = None, stamp: bool = False,
+              replica: Replica | None = None) -> list[SyncResult]:
     """Bring `child` (attached) up to `parent` (attached) in one transaction for all datasets
     (`offered`: the parent's marks, if the caller has read them already; `stamp`: the child is
-    fresh from its template, and its code is stamped in the same transaction)."""
+    fresh from its template, and its code is stamped in the same transaction; `replica`: the
+    child's store of record, written in the same transaction)."""
     tier, prefix = tier_of(code), subtree_prefix(code)
     have = {} if stamp else high_water_marks(con, child)  # a node fresh from its template has no marks
     offered = high_water_marks(con, parent) if offered is None else offered
@@ -106,4 +138,6 @@ def sync_node(con: duckdb.DuckDBPyConnection, child: str, parent: str, parent_co
         values = ", ".join("(?, ?, ?, ?, ?, ?, now())" for _ in results)
         con.execute(f"INSERT INTO {meta_table(child, 'sync_log')} VALUES {values}",
                     [v for r in results for v in (parent_code, r.dataset, r.from_seq, r.to_seq, r.upserts, r.removed)])
+        if replica is not None:
+            replica.push(con, child, sync_effects(parent, parent_code, code, contracts, results))
     return results

@@ -21,9 +21,10 @@ from schemas.contract import Contract
 from schemas.divisions import Registry, parent_of, tier_of
 from warehouse.check import Checker, Frame, VerifyReport
 from warehouse.extract import publish_extract
-from warehouse.node import attach, connect, detach, detach_if_attached, high_water_marks, node_errors, node_path
+from warehouse.node import attach, connect, detach, detach_if_attached, high_water_marks, node_errors
 from warehouse.reconcile import WHOLE_NODE, Mismatch, repair_slices, slices
 from warehouse.skipped import UNAVAILABLE, skipped_node
+from warehouse.stores import node_path, store_of
 
 
 class _Walk:
@@ -41,10 +42,11 @@ class _Walk:
         by_name = {c.name: c for c in self.contracts}
         detach(con, node.alias)
         attach(con, node_path(self.home, node.code), node.alias)
+        replica = store_of(self.home, node.code).replica()
         try:
             for dataset, divisions in sorted(slices(found).items()):
-                self.report.repaired.append(
-                    repair_slices(con, frames[-1].alias, node.alias, node.code, by_name[dataset], divisions))
+                self.report.repaired.append(repair_slices(con, frames[-1].alias, node.alias, node.code,
+                                                          by_name[dataset], divisions, replica=replica))
         finally:
             detach(con, node.alias)
             attach(con, node_path(self.home, node.code), node.alias, read_only=True)
@@ -54,8 +56,9 @@ class _Walk:
     def visit(self, con: duckdb.DuckDBPyConnection, code: str, frames: list[Frame]) -> None:
         """Check (and repair) one node, then its children against it. A node that cannot be opened
         is reported as skipped and its children are checked against the nearest ancestor read."""
-        path = node_path(self.home, code)
-        if not path.exists():
+        store = store_of(self.home, code)
+        path = store.local
+        if not store.exists():
             missing = Mismatch(code, tier_of(code), parent_of(code), WHOLE_NODE, WHOLE_NODE, "missing", "", "")
             self.report.mismatches.append(missing)
             self.report.remaining.append(missing)
@@ -63,6 +66,7 @@ class _Walk:
         alias = f"n{code}"
         try:
             with node_errors(path):
+                store.ready(self.contracts, fresh=True)  # a server node is read anew from the server
                 node = self.open_and_check(con, frames, code, alias)
         except UNAVAILABLE as err:
             self.report.skipped.append(skipped_node(code, err))
@@ -101,6 +105,7 @@ def verify_subtree(home: Path, registry: Registry, contracts: list[Contract], ro
     walk = _Walk(home, registry, contracts, repair, root)
     con = connect()
     try:
+        store_of(home, parent).ready(contracts, fresh=True)
         attach(con, node_path(home, parent), f"n{parent}", read_only=True)
         walk.visit(con, root, [Frame(parent, f"n{parent}", high_water_marks(con, f"n{parent}"))])
     finally:

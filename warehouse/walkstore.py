@@ -24,8 +24,8 @@ from typing import Any
 from schemas.divisions import Tier
 from schemas.homefiles import make_folder, write_atomic
 from warehouse.check import KnownTotals, NodeTotals, VerifyReport
-from warehouse.node import node_path
 from warehouse.reconcile import Totals
+from warehouse.stores import node_path
 
 FORMAT = 2
 FileStamp = tuple[int, int]  # a file's size and modification time (ns)

@@ -25,8 +25,9 @@ from schemas.contract import Contract
 from schemas.i18n import DEFAULT_LANG
 from warehouse import landing
 from warehouse.merge import BatchOutcome, ledger_entry
-from warehouse.node import NodeLockedError, node_path
+from warehouse.node import NodeLockedError
 from warehouse.status import quarantined_rows
+from warehouse.stores import store_of
 
 REPORT_ROWS = 1000  # quarantined rows listed in a status answer; the counts always cover all
 T = TypeVar("T")
@@ -50,7 +51,7 @@ def city_read(home: Path, runs: Runs, read: Callable[[duckdb.DuckDBPyConnection]
     if not runs.node_lock.acquire(blocking=False):
         return None, True
     try:
-        if not node_path(home, context.city_code()).exists():
+        if not store_of(home, context.city_code()).exists():
             return None, False
         try:
             con = context.open_city(home, read_only=True)

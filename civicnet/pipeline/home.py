@@ -40,7 +40,7 @@ def marker_path(home: Path) -> Path:
 def is_home(home: Path) -> bool:
     """True if `home` is a civicnet home: it holds the marker or the city node."""
     from civicnet.context import city_code  # the registry's root: read only when asked
-    from warehouse.node import node_path
+    from warehouse.stores import node_path
 
     return marker_path(home).is_file() or node_path(home, city_code()).is_file()
 

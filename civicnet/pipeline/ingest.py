@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from civicnet.context import VINTAGE, feed, open_city, registry, source_mapping
+from civicnet.context import VINTAGE, city_replica, feed, open_city, registry, source_mapping
 from civicnet.pipeline.reports import write_owed
 from connectors.feeds import Feed
 from connectors.parse import payload_batches, read_payload
@@ -260,14 +260,16 @@ def _merge_one(con: duckdb.DuckDBPyConnection, home: Path, f: Feed, contract: Co
                        checked.received, checked.duplicates, checked.gate,
                        None if manifest.scope is None else scope_of(contract, manifest.scope))
     quarantined = quarantined_path(stage)  # the merge reads the staged rows where they are (read_parquet)
+    replica = city_replica(home)
     if checked.verdict == "fail":
         if quarantined is None:  # refused before any row was checked (columns missing, unreadable): all held
-            return refuse_batch(con, "city", contract, batch, QUARANTINE_SCHEMA.empty_table(), held=checked.received)
-        return refuse_batch(con, "city", contract, batch, quarantined, held=checked.accepted)
+            return refuse_batch(con, "city", contract, batch, QUARANTINE_SCHEMA.empty_table(), held=checked.received,
+                                replica=replica)
+        return refuse_batch(con, "city", contract, batch, quarantined, held=checked.accepted, replica=replica)
     if quarantined is None:
         raise BatchNotCheckedError(f"batch {batch_id} of feed {f.slug!r} passed its check but {stage} has no "
                                    "quarantined rows file (the folder was altered): clear and rerun its check task")
-    outcome = apply_batch(con, "city", contract, accepted_path(stage), quarantined, batch)
+    outcome = apply_batch(con, "city", contract, accepted_path(stage), quarantined, batch, replica=replica)
     record_volume(home, f.slug, batch_id, outcome.received)
     return outcome
 

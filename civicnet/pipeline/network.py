@@ -20,9 +20,10 @@ from schemas.homefiles import make_folder, write_atomic
 from schemas.layout import network_index_file, walk_file
 from warehouse.network import KnownStats, RebuiltNode, publish_origin, sync_subtree
 from warehouse.network import rebuild_node as warehouse_rebuild_node
-from warehouse.node import layout_digest, node_path
+from warehouse.node import layout_digest
 from warehouse.skipped import SkippedNode, raise_for_skipped
 from warehouse.stats import NodeStats
+from warehouse.stores import node_path
 from warehouse.walkstore import known_totals, write_walk
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import duckdb
 
-from civicnet.context import city_code, contracts, open_city, source_mapping
+from civicnet.context import city_code, city_replica, contracts, open_city, source_mapping
 from connectors.feeds import load_feeds
 from quality.rejection import build_report, write_outbox
 from schemas.contract import load_contracts
@@ -18,7 +18,7 @@ from warehouse.merge import (
     owed_reports,
     settle_report,
 )
-from warehouse.node import node_path
+from warehouse.stores import store_of
 
 
 def write_owed(con: duckdb.DuckDBPyConnection, home: Path, slug: str | None) -> list[str]:
@@ -34,14 +34,14 @@ def write_owed(con: duckdb.DuckDBPyConnection, home: Path, slug: str | None) -> 
         known = feeds.get(feed_slug)
         mapping = source_mapping(known) if known else None
         write_outbox(home, build_report(con, "city", batch_id, manifest, mapping, contracts_.get(dataset)))
-        settle_report(con, "city", batch_id)
+        settle_report(con, "city", batch_id, replica=city_replica(home))
         done.append(batch_id)
     return done
 
 
 def write_owed_reports(home: Path) -> list[str]:
     """Write every rejection report still owed (`civicnet report` and each network run do); their batch ids."""
-    if not node_path(home, city_code()).exists():
+    if not store_of(home, city_code()).exists():
         return []
     con = open_city(home, read_only=True)  # most runs owe nothing: do not take the writer's lock for that
     try:

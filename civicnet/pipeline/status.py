@@ -24,8 +24,8 @@ from schemas.i18n import DEFAULT_LANG
 from schemas.rights import community_department, community_of
 from warehouse import landing
 from warehouse.check import VerifyReport
-from warehouse.node import node_path
 from warehouse.status import LedgerEntry, QuarantineTally, batch_ledger, decided_batches, quarantine_summary
+from warehouse.stores import store_of
 
 
 def reconciliation_path(home: Path) -> Path:
@@ -53,7 +53,7 @@ def freshness_subjects(home: Path) -> list[Subject]:
 def batches_seen(home: Path, datasets: set[str]) -> list[BatchSeen]:
     """Every batch received for these datasets: the city ledger's decision, or pending if only landed."""
     seen: dict[str, BatchSeen] = {}
-    if node_path(home, context.city_code()).exists():
+    if store_of(home, context.city_code()).exists():
         con = context.open_city(home, read_only=True)
         try:
             decided = decided_batches(con, "city", datasets)
@@ -113,7 +113,7 @@ def collect(home: Path, now: dt.datetime | None = None) -> Status:
     index = read_network_index(home)
     batches: list[LedgerEntry] = []
     quarantine: dict[str, dict[str, QuarantineTally]] = {}
-    if node_path(home, context.city_code()).exists():
+    if store_of(home, context.city_code()).exists():
         con = context.open_city(home, read_only=True)
         try:
             quarantine = quarantine_summary(con, "city")

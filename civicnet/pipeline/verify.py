@@ -21,9 +21,9 @@ from schemas.divisions import tier_of
 from schemas.errors import TerminalError
 from schemas.homefiles import make_folder, write_atomic
 from warehouse.check import VerifyReport, combine_reports
-from warehouse.node import node_path
 from warehouse.reconcile import Mismatch
 from warehouse.skipped import SkippedNode, raise_for_skipped
+from warehouse.stores import store_of
 from warehouse.verify import verify_subtree
 from warehouse.walkstore import read_walk_report
 
@@ -43,7 +43,7 @@ def verify_network(home: Path, repair: bool = False, workers: int = 1) -> Verify
     Districts are walked apart (each reads only its own divisions of the city), in `workers`
     processes when more than one."""
     city = context.city_code()
-    if not node_path(home, city).exists():
+    if not store_of(home, city).exists():
         raise NoCityNodeError(f"no city node in {layout.nodes_folder(home)}: there is no network to verify; "
                               "run `civicnet demo` or the ingest and network DAGs first")
     codes = context.districts()

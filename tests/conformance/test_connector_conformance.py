@@ -35,7 +35,8 @@ from schemas.contract import load_contracts
 from schemas.errors import TerminalError, TransientError
 from warehouse import landing
 from warehouse.merge import BatchInput, apply_batch
-from warehouse.node import attach, ensure_node, node_path
+from warehouse.node import attach, ensure_node
+from warehouse.stores import node_path
 
 CONTRACT = load_contracts()["health_stations"]
 AS_OF = dt.date(2021, 6, 30)

@@ -30,7 +30,7 @@ from connectors.push.senders import add_sender
 from schemas.csvsafe import is_formula
 from schemas.divisions import load_registry
 from schemas.media import CSV
-from warehouse.node import node_path
+from warehouse.stores import node_path
 
 pytestmark = pytest.mark.slow  # builds a home and syncs the whole network
 

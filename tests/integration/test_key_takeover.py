@@ -32,7 +32,7 @@ from civicnet.gateway.trigger import InlineTrigger
 from connectors.push.senders import add_sender
 from schemas.divisions import load_registry
 from schemas.media import CSV
-from warehouse.node import node_path
+from warehouse.stores import node_path
 
 pytestmark = pytest.mark.slow  # a gateway, four merges and one district's sync (about 100 nodes)
 

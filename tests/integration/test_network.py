@@ -26,8 +26,8 @@ from civicnet.demo.data import load_residents_feed
 from civicnet.pipeline.status import collect
 from schemas.contract import load_contracts
 from schemas.divisions import load_registry, subtree_prefix
-from warehouse.node import node_path
 from warehouse.stats import node_stats
+from warehouse.stores import node_path
 
 pytestmark = pytest.mark.slow  # every test here opens hundreds of node files or runs subprocesses
 

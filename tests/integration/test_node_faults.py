@@ -21,8 +21,9 @@ import pytest
 from civicnet import cli, context, pipeline
 from schemas.divisions import subtree_prefix, tier_of
 from warehouse.extract import extract_path
-from warehouse.node import NodeCorruptError, NodeLockedError, attach, connect, detach, node_path
+from warehouse.node import NodeCorruptError, NodeLockedError, attach, connect, detach
 from warehouse.stats import NodeStats, node_stats
+from warehouse.stores import node_path
 
 pytestmark = pytest.mark.slow  # walks a district's node files several times (seconds)
 

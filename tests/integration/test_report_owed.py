@@ -24,7 +24,7 @@ from civicnet.demo.workbooks import expenditure_rows
 from connectors.parse import read_payload
 from schemas.media import CSV
 from warehouse import landing
-from warehouse.node import node_path
+from warehouse.stores import node_path
 
 DATASET = FEED = "community_expenditures"
 COMMUNITY = "440304001018"

@@ -24,8 +24,9 @@ from civicnet.demo.data import generate_changes
 from schemas.derive import key_sql
 from schemas.divisions import load_registry
 from warehouse.extract import extract_path
-from warehouse.node import high_water_mark, node_path
+from warehouse.node import high_water_mark
 from warehouse.stats import NodeStats, node_stats
+from warehouse.stores import node_path
 
 pytestmark = pytest.mark.slow
 

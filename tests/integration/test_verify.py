@@ -20,7 +20,8 @@ from schemas.contract import Contract
 from schemas.divisions import parent_of, subtree_prefix, tier_of
 from schemas.layout import walk_file
 from warehouse.extract import extract_path
-from warehouse.node import attach, connect, detach, node_path
+from warehouse.node import attach, connect, detach
+from warehouse.stores import node_path
 from warehouse.walkstore import read_walk_report
 
 pytestmark = pytest.mark.slow  # builds its own home and opens every node file several times

@@ -32,7 +32,8 @@ from quality.verdict import ExpectationOutcome
 from schemas.contract import load_contracts
 from schemas.csvsafe import is_formula
 from schemas.divisions import load_registry
-from warehouse.node import attach, connect, ensure_node, node_path
+from warehouse.node import attach, connect, ensure_node
+from warehouse.stores import node_path
 
 DATASET = "community_expenditures"
 CITY = load_registry(2020).root().code

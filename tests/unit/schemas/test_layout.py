@@ -20,6 +20,8 @@ PINNED: dict[str, tuple[Callable[..., Path], tuple[str, ...], str]] = {
     "marker_file": (layout.marker_file, (), "civicnet-home.json"),
     "nodes_folder": (layout.nodes_folder, (), "nodes"),
     "node_file": (layout.node_file, (STREET,), "nodes/street/440304001000.duckdb"),
+    "node_stores_file": (layout.node_stores_file, (), "nodes/stores.json"),
+    "mirror_file": (layout.mirror_file, (STREET,), "mirrors/street/440304001000.duckdb"),
     "extracts_folder": (layout.extracts_folder, (), "extracts"),
     "extract_file": (layout.extract_file, ("440300000000",), "extracts/city/440300000000.duckdb"),
     "network_index_file": (layout.network_index_file, (), "extracts/network.json"),

@@ -31,7 +31,8 @@ from warehouse.merge import (
     refuse_batch,
     settle_report,
 )
-from warehouse.node import attach, ensure_node, high_water_mark, node_path
+from warehouse.node import attach, ensure_node, high_water_mark
+from warehouse.stores import node_path
 
 CITY = "440300000000"
 NODE = "city"

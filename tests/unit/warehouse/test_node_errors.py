@@ -143,7 +143,7 @@ def no_space(*args: Any, **kwargs: Any) -> None:
 def test_a_full_disk_while_publishing_an_extract_says_so_and_leaves_the_old_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from warehouse.extract import extract_path, publish_extract
-    from warehouse.node import node_path
+    from warehouse.stores import node_path
 
     home = tmp_path / "home"
     node_file, extract = node_path(home, CODE), extract_path(home, CODE)

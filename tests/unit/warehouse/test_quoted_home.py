@@ -23,8 +23,9 @@ from schemas.divisions import Registry, load_registry, subtree_prefix, tier_of
 from warehouse.extract import extract_path
 from warehouse.merge import BatchInput, apply_batch
 from warehouse.network import rebuild_node, sync_subtree
-from warehouse.node import attach, connect, ensure_node, high_water_marks, node_path
+from warehouse.node import attach, connect, ensure_node, high_water_marks
 from warehouse.reconcile import compare_node, node_totals
+from warehouse.stores import node_path
 
 CITY, FUTIAN, NANYUAN = "440300000000", "440304000000", "440304001000"
 BINJIANG, SHAPUTOU = "440304001018", "440304001019"  # communities of 南园

@@ -25,8 +25,9 @@ from schemas.divisions import Registry, in_subtree, load_registry, tier_of
 from warehouse.extract import extract_path
 from warehouse.merge import BatchInput, apply_batch
 from warehouse.network import SubtreeReport, sync_subtree
-from warehouse.node import attach, ensure_node, node_path
+from warehouse.node import attach, ensure_node
 from warehouse.stats import NodeStats, node_stats
+from warehouse.stores import node_path
 
 CITY = "440300000000"
 FUTIAN = "440304000000"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from warehouse.check import VerifyReport
-from warehouse.node import node_path
 from warehouse.reconcile import Totals
+from warehouse.stores import node_path
 from warehouse.walkstore import file_stamp, known_totals, read_walk_report, write_walk
 
 COMMUNITY = "440304001001"
