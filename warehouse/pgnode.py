@@ -306,8 +306,7 @@ def _apply_effect(cur: Any, code: str, con: duckdb.DuckDBPyConnection, alias: st
                   shape: Shape, i: int) -> None:
     where = duck_where = effect.where
     if effect.ids is not None:
-        ids = con.execute(f"SELECT DISTINCT CAST(_id AS VARCHAR) AS _id FROM ({effect.ids}) _i").to_arrow_table()
-        ids = _as_table(ids)
+        ids = con.sql(f"SELECT DISTINCT CAST(_id AS VARCHAR) AS _id FROM ({effect.ids}) _i").to_arrow_table()
         cur.adbc_ingest(f"_civicnet_ids{i}", ids, mode="replace", temporary=True)
         con.register("_effect_ids", ids)
         duck_where = _ids_sql(effect, "_effect_ids")
@@ -315,9 +314,8 @@ def _apply_effect(cur: Any, code: str, con: duckdb.DuckDBPyConnection, alias: st
     try:
         target = server_table(code, shape.table)
         cur.execute(f"DELETE FROM {target} t WHERE {where}")
-        result = con.execute(f"SELECT {shape.duck_select(alias)} FROM {_duck_table(alias, shape.table)} t "
-                             f"WHERE {duck_where}")
-        rows: pa.RecordBatchReader = result.to_arrow_reader()
+        query = f"SELECT {shape.duck_select(alias)} FROM {_duck_table(alias, shape.table)} t WHERE {duck_where}"
+        rows: pa.RecordBatchReader = con.sql(query).to_arrow_reader()
         try:
             cur.adbc_ingest(f"_civicnet_rows{i}", rows, mode="replace", temporary=True)
         finally:
@@ -327,10 +325,6 @@ def _apply_effect(cur: Any, code: str, con: duckdb.DuckDBPyConnection, alias: st
     finally:
         if effect.ids is not None:
             con.unregister("_effect_ids")
-
-
-def _as_table(data: Any) -> pa.Table:
-    return data if isinstance(data, pa.Table) else data.read_all()
 
 
 def drop_nodes(url: str, codes: Sequence[str]) -> None:

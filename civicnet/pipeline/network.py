@@ -23,7 +23,7 @@ from warehouse.network import rebuild_node as warehouse_rebuild_node
 from warehouse.node import layout_digest
 from warehouse.skipped import SkippedNode, raise_for_skipped
 from warehouse.stats import NodeStats
-from warehouse.stores import node_path
+from warehouse.stores import node_path, store_of
 from warehouse.walkstore import known_totals, write_walk
 
 log = logging.getLogger(__name__)
@@ -145,10 +145,12 @@ class IndexedNode:
     code: str
     extract: Path
     rows: Mapping[str, int]  # dataset -> rows in the node
+    store: str = ""  # where the node's data of record is (warehouse.stores: a DuckDB file, or a server schema)
 
     def to_dict(self) -> dict[str, Any]:
         """`civicnet status --json`'s form."""
-        return {"tier": self.tier, "code": self.code, "extract": str(self.extract), "rows": dict(self.rows)}
+        return {"tier": self.tier, "code": self.code, "store": self.store, "extract": str(self.extract),
+                "rows": dict(self.rows)}
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,8 @@ def read_network_index(home: Path) -> NetworkIndex:
         return NetworkIndex(VINTAGE, ())
     index: dict[str, Any] = json.loads(path.read_text("utf-8"))
     return NetworkIndex(int(index["vintage"]), tuple(
-        IndexedNode(n["tier"], n["code"], extract_path(home, n["code"]), dict(n["rows"])) for n in index["nodes"]))
+        IndexedNode(n["tier"], n["code"], extract_path(home, n["code"]), dict(n["rows"]), store_of(home, n["code"]).url)
+        for n in index["nodes"]))
 
 
 def sync_network(home: Path, on_node: Any = None, workers: int = 1, reconcile: bool = True) -> str:
