@@ -38,7 +38,7 @@ from civicnet.pipeline.runner import processes, server
 from connectors.feeds import load_feeds
 from connectors.push.senders import add_sender
 from schemas.divisions import load_registry
-from schemas.homefiles import write_atomic
+from schemas.homefiles import make_folder, write_atomic
 from schemas.layout import airflow_service_folder, extract_file
 from schemas.media import CSV
 
@@ -71,7 +71,7 @@ def bench_user(home: Path) -> tuple[dict[str, str], str, str]:
     short parse and heartbeat intervals of the tests' Airflow."""
     user, password = "civicnet-bench", secrets.token_urlsafe(16)
     passwords = airflow_service_folder(home) / "bench-passwords.json"
-    passwords.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(passwords.parent)
     write_atomic(passwords, json.dumps({user: password}))
     env = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{user}:admin",
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
