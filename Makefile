@@ -13,7 +13,7 @@ COMPAT_VENV := .venv-duckdb14
 COMPAT_STAMP := $(COMPAT_VENV)/.installed
 export CIVICNET_DUCKDB14_PYTHON := $(abspath $(COMPAT_VENV))/bin/python
 
-.PHONY: help install demo airflow test test-fast test-day-two lint bench bench-sweep lock locale clean
+.PHONY: help install demo airflow airflow-up airflow-down test test-fast test-day-two lint bench bench-sweep lock locale clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,12 @@ demo: $(STAMP) ## generate Shenzhen feeds and run every DAG through Airflow (HOM
 
 airflow: $(STAMP) ## start Airflow's scheduler and UI on the demo home, http://127.0.0.1:8080 (HOME_DIR)
 	$(VENV)/bin/civicnet --home $(HOME_DIR) airflow
+
+airflow-up: $(STAMP) ## Airflow as a service on the home: PostgreSQL metadata, scheduler, DAG processor, API server, triggerer, 2 Celery workers on Redis (HOME_DIR)
+	$(VENV)/bin/civicnet --home $(HOME_DIR) airflow up --workers 2
+
+airflow-down: $(STAMP) ## stop every process `make airflow-up` started (HOME_DIR)
+	$(VENV)/bin/civicnet --home $(HOME_DIR) airflow down
 
 # `make test` runs on two workers (pytest-xdist), each given whole test files, slow ones first
 # (tests/conftest.py): a module's fixtures (its home, its Airflow) are built once, the session's

@@ -10,11 +10,15 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from civicnet.pipeline.home import create_home, ensure_home, require_home
 from civicnet.settings import Settings
 from schemas import layout
 from schemas.errors import CivicnetError, TerminalError
+
+if TYPE_CHECKING:
+    from civicnet.pipeline.runner.server import ComponentState, Deployment
 
 DEFAULT_WAIT_S = 300.0  # `push --report`: how long to wait for the verdict
 
@@ -210,11 +214,46 @@ def _command(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
 
 
 def _airflow(args: argparse.Namespace, settings: Settings) -> int:
-    """Replace this process with `airflow standalone` on the home (returns only if that fails)."""
-    from civicnet.pipeline.runner import exec_standalone
+    """Replace this process with `airflow standalone` on the home (returns only if that fails), or
+    run Airflow as a service: `up`, `down`, `status`."""
+    if args.action is None:
+        from civicnet.pipeline.runner import exec_standalone
 
-    exec_standalone(settings.home, args.host, args.port)
-    return 1
+        exec_standalone(settings.home, args.host, args.port)
+        return 1
+    from civicnet.pipeline.runner import server
+
+    if args.action == "down":
+        stopped = server.down(settings.home)
+        print(f"stopped {', '.join(stopped)}" if stopped else f"no Airflow service runs on {settings.home}")
+        return 0
+    if args.action == "up":
+        if args.host != server.HOST:
+            raise ContradictoryOptionsError(f"`airflow up` binds {server.HOST} only; leave --host out")
+        already = [s.name for s in server.states(settings.home) if s.running]
+        config = server.ServiceConfig(settings.home, port=args.port, workers=args.workers, postgres=args.postgres,
+                                      database=args.database, redis=args.redis)
+        states = server.up(config)
+        deployment = server.read_deployment(settings.home)
+        if deployment is not None and len(already) == len(deployment.components()):
+            print(f"Airflow already runs on {settings.home} (nothing started):")
+        print(render_service(states, server.read_deployment(settings.home)))
+        return 0
+    states = server.states(settings.home)
+    print(render_service(states, server.read_deployment(settings.home)))
+    return 0 if states and all(s.running for s in states) else 1
+
+
+def render_service(states: list[ComponentState], deployment: Deployment | None) -> str:
+    """The service's components, one line each, then where to reach it."""
+    if deployment is None or not states:
+        return "no Airflow service was started on this home (`civicnet airflow up`)"
+    lines = [f"  {s.name:<14} {'running, pid ' + str(s.pid) if s.running else 'stopped':<22} log {s.log}"
+             for s in states]
+    return "\n".join([*lines, f"  UI and API     {deployment.url} (user admin: password in "
+                                f"airflow/simple_auth_manager_passwords.json.generated)",
+                       f"  metadata       database {deployment.database} on {deployment.postgres}",
+                       f"  broker         {deployment.redis}, keys {deployment.key_prefix}*"])
 
 
 def _add_gateway_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> list[argparse.ArgumentParser]:
@@ -286,10 +325,20 @@ def parser() -> argparse.ArgumentParser:
     close.add_argument("--batch", required=True, help="the batch id, as in the rejection report")
     close.add_argument("--line", required=True, type=int, action="append", help="a line of that batch (repeatable)")
     close.add_argument("--why", required=True, help="kept with each row, e.g. 'resent under the corrected ID'")
-    airflow = _command(sub, "airflow", "start Airflow (scheduler, DAG processor, triggerer, API server and UI: "
-                                       "`airflow standalone`) on the home")
+    airflow = _command(sub, "airflow", "start Airflow on the home: `airflow standalone` (scheduler, DAG processor, "
+                                       "triggerer, API server and UI in one), or with up|down|status as a service "
+                                       "(PostgreSQL metadata, CeleryExecutor on Redis, each component a process)")
+    airflow.add_argument("action", nargs="?", choices=["up", "down", "status"],
+                         help="up: start the service (a no-op when it runs); down: stop every process it started; "
+                              "status: what runs (exit 1 unless all of it). Without: `airflow standalone`")
     airflow.add_argument("--host", default="127.0.0.1", help="address the UI and API listen on (this machine only)")
     airflow.add_argument("--port", type=int, default=8080, help="port of the UI and API")
+    airflow.add_argument("--workers", type=int, default=2, help="Celery workers (up)")
+    airflow.add_argument("--postgres", default=os.environ.get("CIVICNET_AIRFLOW_POSTGRES", "postgresql://127.0.0.1:5432"),
+                         help="PostgreSQL server of the metadata database (up; $CIVICNET_AIRFLOW_POSTGRES if set)")
+    airflow.add_argument("--database", help="the metadata database (up; default: civicnet_airflow_<hash of the home>)")
+    airflow.add_argument("--redis", default=os.environ.get("CIVICNET_AIRFLOW_REDIS", "redis://127.0.0.1:6379/0"),
+                         help="Redis broker, with its db number (up; $CIVICNET_AIRFLOW_REDIS if set)")
     report = _command(sub, "report", "write the quality page and rebuild GX Data Docs")
     report.add_argument("--run-id", help="name of the page (default: the UTC time)")
     report.add_argument("--lang", default="zh-CN", choices=["zh-CN", "en"],

@@ -26,6 +26,8 @@ tree below is the whole floor plan (`./var` by default; `--home` or $CIVICNET_HO
     │   ├── senders.json                push senders and their token digests, owner-only (connectors.push.senders)
     │   └── receipts/<batch_id>.json    what the gateway received, by batch (warehouse.landing)
     ├── airflow/                        AIRFLOW_HOME: metadata database, config, logs/ (civicnet.pipeline.runner)
+    │   └── service/                    Airflow as a service: deployment.json, secrets.json (owner-only),
+    │                                   run/<component>.json (pid, port), logs/<component>.log (runner.server)
     ├── feeds/                          the demo's department sources; feed configs name them as {home}/feeds/...
     └── demo/                           the demo's step stamps and its departments' credentials, owner-only
 
@@ -166,6 +168,16 @@ def airflow_logs(home: Path) -> Path:
     return airflow_home(home) / "logs"
 
 
+def airflow_service_folder(home: Path) -> Path:
+    """Airflow as a service on this home: its deployment, secrets, process records and logs."""
+    return airflow_home(home) / "service"
+
+
+def airflow_service_secrets_file(home: Path) -> Path:
+    """The service's generated secrets (JWT secret, fernet key, API secret key): owner-only."""
+    return airflow_service_folder(home) / "secrets.json"
+
+
 def feeds_folder(home: Path) -> Path:
     """The demo's department sources (drops, databases, registers) its feed configs read."""
     return home / "feeds"
@@ -185,4 +197,5 @@ def demo_secrets_file(home: Path) -> Path:
 HOME_FOLDERS = tuple(folder(Path()).as_posix()
                      for folder in (nodes_folder, landing_folder, outbox_folder, staging_folder))
 # the files that stay owner-only when a share group may read the home (relative to the home)
-SECRET_FILES = tuple(file(Path()).as_posix() for file in (senders_file, demo_secrets_file))
+SECRET_FILES = tuple(file(Path()).as_posix()
+                     for file in (senders_file, demo_secrets_file, airflow_service_secrets_file))

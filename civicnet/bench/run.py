@@ -5,7 +5,9 @@ civicnet.bench.measure: the pipeline (civicnet.bench.pipeline_side), the fan-out
 baselines (civicnet.bench.baselines), and, where a drop arrives and .venv-dlt exists, the peer
 (civicnet.bench.peer). The invariants are checked on the pipeline home after every case. The
 tables are printed (civicnet.bench.report) and every figure written to <home>/results.json; then
-the connectors' throughput (civicnet.bench.connectors) unless --no-connectors.
+the connectors' throughput (civicnet.bench.connectors) unless --no-connectors, and the
+push-to-community latency on the embedded and the Celery Airflow (civicnet.bench.push_latency)
+unless --no-push-latency.
 """
 
 from __future__ import annotations
@@ -101,6 +103,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--peer", default="auto", help="auto (.venv-dlt if present), none, or a venv folder")
     p.add_argument("--no-check", dest="check", action="store_false", help="skip the invariants after each case")
     p.add_argument("--no-connectors", dest="connectors", action="store_false")
+    p.add_argument("--no-push-latency", dest="push_latency", action="store_false",
+                   help="skip the push-to-community latency on Airflow standalone and the Celery service")
     p.add_argument("--lock", type=Path, help=f"a file to hold (flock) while a run at scale >= {LOCKED_SCALE} goes")
     p.add_argument("--child", nargs=2, metavar=("SIDE", "CASE"))
     args = p.parse_args(argv)
@@ -135,6 +139,13 @@ def main(argv: list[str] | None = None) -> int:
         connectors = subprocess.run([sys.executable, "-m", "civicnet.bench.connectors", str(out / "pipeline")],
                                     capture_output=True, text=True, check=True)
         print(connectors.stdout.rstrip())
+    if args.push_latency:
+        from civicnet.bench import push_latency
+
+        results["push_latency"] = push_latency.run(out / "pipeline")
+        (out / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
+        print("\npush to community extract through the gateway and the scheduler alone:")
+        print("\n".join(push_latency.render(results["push_latency"])))
     return 0
 
 

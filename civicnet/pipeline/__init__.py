@@ -28,6 +28,8 @@ _API = {
     "reconcile": "verify", "verify_and_record": "verify",
     "write_owed_reports": "reports", "publish_quality_report": "reports",
     "districts": "civicnet.context", "load_feeds": "connectors.feeds",
+    # light, read while Airflow parses dags/network.py: one sync task and one pool per district
+    "district_codes": "pools", "district_pool": "pools",
     # what the DAGs' task policy needs (dags/ imports nothing of ours but this package)
     "TerminalError": "schemas.errors", "Connection": "connectors.secrets", "register_lookup": "connectors.secrets",
     "OWNER_ONLY": "schemas.homefiles", "shared": "schemas.homefiles", "use_modes": "schemas.homefiles",
@@ -39,6 +41,8 @@ __all__ = [
     "check",
     "city_changes",
     "decode_payload",
+    "district_codes",
+    "district_pool",
     "districts",
     "ingest_feed",
     "land_feed",
@@ -85,6 +89,7 @@ if TYPE_CHECKING:
         sync_network,
         write_network_index,
     )
+    from civicnet.pipeline.pools import district_codes, district_pool
     from civicnet.pipeline.reports import publish_quality_report, write_owed_reports
     from civicnet.pipeline.verify import reconcile, verify_and_record
     from connectors.feeds import load_feeds

@@ -113,8 +113,8 @@ def round_one(tmp_path_factory: pytest.TempPathFactory) -> RoundOne:
         index=json.loads((home / "extracts" / "network.json").read_text("utf-8")),
         status=status.collect(home),
         dag_runs=sorted(airflow_rows(home, "SELECT dag_id, state FROM dag_run")),
-        sync_tasks=sorted(airflow_rows(home, """SELECT map_index, state FROM task_instance
-            WHERE dag_id = 'network_sync' AND task_id = 'sync_district'""")),
+        sync_tasks=sorted(airflow_rows(home, """SELECT task_id, map_index, pool, state FROM task_instance
+            WHERE dag_id = 'network_sync' AND task_id LIKE 'sync_%'""")),
     )
 
 
@@ -148,8 +148,10 @@ def test_airflow_recorded_successful_runs(round_one: RoundOne) -> None:
     assert round_one.dag_runs == sorted((d, "success") for d in (*INGEST, "network_sync"))
 
 
-def test_network_sync_ran_one_mapped_task_per_district(round_one: RoundOne) -> None:
-    assert round_one.sync_tasks == [(i, "success") for i in range(DISTRICTS)]
+def test_network_sync_ran_one_task_per_district_in_its_pool(round_one: RoundOne) -> None:
+    codes = context.districts()
+    assert len(codes) == DISTRICTS
+    assert round_one.sync_tasks == [(f"sync_{c}", -1, f"civicnet_district_{c}", "success") for c in codes]
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from civicnet.pipeline.runner import CITY_POOL
+from civicnet.context import districts
+from civicnet.pipeline.pools import CITY_POOL, district_pool, pool_specs
 from connectors.feeds import load_feeds
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +36,7 @@ HEAVY_MODULES = ("duckdb", "great_expectations", "pyarrow", "civicnet", "warehou
                  "connectors.parse", "connectors.parse_jsonl", "connectors.parse_xlsx", "connectors.registry",
                  "connectors.files", "connectors.sql")
 # the pipeline API a DAG file imports at parse time: the package only, its names resolved on first use
-LIGHT_API = {"civicnet", "civicnet.pipeline"}
+LIGHT_API = {"civicnet", "civicnet.pipeline", "civicnet.pipeline.pools"}
 CLOCK_CALLS = {"now", "utcnow", "today"}
 
 
@@ -63,7 +64,7 @@ def dagbag(airflow_home: Path) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(dag_folder=str(DAGS), safe_mode=False,
-                  known_pools={"default_pool", CITY_POOL})
+                  known_pools={"default_pool", *(p.name for p in pool_specs())})
 
 
 def upstream(dag: Any, task_id: str) -> set[str]:
@@ -88,6 +89,13 @@ def test_dag_file_imports_without_errors(dagbag: Any, path: Path) -> None:
 
 def test_dags_reference_only_existing_pools(dagbag: Any) -> None:
     assert dagbag.dag_warnings == set()
+
+
+def test_dags_reference_a_pool_civicnet_does_not_create_is_a_warning(airflow_home: Path) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS / "network.py"), safe_mode=False, known_pools={"default_pool", CITY_POOL})
+    assert bag.dag_warnings  # so the test above can fail: the district pools must be known
 
 
 # --- ids ------------------------------------------------------------------------------------
@@ -191,14 +199,16 @@ def test_network_sync_runs_on_the_city_node_asset(dagbag: Any) -> None:
     assert [a.uri for a in dag.schedule] == [CITY_ASSET]
 
 
-def test_network_sync_maps_one_task_per_district(dagbag: Any) -> None:
+def test_network_sync_has_one_task_per_district_in_its_own_pool(dagbag: Any) -> None:
     dag = dagbag.dags["network_sync"]
-    assert set(dag.task_ids) == {"districts", "sync_district", "publish_city", "write_index", "reconcile",
-                                 "quality_report"}
-    sync = dag.get_task("sync_district")
-    assert sync.is_mapped
-    assert mapped_over(sync) == {"code": "districts"}
-    assert upstream(dag, "write_index") == {"sync_district", "publish_city"}
+    syncs = [f"sync_{code}" for code in districts()]
+    assert len(syncs) == 9
+    assert set(dag.task_ids) == {*syncs, "publish_city", "write_index", "reconcile", "quality_report"}
+    assert [(dag.get_task(t).pool, dag.get_task(t).pool_slots) for t in syncs] == [
+        (district_pool(code), 1) for code in districts()]
+    assert not any(dag.get_task(t).is_mapped for t in syncs)
+    assert {p.name: p.slots for p in pool_specs()} == {CITY_POOL: 1, **{district_pool(c): 1 for c in districts()}}
+    assert upstream(dag, "write_index") == {*syncs, "publish_city"}
     assert upstream(dag, "reconcile") == {"write_index"}
     assert upstream(dag, "quality_report") == {"reconcile"}
     assert dag.get_task("quality_report").trigger_rule == "all_done"

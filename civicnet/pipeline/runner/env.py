@@ -8,11 +8,12 @@ import os
 import sys
 from pathlib import Path
 
+from civicnet.pipeline.pools import CITY_POOL
 from schemas.errors import TerminalError
 from schemas.homefiles import current_modes
 from schemas.layout import airflow_home, airflow_logs
 
-CITY_POOL = "civicnet_city_node"
+__all__ = ["CITY_POOL", "DagsNotFoundError", "airflow_env", "dags_folder"]
 
 
 class DagsNotFoundError(TerminalError):
@@ -40,9 +41,12 @@ def dags_folder() -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def airflow_env(home: Path) -> dict[str, str]:
+def airflow_env(home: Path, metadata: str | None = None) -> dict[str, str]:
     """The environment of every Airflow subprocess for this home: its task logs and task writes get
     this process's home modes (Airflow chmods its log files itself, past the umask).
+
+    The metadata database is the home's SQLite file (embedded), or `metadata`, an SQLAlchemy URL
+    (the service's PostgreSQL database: civicnet.pipeline.runner.server).
 
     PATH starts with this interpreter's bin folder: `airflow standalone` starts its components
     as `airflow ...` from PATH, which an unactivated virtualenv (systemd, cron) does not have."""
@@ -57,7 +61,7 @@ def airflow_env(home: Path) -> dict[str, str]:
         "AIRFLOW_HOME": str(af),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{af / 'airflow.db'}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata or f"sqlite:///{af / 'airflow.db'}",
         # airflow.cfg, written once, names these by absolute path: set them from the home, so a
         # moved or copied home never writes back to where it used to be
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(af / "plugins"),

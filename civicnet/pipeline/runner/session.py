@@ -23,13 +23,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from civicnet.pipeline.runner.env import CITY_POOL, airflow_env
+from civicnet.pipeline.pools import pool_specs, pools_json
+from civicnet.pipeline.runner.env import airflow_env
 from schemas.errors import TerminalError
 from schemas.homefiles import current_modes, make_folder, open_private, write_atomic
 from schemas.layout import airflow_home, airflow_logs
 
 WORKER = "civicnet.pipeline.runner.worker"
-READY = ".civicnet-ready"  # the stamp of a home whose metadata database and pool exist
+READY = ".civicnet-ready"  # the stamp of a home whose metadata database and pools exist (it names them)
 
 
 class DagRunFailedError(TerminalError):
@@ -81,18 +82,22 @@ class AirflowSession:
         return self._process
 
     def ensure_metadata(self) -> None:
-        """Create the SQLite metadata database and the single-writer pool once per home."""
+        """Create the SQLite metadata database and the single-writer pools once per home (again when
+        the pools changed: a home stamped by an older civicnet gets the district pools)."""
         stamp = airflow_home(self.home) / READY
-        if self._ready or stamp.exists():
+        pools = pools_json(pool_specs())
+        if self._ready or _stamped(stamp, pools):
             self._ready = True
             return
         make_folder(stamp.parent)
         log = airflow_logs(self.home) / "setup.log"
         if self.command(["db", "migrate"], log) != 0:
             raise DagRunFailedError(f"airflow db migrate failed; see {log}:\n{_tail(log)}")
-        if self.command(["pools", "set", CITY_POOL, "1", "single writer of the city node"], log) != 0:
-            raise DagRunFailedError(f"could not create pool {CITY_POOL}; see {log}:\n{_tail(log)}")
-        write_atomic(stamp, "ok\n")
+        listed = airflow_home(self.home) / "pools.json"
+        write_atomic(listed, pools)
+        if self.command(["pools", "import", str(listed)], log) != 0:
+            raise DagRunFailedError(f"could not create the pools of {listed}; see {log}:\n{_tail(log)}")
+        write_atomic(stamp, pools)
         self._ready = True
 
     def run_dag(self, dag_id: str) -> Path:
@@ -165,6 +170,14 @@ def task_failures(text: str) -> list[str]:
     """The messages of the terminal civicnet errors a run's tasks failed with, once each, in order."""
     found = re.findall(r"^airflow\.sdk\.exceptions\.AirflowFailException: (.+)$", text, flags=re.MULTILINE)
     return list(dict.fromkeys(found))
+
+
+def _stamped(stamp: Path, pools: str) -> bool:
+    """Whether the stamp says these pools were created (an older stamp, 'ok', names none)."""
+    try:
+        return stamp.read_text("utf-8") == pools
+    except OSError:
+        return False
 
 
 def _tail(log: Path, lines: int = 25) -> str:

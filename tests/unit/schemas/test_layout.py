@@ -43,6 +43,8 @@ PINNED: dict[str, tuple[Callable[..., Path], tuple[str, ...], str]] = {
     "receipt_file": (layout.receipt_file, (BATCH,), f"gateway/receipts/{BATCH}.json"),
     "airflow_home": (layout.airflow_home, (), "airflow"),
     "airflow_logs": (layout.airflow_logs, (), "airflow/logs"),
+    "airflow_service_folder": (layout.airflow_service_folder, (), "airflow/service"),
+    "airflow_service_secrets_file": (layout.airflow_service_secrets_file, (), "airflow/service/secrets.json"),
     "feeds_folder": (layout.feeds_folder, (), "feeds"),
     "demo_folder": (layout.demo_folder, (), "demo"),
     "demo_secrets_file": (layout.demo_secrets_file, (), "demo/secrets.json"),
@@ -69,7 +71,7 @@ def test_every_place_says_what_lives_there() -> None:
 
 def test_the_marker_folders_and_secrets_are_the_ones_homes_have_always_had() -> None:
     assert layout.HOME_FOLDERS == ("nodes", "landing", "outbox", "staging")
-    assert layout.SECRET_FILES == ("gateway/senders.json", "demo/secrets.json")
+    assert layout.SECRET_FILES == ("gateway/senders.json", "demo/secrets.json", "airflow/service/secrets.json")
 
 
 @pytest.mark.parametrize("place", [layout.node_file, layout.extract_file], ids=["node", "extract"])
