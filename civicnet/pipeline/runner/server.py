@@ -215,12 +215,9 @@ def celery_hostname(name: str) -> str:
     return f"{name}@{socket.getfqdn()}"
 
 
-AIRFLOW_MAIN = "civicnet.pipeline.runner.airflow_main"  # `airflow`, with the celery 5.7 import fixed
-
-
 def airflow_command() -> list[str]:
     """`airflow` as the service runs it, from this interpreter's environment."""
-    return [sys.executable, "-m", AIRFLOW_MAIN]
+    return [sys.executable, "-m", "airflow"]
 
 
 def component_argv(name: str, deployment: Deployment) -> list[str]:
