@@ -198,15 +198,19 @@ def server_transaction(url: str) -> Iterator[Any]:
         cur.close()
 
 
+_UNDEFINED = ("42P01", "3F000")  # PostgreSQL's undefined_table, invalid_schema_name
+
+
 def node_row(url: str, code: str) -> tuple[str | None, str, int] | None:
-    """(code, layout, version) of a server node, or None if it has no schema yet."""
-    table = server_table(code, META_SCHEMA + ".node")
-    with server_transaction(url) as cur:
-        cur.execute("SELECT to_regclass($1) IS NOT NULL", (table,))
-        if not cur.fetchall()[0][0]:
+    """(code, layout, version) of a server node, or None if it has no schema yet (one query)."""
+    try:
+        with server_transaction(url) as cur:
+            cur.execute(f"SELECT code, layout, version FROM {server_table(code, META_SCHEMA + '.node')}")
+            rows = cur.fetchall()
+    except adbc_driver_manager.ProgrammingError as err:
+        if getattr(err, "sqlstate", None) in _UNDEFINED:
             return None
-        cur.execute(f"SELECT code, layout, version FROM {table}")
-        rows = cur.fetchall()
+        raise
     if not rows:
         return None
     found, layout, version = rows[0]
@@ -215,22 +219,30 @@ def node_row(url: str, code: str) -> tuple[str | None, str, int] | None:
 
 def create_node(url: str, code: str, tier: str, layout: str, table_shapes: Sequence[Shape]) -> None:
     """The node's schema and tables on the server, stamped with its code, tier and layout at version 0
-    (idempotent: a node that exists is left alone)."""
+    (idempotent: a node that exists is left alone), in one statement."""
+    statements = [f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema_name(code))}"]
+    for shape in table_shapes:
+        cols = ", ".join(f"{quote_ident(c.name)} {c.server}" for c in shape.columns)
+        if shape.table == f"{META_SCHEMA}.node":
+            cols += ", version bigint NOT NULL DEFAULT 0"
+        statements.append(f"CREATE TABLE IF NOT EXISTS {server_table(code, shape.table)} ({cols})")
+        if any(c.name == "division_code" for c in shape.columns) and not shape.table.startswith(META_SCHEMA):
+            index, table = quote_ident(f"{shape.table}_division"), server_table(code, shape.table)
+            statements.append(f"CREATE INDEX IF NOT EXISTS {index} ON {table} (division_code)")
+    node = server_table(code, f"{META_SCHEMA}.node")
+    statements.append(f"INSERT INTO {node} (code, tier, layout, version) SELECT {literal(code)}, {literal(tier)}, "
+                      f"{literal(layout)}, 0 WHERE NOT EXISTS (SELECT 1 FROM {node})")
     with server_transaction(url) as cur:
-        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema_name(code))}")
-        for shape in table_shapes:
-            cols = ", ".join(f"{quote_ident(c.name)} {c.server}" for c in shape.columns)
-            if shape.table == f"{META_SCHEMA}.node":
-                cols += ", version bigint NOT NULL DEFAULT 0"
-            cur.execute(f"CREATE TABLE IF NOT EXISTS {server_table(code, shape.table)} ({cols})")
-            if any(c.name == "division_code" for c in shape.columns) and not shape.table.startswith(META_SCHEMA):
-                index = quote_ident(f"{shape.table}_division")
-                cur.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {server_table(code, shape.table)} (division_code)")
-        node = server_table(code, f"{META_SCHEMA}.node")
-        cur.execute(f"SELECT count(*) FROM {node}")
-        if not cur.fetchall()[0][0]:
-            cur.execute(f"INSERT INTO {node} (code, tier, layout, version) VALUES ($1, $2, $3, 0)",
-                        (code, tier, layout))
+        cur.execute(_block(statements))
+
+
+def _block(statements: Sequence[str]) -> str:
+    """Several statements as one (a DO block: the driver prepares one statement per call)."""
+    body = "".join(f"{s};\n" for s in statements)
+    tag = "$civicnet$"
+    if tag in body:
+        raise ValueError("a statement of the block holds its quoting tag")
+    return f"DO {tag} BEGIN\n{body}END {tag}"
 
 
 def copy_to_duckdb(url: str, code: str, con: duckdb.DuckDBPyConnection, alias: str,
@@ -284,8 +296,12 @@ def apply_effects(url: str, code: str, expected: int, con: duckdb.DuckDBPyConnec
     server node in one server transaction, which first checks the node is still at version `expected`
     (else ServerNodeChangedError: someone else wrote it) and then raises it; returns the new version.
 
-    In both engines the table is aliased `t`, so a predicate may name its columns as `t.<column>`."""
+    In both engines the table is aliased `t`, so a predicate may name its columns as `t.<column>`. The
+    ids and after-images travel as Arrow (an effect with no ids, or no rows, sends none); the deletes
+    and inserts then run as one statement."""
     by_table = {s.table: s for s in table_shapes}
+    if any(e.table == f"{META_SCHEMA}.node" for e in effects):
+        raise ValueError("a server node's stamp row is written only when the node is created")
     with server_transaction(url) as cur:
         node = server_table(code, f"{META_SCHEMA}.node")
         cur.execute(f"SELECT version FROM {node} FOR UPDATE")
@@ -294,34 +310,41 @@ def apply_effects(url: str, code: str, expected: int, con: duckdb.DuckDBPyConnec
             raise ServerNodeChangedError(
                 f"node {code} in {redacted(url)} is at version {found[0][0] if found else 'none'}, this copy was "
                 f"made at {expected}: another process wrote it meanwhile; nothing was written, run again")
+        statements = []
         for i, effect in enumerate(effects):
-            if effect.table == f"{META_SCHEMA}.node":
-                raise ValueError("a server node's stamp row is written only when the node is created")
-            _apply_effect(cur, code, con, alias, effect, by_table[effect.table], i)
-        cur.execute(f"UPDATE {node} SET version = version + 1 RETURNING version")
-        return int(cur.fetchall()[0][0])
+            statements += _send_effect(cur, code, con, alias, effect, by_table[effect.table], i)
+        statements.append(f"UPDATE {node} SET version = {expected + 1}")
+        cur.execute(_block(statements))
+    return expected + 1
 
 
-def _apply_effect(cur: Any, code: str, con: duckdb.DuckDBPyConnection, alias: str, effect: Effect,
-                  shape: Shape, i: int) -> None:
+def _send_effect(cur: Any, code: str, con: duckdb.DuckDBPyConnection, alias: str, effect: Effect,
+                 shape: Shape, i: int) -> list[str]:
+    """Send one effect's ids and after-images to temporary tables; the statements that apply it."""
     where = duck_where = effect.where
     if effect.ids is not None:
         ids = con.sql(f"SELECT DISTINCT CAST(_id AS VARCHAR) AS _id FROM ({effect.ids}) _i").to_arrow_table()
+        if not ids.num_rows:
+            return []  # no key changed: nothing to delete, nothing to insert
         cur.adbc_ingest(f"_civicnet_ids{i}", ids, mode="replace", temporary=True)
         con.register("_effect_ids", ids)
         duck_where = _ids_sql(effect, "_effect_ids")
         where = _ids_sql(effect, f"_civicnet_ids{i}")
     try:
         target = server_table(code, shape.table)
-        cur.execute(f"DELETE FROM {target} t WHERE {where}")
-        query = f"SELECT {shape.duck_select(alias)} FROM {_duck_table(alias, shape.table)} t WHERE {duck_where}"
-        rows: pa.RecordBatchReader = con.sql(query).to_arrow_reader()
-        try:
-            cur.adbc_ingest(f"_civicnet_rows{i}", rows, mode="replace", temporary=True)
-        finally:
-            rows.close()
-        names = ", ".join(quote_ident(c.name) for c in shape.columns)
-        cur.execute(f"INSERT INTO {target} ({names}) SELECT {shape.server_from_text()} FROM _civicnet_rows{i}")
+        statements = [f"DELETE FROM {target} t WHERE {where}"]
+        source = f"FROM {_duck_table(alias, shape.table)} t WHERE {duck_where}"
+        (count,), = con.execute(f"SELECT count(*) {source}").fetchall()
+        if count:
+            rows: pa.RecordBatchReader = con.sql(f"SELECT {shape.duck_select(alias)} {source}").to_arrow_reader()
+            try:
+                cur.adbc_ingest(f"_civicnet_rows{i}", rows, mode="replace", temporary=True)
+            finally:
+                rows.close()
+            names = ", ".join(quote_ident(c.name) for c in shape.columns)
+            statements.append(f"INSERT INTO {target} ({names}) SELECT {shape.server_from_text()} "
+                              f"FROM _civicnet_rows{i}")
+        return statements
     finally:
         if effect.ids is not None:
             con.unregister("_effect_ids")

@@ -23,6 +23,7 @@ totals and checksums serve both engines, and extracts are published as DuckDB fi
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,13 +152,13 @@ class ServerStore:
         """The server version the local copy holds (None: no copy, or not one of this store)."""
         if not self.local.exists() or self.local.with_name(self.local.name + ".wal").exists():
             return None  # a copy left with a write-ahead log by a killed write may hold what the server lacks
-        con = connect()
+        con = _probe()
+        with node_errors(self.local):
+            attach(con, self.local, "c", read_only=True)
         try:
-            with node_errors(self.local):
-                attach(con, self.local, "c", read_only=True)
             return _copy_version(con, "c")
         finally:
-            con.close()
+            detach(con, "c")
 
     def ready(self, contracts: list[Contract], fresh: bool = False) -> bool:
         row = pgnode.node_row(self.server, self.code)
@@ -200,27 +201,43 @@ class ServerStore:
         return self.local
 
     def _empty_copy(self, contracts: list[Contract]) -> None:
-        """The local copy of a node just created on the server: its tier's template, stamped with its
-        code and version 0 (what streaming the empty node would give, without reading it)."""
-        template = template_file(self.local.parent.parent, tier_of(self.code), contracts)
-        with node_errors(self.local), atomic_target(self.local) as tmp:
-            copy_atomic(template, tmp)
-            con = connect()
-            try:
-                attach(con, tmp, "c")
-                con.execute("BEGIN TRANSACTION")
-                con.execute(f'UPDATE "c"."{META_SCHEMA}"."node" SET code = ?', [self.code])
-                _stamp_copy(con, "c", 0)
-                con.execute("COMMIT")
-                detach(con, "c")
-            finally:
-                con.close()
+        """The local copy of a node just created on the server: its tier's copy template (version 0;
+        its code is stamped by its first sync, as a new node file's is)."""
+        folder = self.local.parent.parent
+        with node_errors(self.local):
+            copy_atomic(_copy_template(folder, tier_of(self.code), contracts), self.local)
 
     def replica(self) -> Replica | None:
         return _ServerReplica(self)
 
 
 _shapes_cache: dict[Path, list[pgnode.Shape]] = {}
+_probes: dict[int, duckdb.DuckDBPyConnection] = {}
+
+
+def _probe() -> duckdb.DuckDBPyConnection:
+    """This process's connection for small reads of local copies (a new connection costs tens of ms)."""
+    con = _probes.get(os.getpid())
+    if con is None:
+        con = _probes[os.getpid()] = connect()
+    return con
+
+
+def _copy_template(folder: Path, tier: Tier, contracts: list[Contract]) -> Path:
+    """A tier's template with the copy's version table at 0 (made once per layout, beside the template)."""
+    template = template_file(folder, tier, contracts)
+    path = template.with_name(template.name.replace(".template-", ".copy-template-"))
+    if not path.exists():
+        with node_errors(path), atomic_target(path) as tmp:
+            copy_atomic(template, tmp)
+            con = connect()
+            try:
+                attach(con, tmp, "c")
+                _stamp_copy(con, "c", 0)
+                detach(con, "c")
+            finally:
+                con.close()
+    return path
 
 
 def _template_shapes(template: Path) -> list[pgnode.Shape]:

@@ -96,7 +96,7 @@ def sync_effects(parent: str, parent_code: str, code: str, contracts: list[Contr
     time), the tombstones, marks and log rows of the window."""
     by_name = {c.name: c for c in contracts}
     prefix = subtree_prefix(code)
-    effects = []
+    effects, tombstones, marks, log = [], [], [], []
     for r in results:
         contract, name = by_name[r.dataset], literal(r.dataset)
         window = f"_seq > {r.from_seq} AND _seq <= {r.to_seq} AND starts_with(division_code, {literal(prefix)})"
@@ -106,11 +106,13 @@ def sync_effects(parent: str, parent_code: str, code: str, contracts: list[Contr
             where = f"{key_sql(contract, 't')} IN {{ids}}"
             ids = f"""SELECT key AS _id FROM {meta_table(parent, "tombstones")} WHERE dataset = {name} AND {window}
                       UNION ALL SELECT {key_sql(contract, 'p')} FROM {qualified(parent, r.dataset)} p WHERE {window}"""
-        effects += [Effect(r.dataset, where, ids),
-                    Effect("_civicnet.tombstones", f"dataset = {name} AND _seq > {r.from_seq} AND _seq <= {r.to_seq}"),
-                    Effect("_civicnet.hwm", f"dataset = {name} AND seq = {r.to_seq}"),
-                    Effect("_civicnet.sync_log",
-                           f"dataset = {name} AND parent = {literal(parent_code)} AND to_seq = {r.to_seq}")]
+        effects.append(Effect(r.dataset, where, ids))
+        tombstones.append(f"(dataset = {name} AND _seq > {r.from_seq} AND _seq <= {r.to_seq})")
+        marks.append(f"(dataset = {name} AND seq = {r.to_seq})")
+        log.append(f"(dataset = {name} AND parent = {literal(parent_code)} AND to_seq = {r.to_seq})")
+    if results:  # the bookkeeping of every dataset in one effect per table
+        effects += [Effect("_civicnet.tombstones", " OR ".join(tombstones)),
+                    Effect("_civicnet.hwm", " OR ".join(marks)), Effect("_civicnet.sync_log", " OR ".join(log))]
     return effects
 
 
