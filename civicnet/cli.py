@@ -389,6 +389,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command not in MAKES_A_HOME | USES_NO_HOME:
             require_home(settings.home)
         settings.apply_file_modes()  # before anything is written: the home stays owner-only (or shared)
+        if settings.landing_url or settings.releases_url:  # server mode: landing, releases in object storage
+            from civicnet.pipeline.storage import use_settings
+
+            use_settings(settings)
         return HANDLERS[args.command](args, settings)
     except CivicnetError as err:
         print(f"civicnet: {one_line(err)}", file=sys.stderr)

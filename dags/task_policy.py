@@ -50,6 +50,7 @@ def translate_errors(fn: F) -> F:
         register_lookup(airflow_connection)
         try:
             use_home_modes()
+            use_object_stores()
             return fn(*args, **kwargs)
         except TerminalError as err:
             raise AirflowFailException(str(err)) from err
@@ -66,6 +67,24 @@ def use_home_modes() -> None:
 
     group = Variable.get("civicnet_share_group", default=None)
     use_modes(shared(group) if group else OWNER_ONLY)
+
+
+# the Airflow variables naming server mode's object stores, and the settings they stand for
+OBJECT_STORE_VARIABLES = {"civicnet_landing_url": "CIVICNET_LANDING_URL",
+                          "civicnet_releases_url": "CIVICNET_RELEASES_URL",
+                          "civicnet_object_store_conn_id": "CIVICNET_OBJECT_STORE_CONN_ID"}
+
+
+def use_object_stores() -> None:
+    """Land, and mirror releases, where the Airflow variables `civicnet_landing_url`,
+    `civicnet_releases_url` and `civicnet_object_store_conn_id` say (else the task's environment, as
+    the CLI reads it; unset: the home's own folders)."""
+    from airflow.sdk import Variable
+
+    from civicnet import pipeline
+
+    values = {env: Variable.get(name, default=None) for name, env in OBJECT_STORE_VARIABLES.items()}
+    pipeline.use_object_stores(civicnet_home(), values)
 
 
 def skip_when_empty(fn: F) -> F:

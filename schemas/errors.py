@@ -14,6 +14,7 @@ CivicnetError (schemas.errors): catch it to catch every error civicnet raises on
 │   ├── TapFailedError (connectors.singer): if it persists, read the tap's stderr lines in the message
 │   ├── PayloadChangedError (warehouse.landing): nothing: the next pull takes the file as it is then
 │   ├── NodeLockedError (warehouse.node): wait: another process writes the node, the retry comes after it
+│   ├── ObjectStoreUnavailableError (warehouse.objectstore): start the object store, or fix its endpoint
 │   └── AirflowUnavailableError (civicnet.gateway.airflow_api): start Airflow; the batch waits in landing
 └── TerminalError (schemas.errors): a person must act, as the message says; Airflow does not retry
     ├── ContractError (schemas.errors): fix the contract YAML at the place the message names
@@ -50,6 +51,7 @@ CivicnetError (schemas.errors): catch it to catch every error civicnet raises on
     ├── UndecidedBatchError (quality.rejection): ask again once the batch is applied or refused
     ├── OutboxPathError (quality.rejection): rename to a plain name, or remove the link out of the outbox
     ├── UnknownBatchError (warehouse.landing): check the batch id, or pull the feed again
+    ├── ObjectStoreRefusedError (warehouse.objectstore): fix the store's credentials, bucket or URL
     ├── NodeLayoutError (warehouse.node): rebuild the home, or the node (`civicnet rebuild-node`)
     ├── NodeCorruptError (warehouse.node): rebuild the node from its parent (`civicnet rebuild-node`)
     ├── DiskFullError (warehouse.node): free space on that disk, then run again

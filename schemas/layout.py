@@ -25,6 +25,7 @@ tree below is the whole floor plan (`./var` by default; `--home` or $CIVICNET_HO
     ├── gateway/
     │   ├── senders.json                push senders and their token digests, owner-only (connectors.push.senders)
     │   └── receipts/<batch_id>.json    what the gateway received, by batch (warehouse.landing)
+    ├── releases/mirrored.json          server mode: what was uploaded to the releases store (civicnet.pipeline.storage)
     ├── airflow/                        AIRFLOW_HOME: metadata database, config, logs/ (civicnet.pipeline.runner)
     │   └── service/                    Airflow as a service: deployment.json, secrets.json (owner-only),
     │                                   run/<component>.json (pid, port), logs/<component>.log (runner.server)
@@ -156,6 +157,11 @@ def senders_file(home: Path) -> Path:
 def receipt_file(home: Path, batch_id: str) -> Path:
     """The receipt of a pushed batch: who sent which file, when."""
     return home / "gateway" / "receipts" / f"{batch_id}.json"
+
+
+def releases_record_file(home: Path) -> Path:
+    """Server mode: each extract uploaded to the releases store, with its sha256 and the object's ETag."""
+    return home / "releases" / "mirrored.json"
 
 
 def airflow_home(home: Path) -> Path:

@@ -11,7 +11,8 @@ import datetime as dt
 import grp
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,43 @@ def share_group() -> str:
                 continue
     others = [g for g in os.getgroups() if g != os.getgid()]
     return grp.getgrgid(others[0] if others else os.getgid()).gr_name
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """moto's S3 server on loopback, for the whole session: the stand-in for a city's object store, over
+    the real S3 protocol (s3fs talks to it as to MinIO). Each test makes its own bucket (`bucket()`)."""
+
+    endpoint: str
+
+    def options(self) -> dict[str, object]:
+        """s3fs storage options that reach it (moto takes any keys)."""
+        return {"endpoint_url": self.endpoint, "key": "civicnet-test-key", "secret": "civicnet-test-secret",
+                "client_kwargs": {"region_name": "us-west-2"}}
+
+    def bucket(self) -> str:
+        """A new, empty bucket's name."""
+        import uuid
+
+        import s3fs
+
+        name = f"civicnet-{uuid.uuid4().hex[:12]}"
+        s3fs.S3FileSystem(skip_instance_cache=True, **self.options()).mkdir(name)  # type: ignore[arg-type]
+        return name
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's ThreadedMotoServer on 127.0.0.1 (a free port), stopped at the end of the session."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield S3Server(f"http://{host}:{port}")
+    finally:
+        server.stop()

@@ -7,6 +7,21 @@ same batch, and landing it again is a no-op.
 
 A pushed file (`land_push`) also leaves a receipt, `<home>/gateway/receipts/<batch_id>.json`:
 landing's record of who sent what, by batch id alone (the gateway's status URL names no dataset).
+
+Server mode lands in object storage instead (`use_landing(home, store)`: an fsspec URL such as
+`s3://bucket/landing`, set by CIVICNET_LANDING_URL or the Airflow variable `civicnet_landing_url`):
+`<url>/<dataset>/<batch_id>/` holds the same three objects and `<url>/<dataset>/_state/<feed>.json`
+the cursors. S3 has no rename, so a batch is made visible whole by order: its payload and raw table
+are decoded in a private local folder, uploaded (streamed, a part at a time), and `manifest.json`
+is written last, in one request. **A batch without its manifest is not landed**: every reader lists
+and opens batches by their manifest only, and landing the content again replaces the data objects a
+killed run left. The manifest is the commit point, so no temporary key and copy are needed (a copy
+would write every byte twice). DuckDB here cannot read s3:// (no httpfs), so the check reads the
+raw table through `local_raw`, which fetches it into the check's local folder first.
+
+The place is registered per home for the process (the CLI and the gateway from their Settings, each
+DAG task from its Airflow variables): status, reports, the gateway and the ingest steps all read
+landing by home, and a home without a registered store lands in `<home>/landing` exactly as before.
 """
 
 from __future__ import annotations
@@ -16,7 +31,8 @@ import hashlib
 import io
 import json
 import shutil
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, Any
@@ -26,8 +42,16 @@ import pyarrow.parquet as pq
 
 from schemas.errors import TerminalError, TransientError
 from schemas.homefiles import make_folder, place_folder, temporary_folder, write_atomic
-from schemas.layout import dataset_landing_folder, feed_state_file, landed_batch_folder, receipt_file
+from schemas.layout import (
+    dataset_landing_folder,
+    feed_state_file,
+    landed_batch_folder,
+    landing_folder,
+    receipt_file,
+)
 from schemas.media import EXTENSIONS
+from warehouse import objectstore
+from warehouse.objectstore import ObjectStore
 
 
 class UnknownBatchError(TerminalError):
@@ -95,8 +119,34 @@ def batch_id_of(data: bytes) -> str:
 
 
 def batch_dir(home: Path, dataset: str, batch_id: str) -> Path:
-    """Where a batch lives."""
+    """Where a batch lives (in the home; with an object store, where it is decoded before upload)."""
     return landed_batch_folder(home, dataset, batch_id)
+
+
+_stores: dict[Path, ObjectStore] = {}
+
+
+def use_landing(home: Path, store: ObjectStore | None) -> None:
+    """Land `home`'s batches in `store` from now on in this process (None: in `<home>/landing`)."""
+    if store is None:
+        _stores.pop(home.resolve(), None)
+    else:
+        _stores[home.resolve()] = store
+
+
+def landing_store(home: Path) -> ObjectStore | None:
+    """The object store `home` lands in, or None for its own landing folder."""
+    return _stores.get(home.resolve()) if _stores else None
+
+
+def landing_place(home: Path) -> str:
+    """Where `home`'s batches land, as an operator reads it: the store's URL or the local folder."""
+    store = landing_store(home)
+    return store.url if store is not None else str(landing_folder(home))
+
+
+def _batch_url(store: ObjectStore, dataset: str, batch_id: str, name: str) -> str:
+    return store.key(dataset, batch_id, name)
 
 
 def land(home: Path, manifest: Manifest, data: bytes, table: pa.Table) -> bool:
@@ -112,6 +162,9 @@ def land_stream(home: Path, manifest: Manifest, opener: Callable[[], IO[bytes]],
     `manifest.batch_id` names, else PayloadChangedError) and the raw table `decode` writes from the
     landed copy; the manifest gets the row count and unreadable reason `decode` returns. False if the
     batch was already landed (nothing is read then)."""
+    store = landing_store(home)
+    if store is not None:
+        return _land_in_store(store, home, manifest, opener, decode)
     final = batch_dir(home, manifest.dataset, manifest.batch_id)
     if (final / MANIFEST).exists():
         return False
@@ -132,6 +185,33 @@ def land_stream(home: Path, manifest: Manifest, opener: Callable[[], IO[bytes]],
     # the payload as sent is personal data: private before it is visible as landed; a batch another
     # pull landed meanwhile is left to its readers, a half-landed one of a killed run replaced whole
     return place_folder(tmp, final, complete=MANIFEST)
+
+
+def _land_in_store(store: ObjectStore, home: Path, manifest: Manifest, opener: Callable[[], IO[bytes]],
+                   decode: Decoder) -> bool:
+    """land_stream into an object store: decoded in a private local folder, then the data objects
+    uploaded and the manifest written last (the batch is landed once its manifest is there)."""
+    manifest_url = _batch_url(store, manifest.dataset, manifest.batch_id, MANIFEST)
+    if objectstore.exists(store, manifest_url):
+        return False
+    tmp = temporary_folder(batch_dir(home, manifest.dataset, manifest.batch_id))
+    try:
+        payload = tmp / f"payload.{EXTENSIONS.get(manifest.media_type, 'bin')}"
+        with opener() as source, payload.open("wb") as target:
+            digest, size = _copy_hashing(source, target)
+        if digest != manifest.batch_id:
+            raise PayloadChangedError(f"{manifest.source_name} changed while it was being read (it is not the "
+                                      "content the pull listed); it is taken again on the next pull")
+        rows, unreadable = decode(payload, tmp / "raw.parquet")
+        manifest = replace(manifest, byte_size=size, row_count=rows, unreadable=unreadable)
+        if objectstore.exists(store, manifest_url):  # another pull landed it meanwhile: left to its readers
+            return False
+        for part in (payload, tmp / "raw.parquet"):
+            objectstore.upload(store, part, _batch_url(store, manifest.dataset, manifest.batch_id, part.name))
+        objectstore.write_text(store, manifest_url, manifest.to_json())  # last: now the batch is landed
+        return True
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _copy_hashing(source: IO[bytes], target: IO[bytes]) -> tuple[str, int]:
@@ -173,6 +253,15 @@ def write_raw(path: Path, batches: Iterable[pa.RecordBatch]) -> int:
 
 def read_manifest(home: Path, dataset: str, batch_id: str) -> Manifest:
     """The manifest of a landed batch."""
+    store = landing_store(home)
+    if store is not None:
+        url = _batch_url(store, dataset, batch_id, MANIFEST)
+        try:
+            return Manifest.from_json(objectstore.read_text(store, url))
+        except FileNotFoundError:
+            raise UnknownBatchError(f"batch {batch_id} of {dataset!r} is not in {store.key(dataset)} (no "
+                                    f"{MANIFEST}: not landed, or landed only in part); pull the feed again or check "
+                                    "the id") from None
     path = batch_dir(home, dataset, batch_id) / MANIFEST
     if not path.exists():
         raise UnknownBatchError(f"batch {batch_id} of {dataset!r} is not in {path.parent.parent}; "
@@ -181,15 +270,39 @@ def read_manifest(home: Path, dataset: str, batch_id: str) -> Manifest:
 
 
 def raw_path(home: Path, dataset: str, batch_id: str) -> Path:
-    """The decoded text table of a landed batch, as Parquet."""
+    """The decoded text table of a landed batch, as Parquet (in the home's landing folder: with an
+    object store, read it through `local_raw`)."""
     path = batch_dir(home, dataset, batch_id) / "raw.parquet"
     if not path.exists():
         raise UnknownBatchError(f"batch {batch_id} of {dataset!r} has no {path}; pull the feed again")
     return path
 
 
+@contextmanager
+def local_raw(home: Path, dataset: str, batch_id: str, scratch: Path) -> Iterator[Path]:
+    """The raw table of a landed batch as a local file for the block's length: in the landing folder
+    as it is, or fetched from the object store into `scratch` (streamed) and removed after."""
+    store = landing_store(home)
+    if store is None:
+        yield raw_path(home, dataset, batch_id)
+        return
+    read_manifest(home, dataset, batch_id)  # a batch without its manifest is not landed: not read
+    url = _batch_url(store, dataset, batch_id, "raw.parquet")
+    try:
+        with objectstore.fetched(store, url, scratch / f".raw-{batch_id}.parquet") as path:
+            yield path
+    except FileNotFoundError:
+        raise UnknownBatchError(f"batch {batch_id} of {dataset!r} has no {url}; pull the feed again") from None
+
+
 def landed_batches(home: Path, dataset: str, feed: str | None = None) -> list[Manifest]:
     """Every landed batch of a dataset (optionally one feed's), in the order received."""
+    store = landing_store(home)
+    if store is not None:  # only batches with their manifest: the others are not landed
+        found = objectstore.glob(store, store.key(dataset, "*", MANIFEST))
+        manifests = [Manifest.from_json(t) for t in objectstore.read_texts(store, found)]
+        chosen = [m for m in manifests if feed is None or m.feed == feed]
+        return sorted(chosen, key=lambda m: (m.received_at, m.batch_id))
     folder = dataset_landing_folder(home, dataset)
     if not folder.exists():
         return []
@@ -205,6 +318,14 @@ def _state_path(home: Path, dataset: str, feed: str) -> Path:
 
 def feed_state(home: Path, dataset: str, feed: str) -> Mapping[str, Any]:
     """The connector cursor saved after the last payload was landed (empty if none)."""
+    store = landing_store(home)
+    if store is not None:
+        try:
+            saved: Mapping[str, Any] = json.loads(objectstore.read_text(store, store.key(dataset, "_state",
+                                                                                         f"{feed}.json")))
+        except FileNotFoundError:
+            return {}
+        return saved
     path = _state_path(home, dataset, feed)
     state: Mapping[str, Any] = json.loads(path.read_text("utf-8")) if path.exists() else {}
     return state
@@ -213,6 +334,11 @@ def feed_state(home: Path, dataset: str, feed: str) -> Mapping[str, Any]:
 def save_feed_state(home: Path, dataset: str, feed: str, cursor: Mapping[str, Any]) -> None:
     """Save the cursor, only ever after the payload it covers has landed: a crash in between
     means the payload is fetched again and lands as a no-op, never that it is skipped."""
+    store = landing_store(home)
+    if store is not None:
+        objectstore.write_text(store, store.key(dataset, "_state", f"{feed}.json"),
+                               json.dumps(dict(cursor), ensure_ascii=False))
+        return
     path = _state_path(home, dataset, feed)
     write_atomic(make_folder(path.parent) / path.name, json.dumps(dict(cursor), ensure_ascii=False))
 

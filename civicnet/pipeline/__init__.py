@@ -8,6 +8,7 @@
     push     the push client's local check and upload (civicnet.pipeline.push)
     batches  what became of a pushed batch, and its report, for the gateway (civicnet.pipeline.batches)
     runner   the DAGs run through Airflow on a home (civicnet.pipeline.runner)
+    storage  server mode's object stores: landing and the releases mirror (civicnet.pipeline.storage)
 
 Names are resolved on first use (PEP 562): a DAG file imports this package at parse time, every
 few seconds, and must not pay for DuckDB, Arrow or Great Expectations until a task runs.
@@ -27,6 +28,7 @@ _API = {
     "write_network_index": "network", "read_network_index": "network", "rebuild_node": "network",
     "reconcile": "verify", "verify_and_record": "verify",
     "write_owed_reports": "reports", "publish_quality_report": "reports",
+    "use_object_stores": "storage", "mirror_releases": "storage",
     "districts": "civicnet.context", "load_feeds": "connectors.feeds",
     # light, read while Airflow parses dags/network.py: one sync task and one pool per district
     "district_codes": "pools", "district_pool": "pools",
@@ -48,6 +50,7 @@ __all__ = [
     "land_feed",
     "load_feeds",
     "merge",
+    "mirror_releases",
     "pending_batches",
     "publish_city",
     "publish_quality_report",
@@ -62,6 +65,7 @@ __all__ = [
     "sync_districts",
     "sync_network",
     "use_modes",
+    "use_object_stores",
     "verify_and_record",
     "write_network_index",
     "write_owed_reports",
@@ -91,6 +95,7 @@ if TYPE_CHECKING:
     )
     from civicnet.pipeline.pools import district_codes, district_pool
     from civicnet.pipeline.reports import publish_quality_report, write_owed_reports
+    from civicnet.pipeline.storage import mirror_releases, use_object_stores
     from civicnet.pipeline.verify import reconcile, verify_and_record
     from connectors.feeds import load_feeds
     from connectors.secrets import Connection, register_lookup

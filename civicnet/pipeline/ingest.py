@@ -162,9 +162,10 @@ def _check_in(home: Path, slug: str, batch_id: str, as_of: dt.date, work: Path) 
         raise unreadable_error(batch_id, slug, manifest.source_name, manifest.unreadable,
                                manifest.sender or manifest.department)
     try:  # DuckDB writes the accepted (with _line: the merge may quarantine) and quarantined rows itself
-        conformed = conform_to_files(landing.raw_path(home, f.dataset, batch_id), contract, source_mapping(f),
-                                     {VINTAGE: registry()}, as_of, accepted_path(work), work / QUARANTINED_FILE,
-                                     scope=manifest.scope)
+        # DuckDB reads local files only: a batch in an object store is fetched into the check's folder
+        with landing.local_raw(home, f.dataset, batch_id, work) as raw:
+            conformed = conform_to_files(raw, contract, source_mapping(f), {VINTAGE: registry()}, as_of,
+                                         accepted_path(work), work / QUARANTINED_FILE, scope=manifest.scope)
     except TerminalError as err:
         write_check(work, StagedCheck.refused(batch_id, slug, f.dataset, manifest.row_count, str(err)))
         raise

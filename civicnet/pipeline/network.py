@@ -114,7 +114,8 @@ def network_index_path(home: Path) -> Path:
 
 def write_network_index(home: Path, subtrees: list[list[dict[str, Any]]], city: dict[str, Any]) -> str:
     """Write extracts/network.json: every node, its extract (relative to the home, so a moved or
-    copied home still reads) and its rows; returns the path."""
+    copied home still reads) and its rows, then mirror the changed extracts and the index to the
+    releases store if the home has one (civicnet.pipeline.storage); returns the path."""
     from warehouse.extract import extract_path
 
     nodes = [city] + [n for subtree in subtrees for n in subtree]
@@ -127,6 +128,9 @@ def write_network_index(home: Path, subtrees: list[list[dict[str, Any]]], city: 
     if _current_text(path) != text:  # an index that says the same is left as it is
         make_folder(path.parent)
         write_atomic(path, text)
+    from civicnet.pipeline.storage import mirror_releases
+
+    mirror_releases(home, [extract_path(home, n["code"]) for n in nodes])  # server mode: to the releases store
     return str(path)
 
 

@@ -41,6 +41,7 @@ PINNED: dict[str, tuple[Callable[..., Path], tuple[str, ...], str]] = {
     "outbox_folder": (layout.outbox_folder, (), "outbox"),
     "senders_file": (layout.senders_file, (), "gateway/senders.json"),
     "receipt_file": (layout.receipt_file, (BATCH,), f"gateway/receipts/{BATCH}.json"),
+    "releases_record_file": (layout.releases_record_file, (), "releases/mirrored.json"),
     "airflow_home": (layout.airflow_home, (), "airflow"),
     "airflow_logs": (layout.airflow_logs, (), "airflow/logs"),
     "airflow_service_folder": (layout.airflow_service_folder, (), "airflow/service"),
