@@ -50,11 +50,37 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from civicnet.pipeline import status
 
     ensure_home(settings.home, version())
+    if args.nodes:
+        from civicnet import context
+        from warehouse.stores import set_store
+
+        set_store(settings.home, context.city_code(), args.nodes, context.contracts())
     run_demo(settings.home, args.scale)
     print(status.render(status.collect(settings.home)))
     print(f"quality page: {layout.pages_folder(settings.home) / 'index.html'}\n"
           f"GX Data Docs: {layout.data_docs_index(settings.home)}\n"
           f"rejection reports: {layout.outbox_folder(settings.home)}/<sender or department>/<dataset>/<batch>.txt")
+    return 0
+
+
+def _nodes(args: argparse.Namespace, settings: Settings) -> int:
+    """The node registry: which subtrees keep their nodes on a PostgreSQL server."""
+    from civicnet import context
+    from warehouse.pgnode import redacted
+    from warehouse.stores import FILE_STORE, read_registry, set_store
+
+    if args.action == "set":
+        if not args.code or not args.url:
+            raise ContradictoryOptionsError("`nodes set` takes a subtree's root code and a store URL, e.g. "
+                                            "`civicnet nodes set 440300000000 postgresql://127.0.0.1/civicnet`")
+        set_store(settings.home, args.code, args.url, context.contracts())
+    entries = {code: redacted(url) if url != FILE_STORE else url for code, url in read_registry(settings.home).items()}
+    if args.json:
+        print(json.dumps({"default": FILE_STORE, "stores": entries}, indent=1))
+    else:
+        names = {d.code: d.name for d in context.registry().divisions.values()}
+        print("\n".join([f"  {code} {names.get(code, '')}: {url}" for code, url in sorted(entries.items())]
+                        or [f"  every node: a DuckDB file under {settings.home / 'nodes'}"]))
     return 0
 
 
@@ -305,6 +331,14 @@ def parser() -> argparse.ArgumentParser:
     init = _command(sub, "init", "make an empty civicnet home (demo and ingest make one too)")
     demo = _command(sub, "demo", "generate feeds and run every DAG through Airflow")
     demo.add_argument("--scale", type=float, default=0.002, help="1.0 = 17.56 million residents")
+    demo.add_argument("--nodes", help="keep every node in this PostgreSQL database, one schema per node (e.g. "
+                                      "postgresql://127.0.0.1/civicnet_demo); default: DuckDB files under the home")
+    nodes = _command(sub, "nodes", "the node registry: which subtrees keep their nodes on a PostgreSQL server")
+    nodes.add_argument("action", nargs="?", choices=["set", "list"], default="list",
+                       help="set: map a subtree (before its nodes hold data) to a store; list: show the registry")
+    nodes.add_argument("code", nargs="?", help="the subtree's root, a 12-digit division code (set)")
+    nodes.add_argument("url", nargs="?", help="postgresql://host[:port]/database, or duckdb for files (set)")
+    nodes.add_argument("--json", action="store_true", help="print JSON instead of text")
     status = _command(sub, "status", "nodes, extracts, rows, quarantine and batches")
     status.add_argument("--json", action="store_true", help="print JSON instead of text")
     sync = _command(sub, "sync", "sync districts' subtrees from the city without Airflow")
@@ -347,7 +381,7 @@ def parser() -> argparse.ArgumentParser:
     feeds.add_argument("--json", action="store_true", help="print JSON instead of a table")
     datasets = _command(sub, "datasets", "list the dataset contracts: Chinese title, owner, tiers, version")
     datasets.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    for sp in (init, demo, status, sync, verify, rebuild, close, report, ingest, airflow,
+    for sp in (init, demo, nodes, status, sync, verify, rebuild, close, report, ingest, airflow,
                *_add_gateway_parsers(sub)):
         sp.add_argument("--home", default=argparse.SUPPRESS, help=HOME_HELP)
     return p
@@ -355,7 +389,7 @@ def parser() -> argparse.ArgumentParser:
 
 HOME_HELP = "civicnet home (default: $CIVICNET_HOME or ./var)"
 HANDLERS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
-    "init": _init, "demo": _demo, "status": _status, "sync": _sync, "verify": _verify,
+    "init": _init, "demo": _demo, "nodes": _nodes, "status": _status, "sync": _sync, "verify": _verify,
     "rebuild-node": _rebuild_node, "quarantine-close": _quarantine, "report": _report, "ingest": _ingest,
     "feeds": _feeds, "datasets": _datasets, "push": _push, "gateway": _gateway, "airflow": _airflow}
 # commands that make a home if there is none; `feeds`, `datasets` and `push` use no home; every

@@ -201,6 +201,13 @@ def server_transaction(url: str) -> Iterator[Any]:
 _UNDEFINED = ("42P01", "3F000")  # PostgreSQL's undefined_table, invalid_schema_name
 
 
+def ping(url: str) -> None:
+    """Raise ServerUnreachableError unless the store's server answers a query."""
+    with server_transaction(url) as cur:
+        cur.execute("SELECT 1")
+        cur.fetchall()
+
+
 def node_row(url: str, code: str) -> tuple[str | None, str, int] | None:
     """(code, layout, version) of a server node, or None if it has no schema yet (one query)."""
     try:

@@ -33,7 +33,7 @@ import duckdb
 
 from schemas.contract import Contract
 from schemas.divisions import Tier, in_subtree, tier_of, validate_code
-from schemas.errors import TerminalError
+from schemas.errors import InvalidDivisionCodeError, TerminalError
 from schemas.homefiles import atomic_target, copy_atomic, make_folder, write_atomic
 from schemas.layout import mirror_file, node_file, node_stores_file
 from warehouse import pgnode
@@ -290,7 +290,7 @@ def read_registry(home: Path) -> dict[str, str]:
     try:
         raw = json.loads(path.read_text("utf-8"))
         entries = {validate_code(str(k)): _checked_url(str(v)) for k, v in raw["stores"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, InvalidDivisionCodeError) as err:
         raise NodeStoreConfigError(f"{path} is not a node registry ({err}); fix it or write it again with "
                                    "`civicnet nodes set`") from err
     _cache[path] = (mtime, entries)
@@ -329,6 +329,8 @@ def set_store(home: Path, root: str, url: str, contracts: list[Contract]) -> dic
     already holds data in another store (moving a node between stores is not done by a setting)."""
     validate_code(root)
     url = _checked_url(url)
+    if url != FILE_STORE:
+        pgnode.ping(url)  # a store that cannot be reached is refused now, not at the next sync
     entries = dict(read_registry(home))
     before = {code: store_url(home, code) for code in _codes_under(home, root)}
     entries[root] = url
