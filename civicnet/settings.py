@@ -162,6 +162,24 @@ ENVIRONMENT: tuple[EnvSetting, ...] = (
         secret=True,
     ),
     EnvSetting(
+        "CIVICNET_AIRFLOW_POSTGRES",
+        "the PostgreSQL server `civicnet airflow up` keeps Airflow's metadata database on",
+        "`civicnet airflow up` 存放 Airflow 元数据库的 PostgreSQL 服务器",
+        False,
+    ),
+    EnvSetting(
+        "CIVICNET_AIRFLOW_REDIS",
+        "the Redis broker (with its db number) of `civicnet airflow up`'s Celery workers",
+        "`civicnet airflow up` 的 Celery 工作进程所用 Redis 消息代理（含库号）",
+        False,
+    ),
+    EnvSetting(
+        "CIVICNET_AIRFLOW_HOSTNAME",
+        "the name a Celery worker reports (set by `civicnet airflow up`, one per worker)",
+        "Celery 工作进程上报的名称（由 `civicnet airflow up` 为每个进程设置）",
+        False,
+    ),
+    EnvSetting(
         "CIVICNET_DUCKDB14_PYTHON",
         "an interpreter with DuckDB 1.4, for the extract compatibility check",
         "带 DuckDB 1.4 的解释器（提取文件兼容性检查）",

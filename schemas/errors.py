@@ -15,6 +15,8 @@ CivicnetError (schemas.errors): catch it to catch every error civicnet raises on
 │   ├── PayloadChangedError (warehouse.landing): nothing: the next pull takes the file as it is then
 │   ├── NodeLockedError (warehouse.node): wait: another process writes the node, the retry comes after it
 │   ├── ObjectStoreUnavailableError (warehouse.objectstore): start the object store, or fix its endpoint
+│   ├── ServerUnreachableError (warehouse.pgnode): start the node's PostgreSQL server, or fix its URL (`civicnet nodes`)
+│   ├── ServerNodeChangedError (warehouse.pgnode): nothing: another writer changed the node, the retry reads it again
 │   └── AirflowUnavailableError (civicnet.gateway.airflow_api): start Airflow; the batch waits in landing
 └── TerminalError (schemas.errors): a person must act, as the message says; Airflow does not retry
     ├── ContractError (schemas.errors): fix the contract YAML at the place the message names
@@ -55,6 +57,8 @@ CivicnetError (schemas.errors): catch it to catch every error civicnet raises on
     ├── NodeLayoutError (warehouse.node): rebuild the home, or the node (`civicnet rebuild-node`)
     ├── NodeCorruptError (warehouse.node): rebuild the node from its parent (`civicnet rebuild-node`)
     ├── DiskFullError (warehouse.node): free space on that disk, then run again
+    ├── ServerNodeLayoutError (warehouse.pgnode): rebuild the node (`civicnet rebuild-node`)
+    ├── NodeStoreConfigError (warehouse.stores): fix the node's store URL (`civicnet nodes set CODE URL`)
     ├── CityNotRebuildableError (warehouse.network): put the city's last extract in place, ingest again
     ├── QuarantineCloseError (warehouse.merge): give --why, and only lines open in quarantine
     ├── UnsupportedHistoryModeError (warehouse.merge): set the contract's history to scd2
@@ -69,6 +73,10 @@ CivicnetError (schemas.errors): catch it to catch every error civicnet raises on
     ├── LocalCheckError (civicnet.pipeline.push): fix the file as the local check says, then send it
     ├── DagsNotFoundError (civicnet.pipeline.runner.env): reinstall civicnet, or set CIVICNET_DAGS_FOLDER
     ├── DagRunFailedError (civicnet.pipeline.runner.session): read the run's log the message names
+    ├── ServiceError (civicnet.pipeline.runner.server): read the component's log the message names
+    │   ├── PortInUseError (civicnet.pipeline.runner.server): stop what holds the port, or give --port another
+    │   ├── MetadataUnreachableError (civicnet.pipeline.runner.server): start PostgreSQL, or fix --postgres
+    │   └── BrokerUnreachableError (civicnet.pipeline.runner.server): start Redis, or fix --redis
     ├── GatewayError (civicnet.gateway.app): the sender fixes the request as the 4xx answer says
     ├── GatewayStartError (civicnet.gateway.app): free the gateway's port, or give it another
     ├── DagPausedError (civicnet.gateway.trigger): unpause the ingest DAG; its next run takes the batches
