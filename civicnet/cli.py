@@ -247,6 +247,11 @@ def _airflow(args: argparse.Namespace, settings: Settings) -> int:
 
         exec_standalone(settings.home, args.host, args.port)
         return 1
+    if args.action == "pools":
+        from civicnet.pipeline.pools import pool_specs, pools_json
+
+        print(pools_json(pool_specs()))
+        return 0
     from civicnet.pipeline.runner import server
 
     if args.action == "down":
@@ -362,9 +367,11 @@ def parser() -> argparse.ArgumentParser:
     airflow = _command(sub, "airflow", "start Airflow on the home: `airflow standalone` (scheduler, DAG processor, "
                                        "triggerer, API server and UI in one), or with up|down|status as a service "
                                        "(PostgreSQL metadata, CeleryExecutor on Redis, each component a process)")
-    airflow.add_argument("action", nargs="?", choices=["up", "down", "status"],
+    airflow.add_argument("action", nargs="?", choices=["up", "down", "status", "pools"],
                          help="up: start the service (a no-op when it runs); down: stop every process it started; "
-                              "status: what runs (exit 1 unless all of it). Without: `airflow standalone`")
+                              "status: what runs (exit 1 unless all of it); pools: print the single-writer pools "
+                              "as `airflow pools import` reads them (for a deployment's init). "
+                              "Without: `airflow standalone`")
     airflow.add_argument("--host", default="127.0.0.1", help="address the UI and API listen on (this machine only)")
     airflow.add_argument("--port", type=int, default=8080, help="port of the UI and API")
     airflow.add_argument("--workers", type=int, default=2, help="Celery workers (up)")
@@ -392,10 +399,17 @@ HANDLERS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "init": _init, "demo": _demo, "nodes": _nodes, "status": _status, "sync": _sync, "verify": _verify,
     "rebuild-node": _rebuild_node, "quarantine-close": _quarantine, "report": _report, "ingest": _ingest,
     "feeds": _feeds, "datasets": _datasets, "push": _push, "gateway": _gateway, "airflow": _airflow}
-# commands that make a home if there is none; `feeds`, `datasets` and `push` use no home; every
-# other command needs an existing one and creates nothing where there is none
+# commands that make a home if there is none; `feeds`, `datasets`, `push` and `airflow pools` use no
+# home; every other command needs an existing one and creates nothing where there is none
 MAKES_A_HOME = frozenset({"init", "demo", "ingest"})
 USES_NO_HOME = frozenset({"feeds", "datasets", "push"})
+
+
+def needs_home(args: argparse.Namespace) -> bool:
+    """Whether the command reads a home that must exist already."""
+    if args.command == "airflow" and args.action == "pools":
+        return False
+    return args.command not in MAKES_A_HOME | USES_NO_HOME
 
 
 def check_options(args: argparse.Namespace) -> None:
@@ -420,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env(getattr(args, "home", None))
         check_options(args)
-        if args.command not in MAKES_A_HOME | USES_NO_HOME:
+        if needs_home(args):
             require_home(settings.home)
         settings.apply_file_modes()  # before anything is written: the home stays owner-only (or shared)
         if settings.landing_url or settings.releases_url:  # server mode: landing, releases in object storage

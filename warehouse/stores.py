@@ -196,7 +196,8 @@ class ServerStore:
     def prepare(self, contracts: list[Contract]) -> Path:
         if not self.ready(contracts):
             tier = tier_of(self.code)
-            pgnode.create_node(self.server, self.code, tier, layout_digest(contracts), self._shapes(contracts))
+            keys = {t: c.primary_key for c in contracts for t in (c.name, f"{c.name}_history")}
+            pgnode.create_node(self.server, self.code, tier, layout_digest(contracts), self._shapes(contracts), keys)
             self._empty_copy(contracts)
         return self.local
 

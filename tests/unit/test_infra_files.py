@@ -10,6 +10,7 @@ Airflow's (or the Celery provider's) configuration; the ports are the code's def
 from __future__ import annotations
 
 import configparser
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 import yaml
 
 from civicnet import cli
-from civicnet.pipeline.runner.env import CITY_POOL
+from civicnet.pipeline.pools import CITY_POOL, district_pool, pool_specs
 from civicnet.settings import DEFAULT_AIRFLOW_URL, DEFAULT_GATEWAY_PORT, ENVIRONMENT
 
 REPO = Path(__file__).resolve().parents[2]
@@ -191,12 +192,19 @@ def test_interpolated_values_are_in_the_env_example() -> None:
     assert "$" not in "".join(example.values())
 
 
-def test_compose_init_makes_the_pool_the_dags_use() -> None:
+def test_compose_init_makes_the_pools_the_dags_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Both inits import what `civicnet airflow pools` prints, which is every pool the DAGs use (the
+    city's and one per district), and runs without a home."""
     doc = compose()
     init = " ".join(doc["services"]["airflow-init"]["command"])
-    assert f"airflow pools set {CITY_POOL} 1" in init and "airflow db migrate" in init
     helm = yaml.safe_load(HELM.read_text("utf-8"))
-    assert f"airflow pools set {CITY_POOL} 1" in " ".join(helm["migrateDatabaseJob"]["args"])
+    imported = re.compile(r"civicnet (?:--home \S+ )?airflow pools > (\S+) && airflow pools import \1")
+    for command in (init, " ".join(helm["migrateDatabaseJob"]["args"])):
+        assert imported.search(command) and "airflow db migrate &&" in command
+    assert cli.main(["--home", str(tmp_path / "none"), "airflow", "pools"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert set(printed) == {p.name for p in pool_specs()} and {CITY_POOL, district_pool("440304000000")} <= set(printed)
+    assert all(p["slots"] == 1 for p in printed.values()) and not (tmp_path / "none").exists()
     assert "exec airflow db migrate &&" not in " ".join(helm["migrateDatabaseJob"]["args"])  # exec would end it
     assert CITY_POOL in (REPO / "dags" / "ingest.py").read_text("utf-8")
 

@@ -5,6 +5,8 @@ password never reaches a message or the status."""
 from __future__ import annotations
 
 import json
+import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,34 @@ def test_the_cli_sets_and_lists_the_registry(tmp_path: Path, capsys: pytest.Capt
     assert main(["--home", str(home), "nodes", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"default": "duckdb", "stores": {CITY: SERVER}}
     assert main(["--home", str(home), "nodes", "set", CITY]) == 2  # no URL
+
+
+def test_a_server_node_probes_its_key_index_for_a_few_keys(tmp_path: Path) -> None:
+    """A new server node has an index on each data table's key and division code, so a push naming
+    one key (a single move) does not scan the whole table."""
+    db = f"civicnet_test_{uuid.uuid4().hex[:12]}"
+    url = f"postgresql://127.0.0.1/{db}"
+    _psql("postgres", f"CREATE DATABASE {db}")
+    try:
+        set_store(tmp_path, CITY, url, context.contracts())
+        store = store_of(tmp_path, STREET)
+        assert isinstance(store, ServerStore)
+        store.prepare(context.contracts())
+        schema = pgnode.schema_name(STREET)
+        indexes = set(_psql(db, f"SELECT indexname FROM pg_indexes WHERE schemaname = '{schema}'").split())
+        assert {"residents_citizen_id", "residents_division_code",
+                "facilities_facility_id"} <= indexes
+        plan = _psql(db, f"SET enable_seqscan = off; EXPLAIN DELETE FROM {schema}.residents t "
+                         "WHERE CAST(t.citizen_id AS VARCHAR) IN ('440304199001011234')")
+        assert "residents_citizen_id" in plan
+        store.prepare(context.contracts())  # again: the node is left as it is
+    finally:
+        pgnode.forget_connection(url)
+        _psql("postgres", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+def _psql(db: str, sql: str) -> str:
+    done = subprocess.run(["psql", "-h", "127.0.0.1", "-d", db, "-v", "ON_ERROR_STOP=1", "-Atc", sql],
+                          capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
