@@ -1,8 +1,9 @@
 """One side of one case in its own process (so its peak memory is its own): `python -m
 civicnet.bench --child SIDE CASE --home OUT`. Prints one JSON line, read by measure.run_measured.
 
-Sides: prepare (the feeds and the parked drops; CASE is the scale), pipeline, fanout, relay,
-invariants (checked on the pipeline home after a case).
+Sides: prepare (the feeds and the parked drops; CASE is the scale), pipeline, pipeline_pg (the
+same on PostgreSQL node stores, civicnet.bench.stores_side), fanout, relay, invariants and
+invariants_pg (checked on either pipeline home after a case).
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ def run_child(side: str, case: str, out: Path, workers: int, cases: tuple[str, .
         from civicnet.bench.cases import prepare
 
         result = {"drops": prepare(out, float(case), cases)}
-    elif side == "pipeline":
+    elif side in ("pipeline", "pipeline_pg"):
         from civicnet.bench.pipeline_side import run_pipeline
 
-        result = run_pipeline(out / "pipeline", workers)
-    elif side == "invariants":
+        result = run_pipeline(out / side, workers)
+    elif side in ("invariants", "invariants_pg"):
         from civicnet.bench.invariants import check
 
-        result = check(out / "pipeline")
+        result = check(out / side.replace("invariants", "pipeline"))
     else:
         from civicnet.bench.baselines import SIDES
 

@@ -3,7 +3,9 @@
 For every work case (civicnet.bench.cases) each side runs in its own subprocess, measured by
 civicnet.bench.measure: the pipeline (civicnet.bench.pipeline_side), the fan-out and relay
 baselines (civicnet.bench.baselines), and, where a drop arrives and .venv-dlt exists, the peer
-(civicnet.bench.peer). The invariants are checked on the pipeline home after every case. The
+(civicnet.bench.peer); for the full load and the 1 % change, the same pipeline with every node on
+PostgreSQL (civicnet.bench.stores_side) unless --no-server-stores. The invariants are checked on
+the pipeline homes after every case. The
 tables are printed (civicnet.bench.report) and every figure written to <home>/results.json; then
 the connectors' throughput (civicnet.bench.connectors) unless --no-connectors, and the
 push-to-community latency on the embedded and the Celery Airflow (civicnet.bench.push_latency)
@@ -25,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from civicnet.bench import cases, report
+from civicnet.bench import cases, report, stores_side
 from civicnet.bench.measure import run_measured
 
 # By default districts sync in as many processes as there are cores (at most 2 here), as the
@@ -76,13 +78,19 @@ def _peer(python: Path, out: Path, case: cases.Case) -> dict[str, Any]:
 def run_case(case: cases.Case, out: Path, args: argparse.Namespace, peer: Path | None) -> dict[str, Any]:
     """Every side of one case, in order: baselines, pipeline, peer; then the invariants."""
     cases.bring_drop(out, case.name)
+    on_server = args.server_stores and case.name in stores_side.CASES
+    if on_server and case.drop:
+        stores_side.bring_drop(out, cases.residents_dir(out) / case.drop)
     load = os.getloadavg()
     sides = {side: _child(side, case.name, out, args, homes=(out / side,)) for side in ("fanout", "relay", "pipeline")}
+    if on_server:
+        sides[stores_side.SIDE] = _child(stores_side.SIDE, case.name, out, args, homes=(out / stores_side.HOME,))
     if peer is not None and case.name != "idle":
         sides["peer"] = _peer(peer, out, case)
     checked = _child("invariants", case.name, out, args) if args.check else None
+    checked_pg = _child("invariants_pg", case.name, out, args) if args.check and on_server else None
     return {"case": case.name, "title": case.title, "load_before": load, "load_after": os.getloadavg(),
-            "sides": sides, "invariants": checked}
+            "sides": sides, "invariants": checked, "invariants_pg": checked_pg}
 
 
 def machine() -> dict[str, Any]:
@@ -105,6 +113,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-connectors", dest="connectors", action="store_false")
     p.add_argument("--no-push-latency", dest="push_latency", action="store_false",
                    help="skip the push-to-community latency on Airflow standalone and the Celery service")
+    p.add_argument("--no-server-stores", dest="server_stores", action="store_false",
+                   help="skip the pipeline on PostgreSQL node stores (full load and 1 % change)")
+    p.add_argument("--server", default=stores_side.DEFAULT_SERVER,
+                   help=f"the PostgreSQL server of that side (its database {stores_side.DATABASE} is made anew)")
     p.add_argument("--lock", type=Path, help=f"a file to hold (flock) while a run at scale >= {LOCKED_SCALE} goes")
     p.add_argument("--child", nargs=2, metavar=("SIDE", "CASE"))
     args = p.parse_args(argv)
@@ -128,11 +140,17 @@ def main(argv: list[str] | None = None) -> int:
     peer = _peer_python(args.peer)
     started = dt.datetime.now(dt.UTC)
     prepared = _child("prepare", str(args.scale), out, args)
+    server_url = stores_side.prepare_server_home(out, args.server) if args.server_stores else None
     results = {"scale": args.scale, "started": started.isoformat(timespec="seconds"), "machine": machine(),
                "workers": args.workers, "peer": str(peer) if peer else None, "prepare_s": prepared["seconds"],
                "drops": prepared["drops"], "cases": [run_case(cases.case(c), out, args, peer) for c in args.cases]}
+    if server_url is not None:
+        results["transport"] = stores_side.transport(stores_side.city_residents(out / "pipeline"), server_url)
     (out / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
     print(report.render(results))
+    if server_url is not None:
+        print("\nnode stores (the same pipeline, every node a DuckDB file vs a PostgreSQL schema):")
+        print("\n".join(stores_side.render(results)))
     print(f"\nevery figure: {out / 'results.json'}")
     if args.connectors:
         print("\nconnector throughput (civicnet connector + landing decode vs the plainest code, same data):")
