@@ -1,6 +1,7 @@
-"""One test body, every node store: the same home built with its nodes in DuckDB files and in a
-mixed tree (the city and 福田's whole subtree in schemas of the machine's PostgreSQL, every other
-district's nodes in DuckDB files, so rows cross PostgreSQL → DuckDB and PostgreSQL → PostgreSQL).
+"""One test body, every node store: the same home with its nodes in DuckDB files (a copy of the
+reference home), every node in schemas of the machine's PostgreSQL, and a mixed tree (the city and
+福田's whole subtree on PostgreSQL, every other district's nodes in DuckDB files, so rows cross
+PostgreSQL → DuckDB and PostgreSQL → PostgreSQL).
 
 Each engine's home must hold, node for node, exactly the rows and checksums of the DuckDB
 reference homes built through the same pipeline (`round_one_home`, `demo_home`: their jurisdiction
@@ -21,10 +22,11 @@ from typing import Any
 
 import duckdb
 import pytest
-from conftest import AS_OF, build_home
+from conftest import AS_OF, build_home, copy_home
 from test_sync_kill import sync_until_killed
 
 from civicnet import context, pipeline
+from civicnet.bench import invariants
 from civicnet.demo.data import generate_changes
 from civicnet.pipeline.status import collect
 from civicnet.pipeline.verify import verify_district
@@ -35,7 +37,7 @@ pytestmark = pytest.mark.slow
 
 CITY, FUTIAN = "440300000000", "440304000000"
 STREET = "440304001000"  # a street of 福田: on the server in the mixed tree
-ENGINES = ("duckdb", "mixed")
+ENGINES = ("duckdb", "postgresql", "mixed")
 
 
 def _psql(db: str, sql: str) -> str:
@@ -46,24 +48,26 @@ def _psql(db: str, sql: str) -> str:
 
 
 @pytest.fixture(scope="module", params=ENGINES)
-def engine_home(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A round-one home on this engine (the database, if any, dropped afterwards)."""
+def engine_home(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                round_one_home: Path) -> Iterator[Path]:
+    """A round-one home on this engine (the database, if any, dropped afterwards); on DuckDB files, a
+    copy of the reference home the pipeline built."""
     home = tmp_path_factory.mktemp(f"stores_{request.param}")
-    db = None
+    if request.param == "duckdb":
+        yield copy_home(round_one_home, home)
+        return
+    db = f"civicnet_test_{uuid.uuid4().hex[:12]}"
+    _psql("postgres", f"CREATE DATABASE {db}")
+    set_store(home, CITY, f"postgresql://127.0.0.1/{db}", context.contracts())
     if request.param == "mixed":
-        db = f"civicnet_test_{uuid.uuid4().hex[:12]}"
-        _psql("postgres", f"CREATE DATABASE {db}")
-        url = f"postgresql://127.0.0.1/{db}"
-        set_store(home, CITY, url, context.contracts())
         for district in context.districts():
             if district != FUTIAN:
                 set_store(home, district, FILE_STORE, context.contracts())
     try:
         yield build_home(home)
     finally:
-        if db is not None:
-            pgnode.forget_connection(f"postgresql://127.0.0.1/{db}")
-            _psql("postgres", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        pgnode.forget_connection(f"postgresql://127.0.0.1/{db}")
+        _psql("postgres", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
 
 def _index(home: Path) -> dict[str, tuple[Any, Any]]:
@@ -76,9 +80,11 @@ def test_the_stores_are_the_ones_the_registry_names(engine_home: Path) -> None:
     city, street = store_of(engine_home, CITY), store_of(engine_home, STREET)
     other = store_of(engine_home, "440303000000")
     assert status[CITY]["store"] == city.url and status[STREET]["store"] == street.url
-    mixed = isinstance(city, ServerStore)
-    assert isinstance(street, ServerStore) is mixed and not isinstance(other, ServerStore)
-    if mixed:
+    engine = engine_home.name.removeprefix("stores_").rstrip("0123456789")  # the fixture's mktemp name
+    on_server = engine != "duckdb"
+    assert isinstance(city, ServerStore) is on_server and isinstance(street, ServerStore) is on_server
+    assert isinstance(other, ServerStore) is (engine == "postgresql")
+    if on_server:
         assert "#civicnet_440300000000" in city.url and "password" not in city.url
         assert not (engine_home / "nodes" / "city" / f"{CITY}.duckdb").exists()  # the city lives on the server
 
@@ -87,12 +93,23 @@ def test_every_node_holds_what_the_duckdb_reference_holds(engine_home: Path, rou
     assert _index(engine_home) == _index(round_one_home)
 
 
+def test_every_extract_holds_its_jurisdiction_and_each_tier_adds_up(engine_home: Path) -> None:
+    held = invariants.check(engine_home)
+    assert held["nodes"] == 899 and held["outside_jurisdiction"] == {} and held["tier_sum_mismatches"] == []
+    assert held["unbalanced_batches"] == [] and held["hold"]
+
+
 def test_the_server_is_the_store_of_record(engine_home: Path) -> None:
-    """Every local copy lost: the next sync rebuilds them from the server and changes nothing."""
+    """The local copies of the city and of 福田's whole subtree lost: the next sync rebuilds them
+    from the server and changes nothing (on DuckDB files there are no copies to lose)."""
     before = _index(engine_home)
-    shutil.rmtree(engine_home / "mirrors", ignore_errors=True)
+    lost = [p for p in (engine_home / "mirrors").glob("*/*.duckdb*") if p.name.startswith((CITY, FUTIAN[:6]))]
+    assert bool(lost) is isinstance(store_of(engine_home, CITY), ServerStore)
+    for path in lost:
+        path.unlink()
     pipeline.sync_network(engine_home)
     assert _index(engine_home) == before
+    assert all(p.exists() for p in lost if p.suffix == ".duckdb")
 
 
 def test_a_row_altered_in_the_store_of_record_is_found_and_repaired(engine_home: Path) -> None:
