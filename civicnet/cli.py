@@ -84,6 +84,31 @@ def _nodes(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _reports(args: argparse.Namespace, settings: Settings) -> int:
+    """Who has not submitted a periodic report for a period, and the reporting rates."""
+    from civicnet.pipeline.obligations import missing_reports
+
+    found = missing_reports(settings.home, args.period, tier=args.tier, under=args.under, report=args.report)
+    if args.json:
+        print(json.dumps(found, ensure_ascii=False, indent=1))
+        return 0
+    lines = [f"{found['period']} 未报送 / missing ({found['start']} – {found['end']}, 截至 as of {found['as_of']}):"]
+    for report, rate in found["rate"].items():
+        shown = "—" if rate["rate"] is None else f"{rate['rate']:.1%}"
+        lines.append(f"  {report}: 应报 expected {rate['expected']}, 已报 submitted {rate['submitted']}, "
+                     f"报送率 rate {shown}")
+        if found["unexpected"].get(report):
+            units = ", ".join(found["unexpected"][report])
+            lines.append(f"    无报送义务却报送 submitted without an obligation: {units}")
+    for m in found["missing"]:
+        late = "已逾期 overdue" if m["overdue"] else "未到期 not yet due"
+        lines.append(f"  {m['report']} {m['unit']} {m['name']}: 截止 due {m['due']} ({late}), 锁定 locks {m['lock']}")
+    if not found["missing"]:
+        lines.append("  全部已报送 / every obligation has a submission")
+    print("\n".join(lines))
+    return 0
+
+
 def _status(args: argparse.Namespace, settings: Settings) -> int:
     from civicnet.pipeline import status
 
@@ -344,6 +369,16 @@ def parser() -> argparse.ArgumentParser:
     nodes.add_argument("code", nargs="?", help="the subtree's root, a 12-digit division code (set)")
     nodes.add_argument("url", nargs="?", help="postgresql://host[:port]/database, or duckdb for files (set)")
     nodes.add_argument("--json", action="store_true", help="print JSON instead of text")
+    reports = _command(sub, "reports", "periodic reports: `reports missing --period 2021Q2`, who has not "
+                                       "submitted, against the obligations of the divisions in force then")
+    reports.add_argument("action", choices=["missing"],
+                         help="missing: the obligations with no submission, and the rates")
+    reports.add_argument("--period", required=True, help="a year (2021), quarter (2021Q2) or month (2021-05)")
+    reports.add_argument("--tier", choices=["city", "district", "street", "community"],
+                         help="only the reports owed by units of this tier")
+    reports.add_argument("--under", help="only the units of this division's subtree (a 12-digit code)")
+    reports.add_argument("--report", help="only this report (a dataset name, e.g. community_expenditures)")
+    reports.add_argument("--json", action="store_true", help="print JSON instead of text")
     status = _command(sub, "status", "nodes, extracts, rows, quarantine and batches")
     status.add_argument("--json", action="store_true", help="print JSON instead of text")
     sync = _command(sub, "sync", "sync districts' subtrees from the city without Airflow")
@@ -388,7 +423,7 @@ def parser() -> argparse.ArgumentParser:
     feeds.add_argument("--json", action="store_true", help="print JSON instead of a table")
     datasets = _command(sub, "datasets", "list the dataset contracts: Chinese title, owner, tiers, version")
     datasets.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    for sp in (init, demo, nodes, status, sync, verify, rebuild, close, report, ingest, airflow,
+    for sp in (init, demo, nodes, reports, status, sync, verify, rebuild, close, report, ingest, airflow,
                *_add_gateway_parsers(sub)):
         sp.add_argument("--home", default=argparse.SUPPRESS, help=HOME_HELP)
     return p
@@ -396,7 +431,8 @@ def parser() -> argparse.ArgumentParser:
 
 HOME_HELP = "civicnet home (default: $CIVICNET_HOME or ./var)"
 HANDLERS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
-    "init": _init, "demo": _demo, "nodes": _nodes, "status": _status, "sync": _sync, "verify": _verify,
+    "init": _init, "demo": _demo, "nodes": _nodes, "reports": _reports, "status": _status, "sync": _sync,
+    "verify": _verify,
     "rebuild-node": _rebuild_node, "quarantine-close": _quarantine, "report": _report, "ingest": _ingest,
     "feeds": _feeds, "datasets": _datasets, "push": _push, "gateway": _gateway, "airflow": _airflow}
 # commands that make a home if there is none; `feeds`, `datasets`, `push` and `airflow pools` use no

@@ -16,6 +16,7 @@ import yaml
 
 from schemas.divisions import TIERS, Tier
 from schemas.errors import ContractError
+from schemas.reporting import ReportingRule, rule_from_mapping
 from schemas.sql import IDENTIFIER_RULE, identifier_problem
 
 FieldType = Literal["string", "integer", "number", "date", "datetime", "boolean"]
@@ -73,6 +74,7 @@ class Contract:
     primary_key: tuple[str, ...]
     fields: tuple[Field, ...]
     source: str
+    reporting: ReportingRule | None = None  # a periodic report: who owes it, for which periods, by when
 
     @property
     def field_names(self) -> list[str]:
@@ -175,7 +177,22 @@ def contract_from_mapping(raw: Any, source: str) -> Contract:
         reaches=_tiers(raw["reaches"], source, "reaches"),
         pii_tiers=_tiers(raw.get("pii_tiers", []), source, "pii_tiers"),
         primary_key=tuple(raw["primaryKey"]), fields=fields, source=source,
+        reporting=_reporting(raw, fields, source),
     )
+
+
+def _reporting(raw: dict[str, Any], fields: tuple[Field, ...], source: str) -> ReportingRule | None:
+    """The contract's `reporting:` block (schemas/reporting.py), if any: its units are the anchor's tier."""
+    if "reporting" not in raw:
+        return None
+    try:
+        rule = rule_from_mapping(raw["reporting"], {f.name: f.type for f in fields}, "reporting")
+    except ValueError as err:
+        raise ContractError(f"{source}: {err}") from None
+    if rule.unit_tier != raw["anchor_tier"]:
+        raise _fail(source, "reporting.unit_tier", f"{rule.unit_tier!r} is not the anchor's tier "
+                    f"{raw['anchor_tier']!r}", "a report is owed by the unit its rows are anchored at")
+    return rule
 
 
 def load_contract(path: Path | str, shown: str | None = None) -> Contract:

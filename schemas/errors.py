@@ -25,6 +25,7 @@ CivicnetError (schemas.errors): catch it to catch every error civicnet raises on
     ├── NotAFolderError (schemas.homefiles; also NotADirectoryError): move the file that stands there away
     ├── UnknownShareGroupError (schemas.homefiles): create the group, or unset CIVICNET_SHARE_GROUP
     ├── UnknownLanguageError (schemas.i18n): ask for zh-CN (the default) or en
+    ├── ReportingError (schemas.reporting): write the period as 2021, 2021Q2 or 2021-05, of a report's kind
     ├── NaiveTimeZoneError (schemas.i18n; also ValueError): the caller passes an aware time (a bug)
     ├── WriteRefusedError (schemas.rights): send the file to the dataset's owner department, as it says
     ├── FeedConfigError (connectors.feeds): fix the feed config file the message names

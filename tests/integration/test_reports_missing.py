@@ -1,0 +1,114 @@
+"""`civicnet reports missing`: who has not submitted a periodic report, a live query of the city
+node against the obligations of the divisions in force (schemas/reporting.py).
+
+On an empty home, through the real gateway on loopback with the inline trigger: two communities
+push their 2021Q2 expenditures, a third pushes only 2021Q1. The 2021Q2 missing list is then every
+other community, with the third among them; the rate is two over the communities in force, and a
+street's view lists only its own communities. Text output is Chinese first."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from conftest import AS_OF
+
+from civicnet.cli import main
+from civicnet.demo.workbooks import expenditure_rows
+from civicnet.gateway.app import GatewayServer
+from civicnet.gateway.trigger import InlineTrigger
+from connectors.push.senders import add_sender
+from schemas.divisions import load_registry
+from schemas.media import CSV
+
+pytestmark = pytest.mark.slow  # a gateway and three merges into the city
+
+DATASET = "community_expenditures"
+HEADER = ["支出编号", "社区代码", "年度", "季度", "支出类别", "金额", "说明"]
+REGISTRY = load_registry(2020)
+STREET = "440304001000"  # 南园街道
+Q2 = ("440304001018", "440304001019")  # in 南园: they submit 2021Q2
+Q1_ONLY = "440304001020"  # in 南园: submits 2021Q1 only
+
+
+def rows_of(code: str, quarter: int) -> list[list[object]]:
+    rows = expenditure_rows(code, random.Random(code))
+    return [[r[0].replace("2021Q2", f"2021Q{quarter}"), r[1], r[2], quarter, *r[4:]] for r in rows]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("reports")
+    assert main(["--home", str(home), "init"]) == 0
+    pushes = [(code, 2) for code in Q2] + [(Q1_ONLY, 1)]
+    tokens = {code: add_sender(home, f"station-{code}", "community", None, code) for code, _ in pushes}
+    trigger = InlineTrigger(home, AS_OF, sync=False)
+    server = GatewayServer(home, trigger).start()
+    try:
+        for code, quarter in pushes:
+            out = io.StringIO()
+            csv.writer(out, lineterminator="\n").writerows([HEADER, *rows_of(code, quarter)])
+            answer = requests.post(f"{server.url}/v1/datasets/{DATASET}/batches", data=out.getvalue().encode(),
+                                   timeout=60, headers={"Content-Type": CSV, "X-Filename": f"{code}.csv",
+                                                        "Authorization": f"Bearer {tokens[code]}"})
+            assert answer.status_code == 202, answer.text
+            assert trigger.wait_idle(300)
+            assert trigger.last_error(str(answer.json()["batch_id"])) is None
+        yield home
+    finally:
+        server.stop()
+
+
+def missing(home: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> dict[str, Any]:
+    capsys.readouterr()
+    assert main(["--home", str(home), "reports", "missing", "--json", *extra]) == 0
+    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+
+
+def test_the_missing_list_is_every_community_in_force_that_did_not_submit(
+        home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    found = missing(home, capsys, "--period", "2021Q2")
+    communities = {d.code for d in REGISTRY.by_tier("community")}
+    assert found["period"] == "2021Q2"
+    assert {m["unit"] for m in found["missing"]} == communities - set(Q2)
+    assert len(found["missing"]) == len(communities) - 2  # each obligation once
+    first = next(m for m in found["missing"] if m["unit"] == Q1_ONLY)
+    assert first == {"report": DATASET, "period": "2021Q2", "unit": Q1_ONLY, "tier": "community", "vintage": 2020,
+                     "rule": "exists_on_period_end", "due": "2021-07-15", "lock": "2021-08-14",
+                     "name": REGISTRY.get(Q1_ONLY).name, "overdue": True}
+    rate = found["rate"][DATASET]
+    assert (rate["expected"], rate["submitted"]) == (len(communities), 2)
+    assert rate["rate"] == round(2 / len(communities), 4) and found["unexpected"][DATASET] == []
+    futian = rate["by_district"]["440304000000"]
+    assert futian["submitted"] == 2 and futian["expected"] == len([c for c in communities if c.startswith("440304")])
+    assert all(r["rate"] <= 1 for r in rate["by_district"].values())
+
+
+def test_a_street_sees_only_its_communities_and_the_first_quarter_apart(
+        home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    street = missing(home, capsys, "--period", "2021Q2", "--under", STREET)
+    own = {d.code for d in REGISTRY.children(STREET)}
+    assert {m["unit"] for m in street["missing"]} == own - set(Q2)
+    assert street["rate"][DATASET]["expected"] == len(own)
+    q1 = missing(home, capsys, "--period", "2021Q1", "--under", STREET)
+    assert {m["unit"] for m in q1["missing"]} == own - {Q1_ONLY}
+    assert missing(home, capsys, "--period", "2021Q2", "--tier", "street")["missing"] == []  # streets owe none
+
+
+def test_text_is_chinese_first_and_a_bad_period_names_the_fix(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["--home", str(home), "reports", "missing", "--period", "2021Q2", "--under", STREET]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("2021Q2 未报送") and "报送率" in text and REGISTRY.get(Q1_ONLY).name in text
+    assert main(["--home", str(home), "reports", "missing", "--period", "2021-Q2"]) == 2
+    assert "write it as 2021, 2021Q2 or 2021-05" in capsys.readouterr().err
+    assert main(["--home", str(home), "reports", "missing", "--period", "2021-05"]) == 0  # no monthly report
+    assert main(["--home", str(home), "reports", "missing", "--period", "2021Q2", "--report", "residents"]) == 2
+    assert "is not a periodic report" in capsys.readouterr().err
