@@ -1,7 +1,8 @@
 """The civicnet quality page: one static, self-contained HTML file per run.
 
 Sections (each with a stable id): `batches`, `gate`, `quarantine`, `freshness`,
-`reconciliation`, plus a link to the GX Data Docs when they exist. The page has no script and
+`reconciliation`, `reporting` (who has not submitted each periodic report), plus a link to the GX
+Data Docs when they exist. The page has no script and
 fetches nothing; every value is escaped, since departments and communities write much of it.
 It is built from a status (`civicnet.pipeline.status.collect`), read through `quality.status_view`.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any, Protocol
@@ -211,6 +212,37 @@ def _reconciliation(status: StatusView, _: _Gettext, lang: str) -> str:
         [_("node"), _("tier"), _("parent"), _("dataset"), _("division"), _("detail")], rows, set(), _("none"))
 
 
+def _rate(rate: Mapping[str, Any]) -> str:
+    return "—" if rate.get("rate") is None else f"{rate['rate']:.1%}"
+
+
+def _reporting(status: StatusView, _: _Gettext, lang: str) -> str:
+    """Who has not submitted each periodic report, against the obligations (never above 100 %)."""
+    if not status.reporting:
+        return "<p>" + _e(_("No periodic report is owed yet: the home has no city node.")) + "</p>"
+    parts = []
+    for found in status.reporting:
+        for report, rate in found["rate"].items():
+            head = _("{report}, {period}: {submitted} of {expected} obligations submitted ({rate}); the units in "
+                     "force on the period's last day owe it, as of {as_of}.").format(
+                report=report, period=found["period"], submitted=_n(rate["submitted"]),
+                expected=_n(rate["expected"]), rate=_rate(rate), as_of=format_time(found["as_of"], lang))
+            districts = [("", [_e(code), _e(d.get("name", "")), _n(d["expected"]), _n(d["submitted"]),
+                               _e(_rate(d))]) for code, d in sorted(rate["by_district"].items())]
+            parts.append(f"<p>{_e(head)}</p>" + _table(
+                [_("district"), _("name"), _("expected"), _("submitted"), _("rate")], districts, {2, 3, 4}, _("none")))
+            unexpected = found["unexpected"].get(report) or []
+            if unexpected:
+                parts.append('<p class="err">' + _e(_("Submitted without an obligation (not counted): {units}").format(
+                    units=", ".join(unexpected))) + "</p>")
+        missing = [("late" if m["overdue"] else "", [_e(m["report"]), _e(m["unit"]), _e(m["name"]), _e(m["due"]),
+                                                     _e(m["lock"]), _e(_("overdue") if m["overdue"] else _("not due"))])
+                   for m in found["missing"]]
+        parts.append(_table([_("report"), _("unit"), _("name"), _("due"), _("locks"), _("state")], missing, set(),
+                            _("every obligation has a submission")))
+    return "".join(parts)
+
+
 def render_page(status: StatusView, run: dict[str, Any] | None, lang: str = DEFAULT_LANG) -> str:
     """The quality page as one HTML document (inline CSS, no script, every value escaped)."""
     lang = parse_lang(lang)
@@ -225,7 +257,8 @@ def render_page(status: StatusView, run: dict[str, Any] | None, lang: str = DEFA
     sections = [("batches", _("Batches"), _batches(status, _, lang)), ("gate", _("Quality gate"), _gate(status, _)),
                 ("quarantine", _("Quarantine by reason and sender"), _quarantine(status, _)),
                 ("freshness", _("Freshness scoreboard"), _freshness(status, _, lang)),
-                ("reconciliation", _("Reconciliation across tiers"), _reconciliation(status, _, lang))]
+                ("reconciliation", _("Reconciliation across tiers"), _reconciliation(status, _, lang)),
+                ("reporting", _("Periodic reports: who has not submitted"), _reporting(status, _, lang))]
     nav = "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t, _body in sections)
     facts = _("home {home} · division vintage {vintage} · {nodes} nodes").format(
         home=status.home, vintage=status.vintage, nodes=_n(len(status.nodes)))

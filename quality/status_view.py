@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from quality.freshness import FreshnessRow
 from quality.verdict import LedgerGate
@@ -109,3 +109,5 @@ class StatusView(Protocol):
     def freshness(self) -> Sequence[FreshnessRow]: ...
     @property
     def reconciliation(self) -> ReconciliationView | None: ...
+    @property
+    def reporting(self) -> Sequence[Mapping[str, Any]]: ...  # civicnet.pipeline.obligations.missing_reports

@@ -62,6 +62,7 @@ CivicnetError (schemas.errors): catch it to catch every error civicnet raises on
     ├── NodeStoreConfigError (warehouse.stores): fix the node's store URL (`civicnet nodes set CODE URL`)
     ├── CityNotRebuildableError (warehouse.network): put the city's last extract in place, ingest again
     ├── QuarantineCloseError (warehouse.merge): give --why, and only lines open in quarantine
+    ├── ReviewRefusedError (warehouse.review): own unit, its parent, children first, or a lock exception
     ├── UnsupportedHistoryModeError (warehouse.merge): set the contract's history to scd2
     ├── ScopedBatchLinesError (warehouse.merge): check the batch again with this civicnet, then merge
     ├── EmptyHomeError (civicnet.settings): give --home a path (is a shell variable unset?)

@@ -26,6 +26,7 @@ from schemas.reporting import (
     Standing,
     obligations,
     parse_period,
+    period_of,
     spans_of,
     standing,
 )
@@ -97,6 +98,46 @@ def missing_reports(home: Path, period_label: str, tier: Tier | None = None, und
     return out
 
 
+def latest_period(home: Path, contract: Contract, now: dt.datetime) -> Period:
+    """The period the page shows for a report: the latest one the city holds a submission of, else
+    the latest one whose due day has passed (Shanghai)."""
+    rule = contract.reporting
+    assert rule is not None
+    part = quote_ident(rule.part_field) if rule.part_field else "0"
+    con = context.open_city(home, read_only=True)
+    try:
+        found = con.execute(f"SELECT {quote_ident(rule.year_field)}, {part} FROM city.{quote_ident(contract.name)} "
+                            "ORDER BY 1 DESC, 2 DESC LIMIT 1").fetchone()
+    finally:
+        con.close()
+    if found is not None:
+        return period_of(rule.period, int(found[0]), int(found[1]) if rule.part_field else None)
+    today = now.astimezone(SHANGHAI).date()
+    period = parse_period(f"{today.year:04d}")
+    if rule.period != "year":
+        part_now = (today.month + 2) // 3 if rule.period == "quarter" else today.month
+        period = period_of(rule.period, today.year, part_now)
+    while rule.due(period) >= today:  # not yet due: the one before
+        period = period_of(rule.period, *_before(period))
+    return period
+
+
+def _before(period: Period) -> tuple[int, int | None]:
+    day = period.start - dt.timedelta(days=1)
+    if period.kind == "year":
+        return day.year, None
+    return day.year, (day.month + 2) // 3 if period.kind == "quarter" else day.month
+
+
+def standings(home: Path, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Each report's missing list and rates for the period the quality page shows (`latest_period`);
+    empty when the home has no city node yet."""
+    now = now or dt.datetime.now(dt.UTC)
+    if not store_of(home, context.city_code()).ready(context.contracts()):
+        return []
+    return [missing_reports(home, latest_period(home, c, now).label, report=c.name, now=now) for c in reports()]
+
+
 def _overdue(obligation: Obligation, now: dt.datetime) -> bool:
     return now.astimezone(SHANGHAI).date() > obligation.due
 
@@ -112,5 +153,5 @@ def _rates(found: Standing, districts: list[Any]) -> dict[str, Any]:
         owed = [o for o in found.expected if in_subtree(o.unit, d.code)]
         if owed:
             units = {o.unit for o in owed if o.unit not in missing}
-            by_district[d.code] = one(standing(owed, units))
+            by_district[d.code] = one(standing(owed, units)) | {"name": d.name}
     return one(found) | {"by_district": by_district}

@@ -12,6 +12,7 @@ from typing import Any
 
 from civicnet import context
 from civicnet.pipeline.network import IndexedNode, read_network_index
+from civicnet.pipeline.obligations import standings
 from connectors.feeds import PushSource, load_feeds
 from connectors.push.senders import list_senders
 from quality.freshness import BatchSeen, FreshnessRow, Subject, scoreboard
@@ -97,6 +98,7 @@ class Status:
     quarantine: Mapping[str, Mapping[str, QuarantineTally]] = field(default_factory=dict)
     freshness: tuple[FreshnessRow, ...] = ()
     reconciliation: VerifyReport | None = None
+    reporting: tuple[dict[str, Any], ...] = ()  # each periodic report's missing list and rates (obligations)
 
     def to_dict(self) -> dict[str, Any]:
         """What `civicnet status --json` prints: times as ISO 8601, paths as text."""
@@ -105,7 +107,8 @@ class Status:
                                for d, by_dept in self.quarantine.items()},
                 "batches": [b.to_dict() for b in self.batches], "gate": [g.to_dict() for g in self.gate],
                 "freshness": [r.to_dict() for r in self.freshness],
-                "reconciliation": None if self.reconciliation is None else self.reconciliation.to_dict()}
+                "reconciliation": None if self.reconciliation is None else self.reconciliation.to_dict(),
+                "reporting": list(self.reporting)}
 
 
 def collect(home: Path, now: dt.datetime | None = None) -> Status:
@@ -122,7 +125,7 @@ def collect(home: Path, now: dt.datetime | None = None) -> Status:
             con.close()
     return Status(home, index.vintage, index.nodes, tuple(batches),
                   tuple(ledger_gate(b.batch_id, b.dataset, b.gate_json) for b in batches), quarantine,
-                  tuple(freshness(home, now)), reconciliation(home))
+                  tuple(freshness(home, now)), reconciliation(home), tuple(standings(home, now)))
 
 
 def rows_by_tier(nodes: Iterable[IndexedNode]) -> dict[str, dict[str, int]]:

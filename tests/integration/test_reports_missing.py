@@ -9,6 +9,7 @@ street's view lists only its own communities. Text output is Chinese first."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import random
@@ -112,3 +113,26 @@ def test_text_is_chinese_first_and_a_bad_period_names_the_fix(home: Path, capsys
     assert main(["--home", str(home), "reports", "missing", "--period", "2021-05"]) == 0  # no monthly report
     assert main(["--home", str(home), "reports", "missing", "--period", "2021Q2", "--report", "residents"]) == 2
     assert "is not a periodic report" in capsys.readouterr().err
+
+
+def test_the_status_and_the_quality_page_show_the_latest_period_submitted(home: Path) -> None:
+    from civicnet.pipeline.status import collect, quality_page
+
+    status = collect(home)
+    assert [r["period"] for r in status.reporting] == ["2021Q2"]  # the latest period with a submission
+    assert status.to_dict()["reporting"][0]["rate"][DATASET]["submitted"] == 2
+    page = quality_page(home, "reports-test").read_text("utf-8")
+    section = page[page.index('id="reporting"'):]
+    assert "应报 810 个单位，已报 2 个" in section and REGISTRY.get(Q1_ONLY).name in section
+
+
+@pytest.mark.parametrize(("now", "period"), [("2021-07-15T23:59:59+08:00", "2021Q1"),
+                                             ("2021-07-16T00:00:00+08:00", "2021Q2")])
+def test_without_a_submission_the_page_shows_the_latest_period_already_due(round_one_home: Path, now: str,
+                                                                           period: str) -> None:
+    from civicnet.pipeline.obligations import standings
+
+    shown = standings(round_one_home, dt.datetime.fromisoformat(now))
+    assert [s["period"] for s in shown] == [period]
+    assert shown[0]["rate"][DATASET]["submitted"] == 0
+    assert len(shown[0]["missing"]) == len(REGISTRY.by_tier("community"))

@@ -24,7 +24,7 @@ from warehouse.reconcile import Mismatch
 from warehouse.status import LedgerEntry, QuarantineTally
 
 EVIL = '<script>alert("x")</script>'
-SECTIONS = ("batches", "gate", "quarantine", "freshness", "reconciliation")
+SECTIONS = ("batches", "gate", "quarantine", "freshness", "reconciliation", "reporting")
 
 
 T = dt.datetime(2026, 11, 27, 10, tzinfo=dt.UTC)
@@ -65,8 +65,24 @@ def make_status(home: Path, **overrides: Any) -> Status:
                               "divisions from statistics: on time")),
         reconciliation=VerifyReport(T + dt.timedelta(hours=2), 899, [
             Mismatch("440304001001", "community", "440304001000", "residents", "440304001001", "rows", "11",
-                     f"10 {EVIL}")]))
+                     f"10 {EVIL}")]),
+        reporting=(REPORTING,))
     return replace(status, **overrides)
+
+
+def _missing(unit: str, name: str, overdue: bool) -> dict[str, Any]:
+    return {"report": "community_expenditures", "period": "2021Q2", "unit": unit, "tier": "community",
+            "vintage": 2020, "rule": "exists_on_period_end", "due": "2021-07-15", "lock": "2021-08-14",
+            "name": name, "overdue": overdue}
+
+
+# as civicnet.pipeline.obligations.missing_reports returns it
+REPORTING = {"period": "2021Q2", "start": "2021-04-01", "end": "2021-06-30", "as_of": "2021-07-20T09:00:00+08:00",
+             "missing": [_missing("440304001018", "滨江社区居委会", True),
+                         _missing("440304001019", "沙埔头社区", False)],
+             "rate": {"community_expenditures": {"expected": 810, "submitted": 808, "rate": 0.9975, "by_district": {
+                 "440304000000": {"expected": 115, "submitted": 113, "rate": 0.9826, "name": "福田区"}}}},
+             "unexpected": {"community_expenditures": ["440304001099"]}}
 
 
 class _Rows(HTMLParser):
@@ -196,3 +212,18 @@ def test_every_time_is_in_shanghai_with_its_date_and_none_is_relative(tmp_path: 
             assert shown in text, shown
         assert "(UTC)" not in text and "2026-11-27T" not in text
         assert not re.search(r"\bago\b|前更新了|分钟前|小时前", text)
+
+
+def test_who_has_not_submitted_is_listed_with_rates_and_the_overdue_marked(tmp_path: Path) -> None:
+    page = render_page(make_status(tmp_path), None)
+    section = page[page.index('id="reporting"'):]
+    assert "定期报表：未报送单位" in page and "应报 810 个单位，已报 808 个（99.8%）" in section
+    assert "福田区" in section and "98.3%" in section and "滨江社区居委会" in section and "已逾期" in section
+    assert "无报送义务却已报送（不计入报送率）：440304001099" in section
+    rows = parse(section).row_classes
+    assert rows.count("late") == 1  # the overdue one only
+
+
+def test_a_home_without_a_city_owes_no_report_yet(tmp_path: Path) -> None:
+    page = render_page(make_status(tmp_path, reporting=()), None, "en")
+    assert "No periodic report is owed yet" in page[page.index('id="reporting"'):]
