@@ -16,6 +16,8 @@ cascade:
 - A period locks after its lock day (Asia/Shanghai, schemas/reporting.py). After that, no version
   is accepted. The one exception is a lock exception: it opens exactly one (report, period, unit)
   and lapses on its own day.
+- The same measure reported at two grains for one unit (a month and the quarter holding it) is
+  refused, never summed.
 - Every state change is an event with who, when and why. The book refuses, with the reason and the
   fix, an event that is not allowed: a unit submitting for another, an approver who is not the
   unit's parent, an approval before the children's, a submission to a locked period.
@@ -35,7 +37,7 @@ from typing import Any, Literal
 
 from schemas.divisions import Registry, parent_of, tier_of
 from schemas.errors import TerminalError
-from schemas.reporting import Obligation, is_late
+from schemas.reporting import Obligation, is_late, parse_period
 
 EventKind = Literal["submit", "approve", "lock_exception"]
 State = Literal["draft", "submitted", "reviewed", "accepted", "city", "changed"]
@@ -197,6 +199,15 @@ class ReviewBook:
             since = owed.lock + dt.timedelta(days=1)
             raise ReviewRefusedError(f"{event.report} {event.period} is locked since {since} (Asia/Shanghai): "
                                      f"ask the city for a lock exception for {event.unit}")
+        period = parse_period(event.period)
+        for (report, other, unit), entry in self._units.items():
+            if report == event.report and unit == event.unit and entry.versions and other != event.period:
+                taken = parse_period(other)
+                if taken.kind != period.kind and taken.start <= period.end and period.start <= taken.end:
+                    raise ReviewRefusedError(
+                        f"{event.unit} already reported {event.report} for {other} ({taken.kind}ly): the same "
+                        f"measure at a second grain ({event.period}) is refused, never summed; correct {other} "
+                        "instead")
         expected = len(self.versions(event.report, event.period, event.unit)) + 1
         if event.version != expected:
             raise ReviewRefusedError(f"version {event.version} of {event.unit}'s {event.report} {event.period} comes "

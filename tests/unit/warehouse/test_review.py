@@ -151,3 +151,16 @@ def test_no_history_touches_a_sibling_or_approves_before_the_children(actions: l
         versions = [v.version for v in b.versions(REPORT, PERIOD, c)]
         assert versions == list(range(1, len(versions) + 1))
         assert parent_of(c) == STREET
+
+
+def test_the_same_measure_at_a_second_grain_is_refused_never_summed() -> None:
+    monthly = ReportingRule("community", "month", 15, 45, "exists_on_period_end", "year", "month")
+    may = obligations(REPORT, monthly, parse_period("2021-05"), spans_of(REGISTRY), 2020)
+    july = obligations(REPORT, monthly, parse_period("2021-07"), spans_of(REGISTRY), 2020)
+    b = ReviewBook(REGISTRY, [*OWED, *may, *july])
+    submit(b, C1, 90.0)  # 2021Q2
+    with pytest.raises(ReviewRefusedError, match=r"at a second grain \(2021-05\) is refused, never summed"):
+        b.submit(REPORT, "2021-05", C1, C1, "站长", T, {"spent": 30.0})
+    b.submit(REPORT, "2021-07", C1, C1, "站长", dt.datetime(2021, 8, 1, tzinfo=SH), {"spent": 30.0})  # no overlap
+    b.submit(REPORT, "2021-05", C2, C2, "站长", T, {"spent": 30.0})  # another unit: its own grain
+    assert [e.period for e in b.events if e.unit == C1] == ["2021Q2", "2021-07"]
