@@ -213,7 +213,8 @@ def test_compose_init_makes_the_pools_the_dags_use(tmp_path: Path, capsys: pytes
 # (the schema is Apache-2.0 but 650 kB: not pinned in this repository; these names are checked instead)
 CHART_KEYS = {"defaultAirflowRepository", "defaultAirflowTag", "airflowVersion", "images", "executor",
               "postgresql", "redis", "data", "fernetKeySecretName", "jwtSecretName", "env", "secret", "config",
-              "workers", "migrateDatabaseJob", "createUserJob", "triggerer", "dagProcessor"}
+              "workers", "migrateDatabaseJob", "createUserJob", "triggerer", "dagProcessor", "volumes",
+              "volumeMounts"}
 
 
 def test_helm_values_use_the_charts_names_and_the_codes_settings() -> None:
@@ -228,6 +229,16 @@ def test_helm_values_use_the_charts_names_and_the_codes_settings() -> None:
     assert all(set(e) == {"name", "value"} for e in values["env"])
     assert all(set(s) == {"envName", "secretName", "secretKey"} for s in values["secret"])
     assert values["workers"]["replicas"] == 2
+
+
+def test_every_airflow_pod_mounts_the_shared_home_claim() -> None:
+    values = yaml.safe_load(HELM.read_text("utf-8"))
+    claim = yaml.safe_load((INFRA / "helm" / "civicnet-home-pvc.yaml").read_text("utf-8"))
+    assert claim["kind"] == "PersistentVolumeClaim" and claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    volume = next(v for v in values["volumes"] if v["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"])
+    mount = next(m for m in values["volumeMounts"] if m["name"] == volume["name"])
+    home = next(e["value"] for e in values["env"] if e["name"] == "AIRFLOW_VAR_CIVICNET_HOME")
+    assert mount["mountPath"] == home
 
 
 def test_the_gateway_unit_is_hardened() -> None:
