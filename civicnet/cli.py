@@ -86,6 +86,8 @@ def _nodes(args: argparse.Namespace, settings: Settings) -> int:
 
 def _reports(args: argparse.Namespace, settings: Settings) -> int:
     """Who has not submitted a periodic report for a period, and the reporting rates."""
+    if args.action == "rollup":
+        return _rollups(args, settings)
     from civicnet.pipeline.obligations import missing_reports
 
     found = missing_reports(settings.home, args.period, tier=args.tier, under=args.under, report=args.report)
@@ -107,6 +109,29 @@ def _reports(args: argparse.Namespace, settings: Settings) -> int:
         lines.append("  全部已报送 / every obligation has a submission")
     print("\n".join(lines))
     return 0
+
+
+def _rollups(args: argparse.Namespace, settings: Settings) -> int:
+    """Each hop's rollups of the period's reports, checked; with --deliver, sent to their subscribers."""
+    from civicnet.pipeline import deliveries
+
+    rolled = deliveries.checked_rollups(settings.home, args.period, args.report)
+    delivered = deliveries.deliver(settings.home, args.period, args.report) if args.deliver else []
+    if args.json:
+        print(json.dumps({"rollups": rolled, "delivered": delivered}, ensure_ascii=False, indent=1))
+        return 1 if any(r["mismatches"] for r in rolled) else 0
+    lines = []
+    for r in rolled:
+        city = next((n for n in r["nodes"] if n["tier"] == "city"), None)
+        total = sum(g.get(r["measures"][0], 0) for g in city["groups"]) if city and r["measures"] else 0
+        lines.append(f"{r['report']} {r['period']} 汇总 rollup: {len(r['nodes'])} 个节点 nodes, "
+                     f"全市合计 city total {total:,.2f}, 不一致 mismatches {len(r['mismatches'])}")
+        lines += [f"  ✗ {m['detail']}" for m in r["mismatches"]]
+    for d in delivered:
+        state = "已送达 delivered" if d["new"] else "未变化，未重复送达 unchanged, not sent again"
+        lines.append(f"  → {d['department']}: {d['period']} {state} ({d['delivered_at']}, sha256 {d['sha256'][:12]})")
+    print("\n".join(lines) or "没有该期间的定期报表 / no periodic report of that period")
+    return 1 if any(r["mismatches"] for r in rolled) else 0
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
@@ -371,8 +396,11 @@ def parser() -> argparse.ArgumentParser:
     nodes.add_argument("--json", action="store_true", help="print JSON instead of text")
     reports = _command(sub, "reports", "periodic reports: `reports missing --period 2021Q2`, who has not "
                                        "submitted, against the obligations of the divisions in force then")
-    reports.add_argument("action", choices=["missing"],
-                         help="missing: the obligations with no submission, and the rates")
+    reports.add_argument("action", choices=["missing", "rollup"],
+                         help="missing: the obligations with no submission, and the rates; rollup: each hop's "
+                              "totals, checked against its children's (exit 1 on a mismatch)")
+    reports.add_argument("--deliver", action="store_true",
+                         help="rollup: deliver the checked rollups to the subscribing departments' outboxes")
     reports.add_argument("--period", required=True, help="a year (2021), quarter (2021Q2) or month (2021-05)")
     reports.add_argument("--tier", choices=["city", "district", "street", "community"],
                          help="only the reports owed by units of this tier")
@@ -453,6 +481,10 @@ def check_options(args: argparse.Namespace) -> None:
     if args.command == "push" and args.wait is not None and not args.report:
         raise ContradictoryOptionsError("--wait applies only with --report (how long to wait for the verdict); "
                                         "add --report or leave --wait out")
+    if args.command == "reports" and args.action == "rollup" and (args.tier or args.under):
+        raise ContradictoryOptionsError("--tier and --under apply to `reports missing`; a rollup covers every hop")
+    if args.command == "reports" and args.action == "missing" and args.deliver:
+        raise ContradictoryOptionsError("--deliver applies to `reports rollup`; leave it out")
     if args.command == "sync" and args.district and args.workers != 1:
         raise ContradictoryOptionsError("--workers applies to a sync of every district; the districts named with "
                                         "--district are synced one after another: leave one of them out")

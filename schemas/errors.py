@@ -71,6 +71,7 @@ CivicnetError (schemas.errors): catch it to catch every error civicnet raises on
     ├── HomeNotEmptyError (civicnet.pipeline.home): choose a new or empty folder for the home
     ├── BatchNotCheckedError (civicnet.pipeline.ingest): run the batch's check, then the merge
     ├── ReconciliationError (civicnet.pipeline.verify): run `civicnet verify --repair`
+    ├── RollupMismatchError (civicnet.pipeline.deliveries): run `civicnet verify --repair`, then deliver again
     ├── NoCityNodeError (civicnet.pipeline.verify): run the ingest and network DAGs (or the demo) first
     ├── LocalCheckError (civicnet.pipeline.push): fix the file as the local check says, then send it
     ├── DagsNotFoundError (civicnet.pipeline.runner.env): reinstall civicnet, or set CIVICNET_DAGS_FOLDER

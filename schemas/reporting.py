@@ -41,6 +41,7 @@ RULES: tuple[str, ...] = get_args(Rule)
 # the day a shipped division vintage comes into force (it stays in force until the next one)
 VINTAGE_IN_FORCE = {2020: dt.date(2020, 1, 1)}
 _PERIOD = re.compile(r"^(?P<year>\d{4})(?:Q(?P<quarter>[1-4])|-(?P<month>0[1-9]|1[0-2]))?$")
+_DEPARTMENT = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 MAX_SPAN_DAYS = 3660  # a lock at most about ten years after a period: a larger one is a typo
 
 
@@ -102,6 +103,8 @@ class ReportingRule:
     obligated: Rule
     year_field: str  # the row's fields that place it in a period
     part_field: str | None  # the quarter or month field; None for a yearly report
+    rollup_by: tuple[str, ...] = ()  # the fields each hop's rollup groups by, beside the period
+    subscribers: tuple[str, ...] = ()  # departments that receive the rollups as a delivery (their outbox)
 
     def due(self, period: Period) -> dt.date:
         return period.end + dt.timedelta(days=self.due_days)
@@ -115,7 +118,7 @@ def rule_from_mapping(raw: Any, fields: Mapping[str, str], where: str) -> Report
     Errors are `(problem, fix)` messages for the contract loader (ValueError)."""
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: must be a mapping; see schemas/datasets/community_expenditures.yaml")
-    known = {"unit_tier", "period", "due_days", "lock_days", "obligated", "period_fields"}
+    known = {"unit_tier", "period", "due_days", "lock_days", "obligated", "period_fields", "rollup_by", "subscribers"}
     if set(raw) - known:
         raise ValueError(f"{where}: unknown keys {sorted(set(raw) - known)}; use only {sorted(known)}")
     if raw.get("unit_tier") not in TIERS:
@@ -138,8 +141,16 @@ def rule_from_mapping(raw: Any, fields: Mapping[str, str], where: str) -> Report
         if fields.get(str(name)) != "integer":
             raise ValueError(f"{where}.period_fields.{role}: {name!r} is not an integer field of the contract; "
                              f"name the field holding the row's {role}")
+    rollup_by = raw.get("rollup_by") or []
+    if not isinstance(rollup_by, list) or any(fields.get(str(f)) not in ("string", "integer") for f in rollup_by):
+        raise ValueError(f"{where}.rollup_by: {rollup_by!r} must list text or integer fields of the contract")
+    subscribers = raw.get("subscribers") or []
+    if not isinstance(subscribers, list) or any(not isinstance(d, str) or not _DEPARTMENT.match(d)
+                                                for d in subscribers):
+        raise ValueError(f"{where}.subscribers: {subscribers!r} must list department names (lower-case letters, "
+                         "digits and _, such as finance)")
     return ReportingRule(raw["unit_tier"], raw["period"], due, lock, obligated, str(year_field),
-                         str(part_field) if part_field else None)
+                         str(part_field) if part_field else None, tuple(map(str, rollup_by)), tuple(subscribers))
 
 
 @dataclass(frozen=True)

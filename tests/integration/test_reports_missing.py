@@ -136,3 +136,73 @@ def test_without_a_submission_the_page_shows_the_latest_period_already_due(round
     assert [s["period"] for s in shown] == [period]
     assert shown[0]["rate"][DATASET]["submitted"] == 0
     assert len(shown[0]["missing"]) == len(REGISTRY.by_tier("community"))
+
+
+@pytest.fixture(scope="module")
+def synced(home: Path) -> Path:
+    """The same home with its network synced: every hop holds its subtree's expenditures."""
+    from civicnet import pipeline
+
+    pipeline.sync_network(home)
+    return home
+
+
+def _rollup(home: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, dict[str, Any]]:
+    capsys.readouterr()
+    code = main(["--home", str(home), "reports", "rollup", "--period", "2021Q2", "--json", *extra])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def _amounts(code: str, quarter: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for row in rows_of(code, quarter):
+        out[str(row[4])] = round(out.get(str(row[4]), 0.0) + float(row[5]), 2)  # type: ignore[arg-type]
+    return out
+
+
+def test_every_hop_rolls_up_what_its_children_hold_and_delivers_to_finance(
+        synced: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, found = _rollup(synced, capsys, "--deliver")
+    assert code == 0
+    (rolled,) = found["rollups"]
+    assert rolled["mismatches"] == [] and rolled["by"] == ["category"] and rolled["measures"] == ["amount_yuan"]
+    nodes = {n["code"]: n for n in rolled["nodes"]}
+    wanted = sum(sum(_amounts(c, 2).values()) for c in Q2)  # only 2021Q2 counts; Q1_ONLY's first quarter does not
+    for hop in ("440300000000", "440304000000", STREET):
+        assert sum(g["amount_yuan"] for g in nodes[hop]["groups"]) == pytest.approx(wanted)
+        assert sorted(g["by"][0] for g in nodes[hop]["groups"]) == ["activities", "facilities", "office", "other",
+                                                                    "services", "staff"]  # the contract's codes
+    assert sum(g["amount_yuan"] for g in nodes[Q2[0]]["groups"]) == pytest.approx(sum(_amounts(Q2[0], 2).values()))
+    assert sum(g["rows"] for g in nodes[STREET]["groups"]) == sum(len(rows_of(c, 2)) for c in Q2)
+    (delivered,) = found["delivered"]
+    assert delivered["department"] == "finance" and delivered["new"] is True
+    folder = synced / "outbox" / "finance" / DATASET
+    assert sorted(p.name for p in folder.iterdir()) == ["deliveries.json", "rollup-2021Q2.csv", "rollup-2021Q2.json"]
+    header = (folder / "rollup-2021Q2.csv").read_text("utf-8").splitlines()[0]
+    assert header == "区划代码,名称,层级,期间,支出类别,行数,金额（元）"
+    assert "440300000000,深圳市,市,2021Q2," in (folder / "rollup-2021Q2.csv").read_text("utf-8")
+    again = _rollup(synced, capsys, "--deliver")[1]["delivered"][0]
+    assert again["new"] is False and again["sha256"] == delivered["sha256"]
+    assert len(json.loads((folder / "deliveries.json").read_text("utf-8"))) == 1  # delivered once
+
+
+def test_a_hop_that_differs_from_its_child_names_the_child_and_delivers_nothing(
+        synced: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import duckdb
+
+    from warehouse.stores import node_path
+
+    with duckdb.connect(str(node_path(synced, Q2[1]))) as con:
+        con.execute("UPDATE community_expenditures SET amount_yuan = amount_yuan + 100 "
+                    "WHERE expenditure_id = (SELECT min(expenditure_id) FROM community_expenditures)")
+    code, found = _rollup(synced, capsys)
+    assert code == 1
+    (mismatch,) = found["rollups"][0]["mismatches"]
+    assert (mismatch["node"], mismatch["child"], mismatch["measure"]) == (STREET, Q2[1], "amount_yuan")
+    assert mismatch["child_value"] - mismatch["node_value"] == pytest.approx(100)
+    before = (synced / "outbox" / "finance" / DATASET / "deliveries.json").read_bytes()
+    assert main(["--home", str(synced), "reports", "rollup", "--period", "2021Q2", "--deliver"]) == 2
+    assert Q2[1] in capsys.readouterr().err
+    assert (synced / "outbox" / "finance" / DATASET / "deliveries.json").read_bytes() == before
+    assert main(["--home", str(synced), "verify", "--repair"]) == 0
+    assert _rollup(synced, capsys)[0] == 0

@@ -90,7 +90,8 @@ def test_the_shipped_vintage_gives_every_community_one_obligation() -> None:
 
 def test_the_expenditure_contract_declares_its_report() -> None:
     rule = load_contracts()["community_expenditures"].reporting
-    assert rule == ReportingRule("community", "quarter", 15, 45, "exists_on_period_end", "year", "quarter")
+    assert rule == ReportingRule("community", "quarter", 15, 45, "exists_on_period_end", "year", "quarter",
+                                 ("category",), ("finance",))
 
 
 @pytest.mark.parametrize(("block", "message"), [
@@ -103,6 +104,10 @@ def test_the_expenditure_contract_declares_its_report() -> None:
       "period_fields": {"year": "year", "quarter": "note"}}, "period_fields.quarter: 'note' is not an integer"),
     ({"unit_tier": "community", "period": "quarter", "due_days": 15, "lock_days": 45, "owner": "x"},
      "unknown keys"),
+    ({"unit_tier": "community", "period": "quarter", "due_days": 15, "lock_days": 45,
+      "period_fields": {"year": "year", "quarter": "quarter"}, "rollup_by": ["nope"]}, "rollup_by"),
+    ({"unit_tier": "community", "period": "quarter", "due_days": 15, "lock_days": 45,
+      "period_fields": {"year": "year", "quarter": "quarter"}, "subscribers": ["../finance"]}, "department names"),
 ])
 def test_a_bad_reporting_block_names_its_key_and_the_fix(block: dict[str, object], message: str) -> None:
     raw = {"name": "r", "version": "1.0.0", "owner": "civil_affairs", "anchor": "division_code",
