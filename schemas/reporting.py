@@ -33,6 +33,7 @@ from typing import Any, Literal, get_args
 from schemas.divisions import TIERS, Registry, Tier, tier_of
 from schemas.errors import TerminalError
 from schemas.i18n import SHANGHAI, NaiveTimeZoneError
+from schemas.sql import quote_ident
 
 PeriodKind = Literal["month", "quarter", "year"]
 Rule = Literal["exists_on_period_end", "exists_whole_period", "exists_any_day"]
@@ -57,6 +58,15 @@ class Period:
     end: dt.date
     kind: PeriodKind
     label: str
+
+    @property
+    def part(self) -> int | None:
+        """The quarter (1-4) or month (1-12) of the period; None for a year."""
+        return part_of(self.kind, self.start)
+
+    def previous(self) -> Period:
+        """The period of the same kind just before this one."""
+        return period_containing(self.kind, self.start - dt.timedelta(days=1))
 
     def days(self) -> Iterable[dt.date]:
         day = self.start
@@ -92,6 +102,16 @@ def period_of(kind: PeriodKind, year: int, part: int | None = None) -> Period:
     return parse_period(f"{year:04d}Q{part}" if kind == "quarter" else f"{year:04d}-{part:02d}")
 
 
+def part_of(kind: PeriodKind, day: dt.date) -> int | None:
+    """The quarter or month of a day, for a period of that kind (None for a year)."""
+    return None if kind == "year" else (day.month + 2) // 3 if kind == "quarter" else day.month
+
+
+def period_containing(kind: PeriodKind, day: dt.date) -> Period:
+    """The period of that kind holding the day."""
+    return period_of(kind, day.year, part_of(kind, day))
+
+
 @dataclass(frozen=True)
 class ReportingRule:
     """A contract's `reporting:` block: who owes the report, for which periods, by when."""
@@ -105,6 +125,14 @@ class ReportingRule:
     part_field: str | None  # the quarter or month field; None for a yearly report
     rollup_by: tuple[str, ...] = ()  # the fields each hop's rollup groups by, beside the period
     subscribers: tuple[str, ...] = ()  # departments that receive the rollups as a delivery (their outbox)
+
+    def placed_in(self, period: Period) -> tuple[str, list[int]]:
+        """The SQL condition (and its parameters) of the rows this report places in the period."""
+        where, params = f"{quote_ident(self.year_field)} = ?", [period.start.year]
+        if self.part_field is not None and period.part is not None:
+            where += f" AND {quote_ident(self.part_field)} = ?"
+            params.append(period.part)
+        return where, params
 
     def due(self, period: Period) -> dt.date:
         return period.end + dt.timedelta(days=self.due_days)

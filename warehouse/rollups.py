@@ -68,10 +68,7 @@ def rollup(con: duckdb.DuckDBPyConnection, alias: str, code: str, contract: Cont
     """The rollup of the node attached as `alias` (its code `code`) for one period."""
     rule = contract.reporting
     assert rule is not None
-    where, params = f"{quote_ident(rule.year_field)} = ?", [period.start.year]
-    if rule.part_field is not None:
-        where += f" AND {quote_ident(rule.part_field)} = ?"
-        params.append((period.start.month + 2) // 3 if period.kind == "quarter" else period.start.month)
+    where, params = rule.placed_in(period)
     by = [quote_ident(f) for f in rule.rollup_by]
     names = measures(contract)
     child = _CHILD_OF.get(tier_of(code), "NULL")

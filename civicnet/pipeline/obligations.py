@@ -26,6 +26,7 @@ from schemas.reporting import (
     Standing,
     obligations,
     parse_period,
+    period_containing,
     period_of,
     spans_of,
     standing,
@@ -50,10 +51,7 @@ def submitted_units(home: Path, contract: Contract, period: Period) -> set[str]:
     """The units the city holds a current row of the report for in the period."""
     rule = contract.reporting
     assert rule is not None
-    where, params = f"{quote_ident(rule.year_field)} = ?", [period.start.year]
-    if rule.part_field is not None:
-        where += f" AND {quote_ident(rule.part_field)} = ?"
-        params.append((period.start.month + 2) // 3 if period.kind == "quarter" else period.start.month)
+    where, params = rule.placed_in(period)
     con = context.open_city(home, read_only=True)
     try:
         rows = con.execute(f"SELECT DISTINCT division_code FROM city.{quote_ident(contract.name)} WHERE {where}",
@@ -78,7 +76,7 @@ def missing_reports(home: Path, period_label: str, tier: Tier | None = None, und
     chosen = [c for c in reports() if report in (None, c.name)]
     if report is not None and not chosen:
         raise ReportingError(f"{report!r} is not a periodic report; the reports are "
-                          f"{', '.join(c.name for c in reports())}")
+                             f"{', '.join(c.name for c in reports())}")
     now = now or dt.datetime.now(dt.UTC)
     registry = context.registry()
     out: dict[str, Any] = {"period": period.label, "start": period.start.isoformat(), "end": period.end.isoformat(),
@@ -113,20 +111,10 @@ def latest_period(home: Path, contract: Contract, now: dt.datetime) -> Period:
     if found is not None:
         return period_of(rule.period, int(found[0]), int(found[1]) if rule.part_field else None)
     today = now.astimezone(SHANGHAI).date()
-    period = parse_period(f"{today.year:04d}")
-    if rule.period != "year":
-        part_now = (today.month + 2) // 3 if rule.period == "quarter" else today.month
-        period = period_of(rule.period, today.year, part_now)
+    period = period_containing(rule.period, today)
     while rule.due(period) >= today:  # not yet due: the one before
-        period = period_of(rule.period, *_before(period))
+        period = period.previous()
     return period
-
-
-def _before(period: Period) -> tuple[int, int | None]:
-    day = period.start - dt.timedelta(days=1)
-    if period.kind == "year":
-        return day.year, None
-    return day.year, (day.month + 2) // 3 if period.kind == "quarter" else day.month
 
 
 def standings(home: Path, now: dt.datetime | None = None) -> list[dict[str, Any]]:

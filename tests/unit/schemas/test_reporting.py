@@ -22,6 +22,7 @@ from schemas.reporting import (
     is_locked,
     obligations,
     parse_period,
+    period_containing,
     period_of,
     spans_of,
     standing,
@@ -38,6 +39,9 @@ def test_periods_are_years_quarters_and_months_with_their_last_day() -> None:
     assert parse_period("2024-02").end == dt.date(2024, 2, 29)  # a leap year
     assert parse_period("2021").end == dt.date(2021, 12, 31)
     assert period_of("quarter", 2021, 2) == q2 and period_of("month", 2021, 5).label == "2021-05"
+    assert (q2.part, q2.previous().label, q2.previous().previous().label) == (2, "2021Q1", "2020Q4")
+    assert (parse_period("2021-01").previous().label, parse_period("2021").previous().label) == ("2020-12", "2020")
+    assert period_containing("quarter", dt.date(2021, 9, 30)).label == "2021Q3" and parse_period("2021").part is None
     for bad in ("2021Q5", "21Q2", "2021-13", "2021 Q2", "Q2"):
         with pytest.raises(ReportingError, match="write it as 2021, 2021Q2 or 2021-05"):
             parse_period(bad)
