@@ -13,7 +13,10 @@ and division), writes `quality/reconciliation.json` and
 fails, naming the nodes, if any differs (`civicnet verify --repair` re-copies those slices).
 Last, whatever reconcile said, `quality_report` rebuilds the GX Data Docs
 (`quality/gx/data_docs/index.html`) and writes this run's quality page
-(`reports/quality/index.html`): batches, gate results, quarantine, freshness, reconciliation.
+(`reports/quality/index.html`): batches, gate results, quarantine, freshness, reconciliation,
+who has not submitted. Only after a reconciliation that passed, `deliver_rollups` sends each
+subscribed periodic report's rollups of its latest period, checked at every hop, to the
+subscribing departments' outboxes (finance: the expenditures), once per content.
 """
 
 from __future__ import annotations
@@ -64,10 +67,19 @@ def network_sync() -> None:
 
         return pipeline.publish_quality_report(civicnet_home())
 
+    @task
+    @translate_errors
+    def deliver_rollups() -> list[dict[str, object]]:
+        from civicnet import pipeline
+
+        return pipeline.deliver_rollups(civicnet_home())
+
     city = publish_city()
     subtrees = [sync_district.override(task_id=f"sync_{code}", pool=district_pool(code))(code)
                 for code in district_codes()]
-    write_index(subtrees, city) >> reconcile() >> quality_report()
+    checked = write_index(subtrees, city) >> reconcile()
+    checked >> quality_report()
+    checked >> deliver_rollups()  # only after a reconciliation that passed
 
 
 network_sync()

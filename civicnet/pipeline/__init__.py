@@ -27,7 +27,7 @@ _API = {
     "sync_district": "network", "sync_districts": "network", "sync_network": "network", "publish_city": "network",
     "write_network_index": "network", "read_network_index": "network", "rebuild_node": "network",
     "reconcile": "verify", "verify_and_record": "verify",
-    "write_owed_reports": "reports", "publish_quality_report": "reports",
+    "write_owed_reports": "reports", "publish_quality_report": "reports", "deliver_rollups": "deliveries",
     "use_object_stores": "storage", "mirror_releases": "storage",
     "districts": "civicnet.context", "load_feeds": "connectors.feeds",
     # light, read while Airflow parses dags/network.py: one sync task and one pool per district
@@ -43,6 +43,7 @@ __all__ = [
     "check",
     "city_changes",
     "decode_payload",
+    "deliver_rollups",
     "district_codes",
     "district_pool",
     "districts",
@@ -73,6 +74,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from civicnet.context import districts
+    from civicnet.pipeline.deliveries import deliver_rollups
     from civicnet.pipeline.ingest import (
         check,
         city_changes,

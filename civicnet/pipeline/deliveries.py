@@ -1,5 +1,6 @@
 """Each hop's rollups of a periodic report, checked, and their delivery to the departments that
-subscribe to them (issue 13, items 5 and 6): `civicnet reports rollup --period P [--deliver]`.
+subscribe to them (issue 13, items 5 and 6): `civicnet reports rollup --period P [--deliver]`,
+and the network DAG's `deliver_rollups` task after each run.
 
 Every node of the network (city, districts, streets, communities) is read through its store
 (server nodes afresh). Its rollup for the period (warehouse/rollups.py) is checked against its
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from civicnet import context
-from civicnet.pipeline.obligations import reports
+from civicnet.pipeline.obligations import latest_period, reports, submitted_units
 from quality.rejection import outbox_dir
 from schemas.contract import Contract
 from schemas.csvsafe import safe_cell
@@ -145,3 +146,19 @@ def _deliver_one(home: Path, department: str, rolled: dict[str, Any], body: str,
              "files": [f.name for f in files], "nodes": len(rolled["nodes"])}
     write_atomic(ledger_path, json.dumps([*ledger, entry], ensure_ascii=False, indent=1) + "\n")
     return entry | {"department": department, "new": True}
+
+
+def deliver_rollups(home: Path, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """After a network run (the network DAG's `deliver_rollups` task): each subscribed report's
+    rollup of the latest period the city holds a submission of, checked and delivered; nothing
+    for a report no one has submitted yet, or before the city node exists."""
+    now = now or dt.datetime.now(dt.UTC)
+    if not store_of(home, context.city_code()).ready(context.contracts()):
+        return []
+    done = []
+    for contract in reports():
+        if contract.reporting and contract.reporting.subscribers:
+            period = latest_period(home, contract, now)
+            if submitted_units(home, contract, period):
+                done += deliver(home, period.label, contract.name, now)
+    return done

@@ -203,7 +203,8 @@ def test_network_sync_has_one_task_per_district_in_its_own_pool(dagbag: Any) -> 
     dag = dagbag.dags["network_sync"]
     syncs = [f"sync_{code}" for code in districts()]
     assert len(syncs) == 9
-    assert set(dag.task_ids) == {*syncs, "publish_city", "write_index", "reconcile", "quality_report"}
+    assert set(dag.task_ids) == {*syncs, "publish_city", "write_index", "reconcile", "quality_report",
+                                 "deliver_rollups"}
     assert [(dag.get_task(t).pool, dag.get_task(t).pool_slots) for t in syncs] == [
         (district_pool(code), 1) for code in districts()]
     assert not any(dag.get_task(t).is_mapped for t in syncs)
@@ -211,8 +212,9 @@ def test_network_sync_has_one_task_per_district_in_its_own_pool(dagbag: Any) -> 
     assert upstream(dag, "write_index") == {*syncs, "publish_city"}
     assert upstream(dag, "reconcile") == {"write_index"}
     assert upstream(dag, "quality_report") == {"reconcile"}
+    assert upstream(dag, "deliver_rollups") == {"reconcile"}
     assert dag.get_task("quality_report").trigger_rule == "all_done"
-    assert [t.task_id for t in dag.leaves] == ["quality_report"]
+    assert {t.task_id for t in dag.leaves} == {"quality_report", "deliver_rollups"}
 
 
 # --- thin DAG files -------------------------------------------------------------------------

@@ -186,6 +186,16 @@ def test_every_hop_rolls_up_what_its_children_hold_and_delivers_to_finance(
     assert len(json.loads((folder / "deliveries.json").read_text("utf-8"))) == 1  # delivered once
 
 
+def test_the_network_run_delivers_the_latest_period_submitted_and_nothing_where_none_was(
+        synced: Path, round_one_home: Path) -> None:
+    from civicnet import pipeline
+
+    (delivered,) = pipeline.deliver_rollups(synced)
+    assert (delivered["department"], delivered["period"]) == ("finance", "2021Q2")
+    assert pipeline.deliver_rollups(round_one_home) == []  # no community has submitted there
+    assert not (round_one_home / "outbox" / "finance").exists()
+
+
 def test_a_hop_that_differs_from_its_child_names_the_child_and_delivers_nothing(
         synced: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import duckdb
