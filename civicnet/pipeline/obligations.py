@@ -68,9 +68,13 @@ def missing_reports(home: Path, period_label: str, tier: Tier | None = None, und
     period = parse_period(period_label)
     if under is not None:
         validate_code(under)
-    if not store_of(home, context.city_code()).ready(context.contracts()):
+    city = store_of(home, context.city_code())
+    if not city.ready(context.contracts()):
         from civicnet.pipeline.verify import NoCityNodeError
 
+        if city.exists():
+            raise NoCityNodeError(f"the city node {city.url} was built by another civicnet (another table layout): "
+                                  "rebuild the home, then ask again")
         raise NoCityNodeError("the home has no city node yet, so nothing was submitted: run `civicnet demo` or "
                               "the ingest DAGs first")
     chosen = [c for c in reports() if report in (None, c.name)]
