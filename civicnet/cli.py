@@ -116,7 +116,7 @@ def _rollups(args: argparse.Namespace, settings: Settings) -> int:
     from civicnet.pipeline import deliveries
 
     rolled = deliveries.checked_rollups(settings.home, args.period, args.report)
-    delivered = deliveries.deliver(settings.home, args.period, args.report) if args.deliver else []
+    delivered = deliveries.deliver(settings.home, args.period, args.report, checked=rolled) if args.deliver else []
     if args.json:
         print(json.dumps({"rollups": rolled, "delivered": delivered}, ensure_ascii=False, indent=1))
         return 1 if any(r["mismatches"] for r in rolled) else 0

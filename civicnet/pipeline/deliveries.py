@@ -2,9 +2,10 @@
 subscribe to them (issue 13, items 5 and 6): `civicnet reports rollup --period P [--deliver]`,
 and the network DAG's `deliver_rollups` task after each run.
 
-Every node of the network (city, districts, streets, communities) is read through its store
-(server nodes afresh). Its rollup for the period (warehouse/rollups.py) is checked against its
-children's own rollups; a mismatch names the child.
+Every node of the network (city, districts, streets, communities) is read through its store (a
+server node's local copy, brought level with the server first when it is behind). Its rollup for
+the period (warehouse/rollups.py) is checked against its children's own rollups; a mismatch
+names the child.
 
 A delivery goes only to the report's `subscribers` (the contract's reporting block: finance for
 the expenditure reports), and only when every hop checks. It lands in the subscriber's outbox:
@@ -56,7 +57,7 @@ def node_rollups(home: Path, contract: Contract, label: str) -> dict[str, NodeRo
             if not store.exists():
                 continue
             with node_errors(store.local):
-                store.ready(contracts, fresh=True)
+                store.ready(contracts)  # a server node's copy, brought level with the server if behind
                 attach(con, store.local, "n", read_only=True)
             try:
                 out[division.code] = rollup(con, "n", division.code, contract, period)
@@ -110,11 +111,13 @@ def _csv(rolled: dict[str, Any]) -> str:
     return out.getvalue()
 
 
-def deliver(home: Path, label: str, report: str | None = None, now: dt.datetime | None = None) -> list[dict[str, Any]]:
-    """Deliver each checked rollup to its subscribers; what was delivered (or already was)."""
+def deliver(home: Path, label: str, report: str | None = None, now: dt.datetime | None = None,
+            checked: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Deliver each checked rollup (`checked`, as `checked_rollups` made them, or made now) to its
+    subscribers; what was delivered (or already was)."""
     now = now or dt.datetime.now(dt.UTC)
     done = []
-    for rolled in checked_rollups(home, label, report):
+    for rolled in checked if checked is not None else checked_rollups(home, label, report):
         if rolled["mismatches"]:
             children = sorted({m["child"] for m in rolled["mismatches"]})
             raise RollupMismatchError(
